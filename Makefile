@@ -1,0 +1,42 @@
+# The two commands that count: `make run` and `make test` (both work on a fresh machine).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit lint format clean
+
+$(VENV)/.run-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.run-installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## run: start the whole pipeline on its embedded defaults (gateway :8080, admin :8081, data ./.forgeline)
+run: $(VENV)/.run-installed
+	$(VENV)/bin/forgeline up
+
+## test: lint, type-check, then every test (unit, contract, integration) in parallel
+test: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check libs services tests
+	$(VENV)/bin/mypy libs services
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.test-installed
+	$(PY) -m pytest -m unit -n 2 $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check libs services tests
+	$(VENV)/bin/ruff format --check libs services tests
+	$(VENV)/bin/mypy libs services
+
+format: $(VENV)/.test-installed
+	$(VENV)/bin/ruff format libs services tests
+	$(VENV)/bin/ruff check --fix libs services tests
+
+clean:
+	rm -rf $(VENV) .forgeline .pytest_cache .mypy_cache .ruff_cache

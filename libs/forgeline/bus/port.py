@@ -1,0 +1,134 @@
+"""The bus port: a partitioned, durable, replayable log (Kafka's model).
+
+Guarantees every adapter keeps (embedded disk log, Kafka via aiokafka):
+
+- A topic has a fixed number of partitions. A record with a key always goes to the
+  same partition (``partition_for(key, n)``); order is kept within a partition only.
+- ``Producer.send`` returns only once the record is durable (fsync'd on local disk, or
+  acknowledged by all in-sync replicas). If it raises, the record may or may not have
+  been written: callers make that harmless with ids derived from the input.
+- Offsets name the *next* record to read, as in Kafka: committing offset 10 for a
+  partition means records 0..9 are done.
+- Consumers belong to a group; committed offsets are per (group, topic, partition).
+  Nothing commits automatically: a consumer commits after its sink has the data, which
+  gives at-least-once delivery. After a crash the group resumes from its last commit.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record read from the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record to append; the partition is derived from the key unless given."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What differs between adapters, as fields rather than hasattr checks."""
+
+    name: str
+    # Several consumers of one group share partitions (Kafka) or one owns them all (embedded).
+    shared_groups: bool
+
+
+class BusUnavailable(Exception):
+    """The bus could not take or serve records in time (retriable)."""
+
+
+class Producer(Protocol):
+    async def start(self) -> None: ...
+
+    async def send(self, record: OutgoingRecord) -> None:
+        """Append one record; return once it is durable (raises BusUnavailable on timeout)."""
+
+    async def send_many(self, records: Sequence[OutgoingRecord]) -> None:
+        """Append several records; return once all are durable. Not atomic across partitions."""
+
+    async def ready(self) -> bool:
+        """Whether the bus takes writes right now (used by /ready)."""
+
+    async def stop(self) -> None: ...
+
+
+class Consumer(Protocol):
+    async def start(self) -> None: ...
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Return up to ``max_records`` records from the assigned partitions.
+
+        Waits at most ``timeout_s`` when nothing is available and then returns [].
+        Records of one partition come in offset order.
+        """
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offset to read for each partition (durable before return)."""
+
+    async def committed(self, tp: TopicPartition) -> int:
+        """The committed offset of ``tp`` for this group (0 when none)."""
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        """The current end (next offset to be written) of every assigned partition."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    async def stop(self) -> None: ...
+
+
+class Bus(Protocol):
+    capabilities: Capabilities
+
+    def producer(self) -> Producer: ...
+
+    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        """A consumer of ``topics`` in ``group``; it starts at the group's committed offsets."""
+
+    def reader(self, topics: Sequence[str]) -> Consumer:
+        """A consumer with no group: reads from the beginning, never commits (control topics)."""
+
+    def partitions(self, topic: str) -> int: ...
+
+
+def partition_for(key: bytes | None, partitions: int, fallback: int = 0) -> int:
+    """Stable key → partition mapping (crc32; the same in every process and run)."""
+    if key is None:
+        return fallback % partitions
+    return zlib.crc32(key) % partitions

@@ -1,0 +1,30 @@
+"""Every topic name in one place. Dead letters go to ``dlq.<consumer group>``."""
+
+from __future__ import annotations
+
+# Raw payloads as the gateway accepted them, one topic per API family.
+RAW_LOGISTER = "raw.logister"
+
+# Typed records from the normalizer, keyed for the next stage.
+TYPED_ERRORS = "typed.errors"  # key: fingerprint
+TYPED_LOGS = "typed.logs"  # key: event id
+TYPED_METRICS = "typed.metrics"  # key: metric name
+TYPED_TRANSACTIONS = "typed.transactions"  # key: transaction name
+TYPED_SPANS = "typed.spans"  # key: trace id
+TYPED_CHECKINS = "typed.checkins"  # key: project/environment/slug (the monitor)
+
+# Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
+CONTROL_TENANCY = "control.tenancy"
+
+TYPED_TOPICS = (
+    TYPED_ERRORS,
+    TYPED_LOGS,
+    TYPED_METRICS,
+    TYPED_TRANSACTIONS,
+    TYPED_SPANS,
+    TYPED_CHECKINS,
+)
+
+
+def dead_letter_topic(group: str) -> str:
+    return f"dlq.{group}"

@@ -1,0 +1,162 @@
+"""Settings, read once at start from FORGELINE_* environment variables.
+
+Logister's own variable names are accepted as aliases so that a Logister self-hoster's
+environment works unchanged (seed logister-http-api.txt, "Rate limits"). When both are
+set, the FORGELINE_* name wins. A bad value fails at start and names the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Ours → Logister's name for the same setting.
+LOGISTER_ALIASES: dict[str, str] = {
+    "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "LOGISTER_PUBLIC_API_RATE_LIMIT_REQUESTS",
+    "FORGELINE_LOGISTER_RATE_LIMIT_PERIOD_SECONDS": "LOGISTER_PUBLIC_API_RATE_LIMIT_PERIOD_SECONDS",
+    "FORGELINE_AUTH_FAILURE_RATE_LIMIT_REQUESTS": "LOGISTER_PUBLIC_API_AUTH_FAILURE_RATE_LIMIT_REQUESTS",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(".forgeline")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 8081
+    # "" means: derive from data_dir (embedded defaults).
+    bus_url: str = ""
+    warehouse_dsn: str = ""
+    partitions: int = 4
+    log_level: str = "info"
+
+    # Gateway limits.
+    logister_rate_limit_requests: int = 1200
+    logister_rate_limit_period_seconds: int = 60
+    auth_failure_rate_limit_requests: int = 120
+    auth_failure_period_seconds: int = 60
+    max_body_bytes: int = 1024 * 1024
+    max_inflated_bytes: int = 4 * 1024 * 1024
+    max_check_in_body_bytes: int = 64 * 1024
+    max_json_depth: int = 32
+    publish_timeout_seconds: float = 2.0
+    token_refresh_seconds: float = 1.0
+
+    # Processors.
+    writer_batch_rows: int = 5000
+    writer_flush_seconds: float = 1.0
+    normalizer_batch: int = 1000
+    trusted_proxies: tuple[str, ...] = field(default=())
+
+    @property
+    def resolved_bus_url(self) -> str:
+        return self.bus_url or f"embedded://{(self.data_dir / 'bus').resolve()}"
+
+    @property
+    def resolved_warehouse_dsn(self) -> str:
+        return self.warehouse_dsn or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]  # dataclasses.replace is untyped here
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        reader = _Reader(environ)
+        d = cls()
+        return cls(
+            data_dir=Path(reader.get("FORGELINE_DATA_DIR", str, str(d.data_dir))),
+            host=reader.get("FORGELINE_HOST", str, d.host),
+            port=reader.get("FORGELINE_PORT", _port, d.port),
+            admin_port=reader.get("FORGELINE_ADMIN_PORT", _port, d.admin_port),
+            bus_url=reader.get("FORGELINE_BUS_URL", str, d.bus_url),
+            warehouse_dsn=reader.get("FORGELINE_WAREHOUSE_DSN", str, d.warehouse_dsn),
+            partitions=reader.get("FORGELINE_PARTITIONS", _positive_int, d.partitions),
+            log_level=reader.get("FORGELINE_LOG_LEVEL", str, d.log_level),
+            logister_rate_limit_requests=reader.get(
+                "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS", _positive_int, d.logister_rate_limit_requests
+            ),
+            logister_rate_limit_period_seconds=reader.get(
+                "FORGELINE_LOGISTER_RATE_LIMIT_PERIOD_SECONDS",
+                _positive_int,
+                d.logister_rate_limit_period_seconds,
+            ),
+            auth_failure_rate_limit_requests=reader.get(
+                "FORGELINE_AUTH_FAILURE_RATE_LIMIT_REQUESTS",
+                _positive_int,
+                d.auth_failure_rate_limit_requests,
+            ),
+            auth_failure_period_seconds=reader.get(
+                "FORGELINE_AUTH_FAILURE_PERIOD_SECONDS", _positive_int, d.auth_failure_period_seconds
+            ),
+            max_body_bytes=reader.get("FORGELINE_MAX_BODY_BYTES", _positive_int, d.max_body_bytes),
+            max_inflated_bytes=reader.get(
+                "FORGELINE_MAX_INFLATED_BYTES", _positive_int, d.max_inflated_bytes
+            ),
+            max_check_in_body_bytes=reader.get(
+                "FORGELINE_MAX_CHECK_IN_BODY_BYTES", _positive_int, d.max_check_in_body_bytes
+            ),
+            max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
+            publish_timeout_seconds=reader.get(
+                "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
+            ),
+            token_refresh_seconds=reader.get(
+                "FORGELINE_TOKEN_REFRESH_SECONDS", _positive_float, d.token_refresh_seconds
+            ),
+            writer_batch_rows=reader.get("FORGELINE_WRITER_BATCH_ROWS", _positive_int, d.writer_batch_rows),
+            writer_flush_seconds=reader.get(
+                "FORGELINE_WRITER_FLUSH_SECONDS", _positive_float, d.writer_flush_seconds
+            ),
+            normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
+            trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
+        )
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, key: str, cast: Callable[[str], T], default: T) -> T:
+        name = key
+        raw = self._environ.get(key)
+        alias = LOGISTER_ALIASES.get(key)
+        if (raw is None or raw.strip() == "") and alias is not None:
+            name, raw = alias, self._environ.get(alias)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return cast(raw.strip())
+        except ValueError as err:
+            raise SettingsError(f"{name}={raw!r}: {err}") from err
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port (0-65535)")
+    return value
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())

@@ -1,0 +1,68 @@
+"""Every Prometheus metric, declared once: ``forgeline_<service>_<what>_<unit>``.
+
+Labels come from a fixed set (route, status, reason, topic, table, service) and never
+from user input, so cardinality stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_SIZE_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+
+# Gateway.
+GATEWAY_REQUESTS = Counter(
+    "forgeline_gateway_requests_total", "HTTP requests answered, by route and status.", ["route", "status"]
+)
+GATEWAY_REJECTIONS = Counter(
+    "forgeline_gateway_rejections_total", "Requests refused, by route and reason.", ["route", "reason"]
+)
+GATEWAY_LATENCY = Histogram(
+    "forgeline_gateway_request_duration_seconds",
+    "Time from request start to response, by route.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+GATEWAY_TOKENS = Gauge("forgeline_gateway_tokens_loaded", "Tokens in the gateway's in-memory table.")
+
+# Bus.
+BUS_PRODUCED = Counter(
+    "forgeline_bus_records_produced_total", "Records appended durably, by topic.", ["topic"]
+)
+BUS_PRODUCE_LATENCY = Histogram(
+    "forgeline_bus_produce_duration_seconds",
+    "Time for an append to become durable.",
+    buckets=_LATENCY_BUCKETS,
+)
+
+# Processors.
+PROCESSOR_CONSUMED = Counter(
+    "forgeline_processor_records_consumed_total", "Records read, by service and topic.", ["service", "topic"]
+)
+PROCESSOR_BATCH_SIZE = Histogram(
+    "forgeline_processor_batch_size_records",
+    "Records per processed batch.",
+    ["service"],
+    buckets=_SIZE_BUCKETS,
+)
+PROCESSOR_LAG = Gauge(
+    "forgeline_processor_consumer_lag_records",
+    "Records written but not yet committed by the group, by topic.",
+    ["service", "topic"],
+)
+PROCESSOR_DEAD_LETTERS = Counter(
+    "forgeline_processor_dead_letters_total", "Records sent to the dead-letter topic.", ["service", "reason"]
+)
+PROCESSOR_RETRIES = Counter(
+    "forgeline_processor_retries_total",
+    "Retriable failures (nothing committed), by reason.",
+    ["service", "reason"],
+)
+WRITER_ROWS = Counter("forgeline_writer_rows_inserted_total", "Rows inserted, by table.", ["table"])
+WRITER_INSERT_LATENCY = Histogram(
+    "forgeline_writer_insert_duration_seconds",
+    "Warehouse insert time, by table.",
+    ["table"],
+    buckets=_LATENCY_BUCKETS,
+)

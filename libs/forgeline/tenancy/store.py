@@ -1,0 +1,164 @@
+"""Reading and writing the tenancy control topic through the bus port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from forgeline.bus.port import Bus, Consumer, OutgoingRecord, Producer
+from forgeline.bus.topics import CONTROL_TENANCY
+from forgeline.tenancy.model import (
+    Application,
+    Entity,
+    Environment,
+    Organisation,
+    Project,
+    TenancyTable,
+    Token,
+    TokenKind,
+    decode_entity,
+    encode_entity,
+    entity_key,
+    generate_token,
+    hash_token,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TenancyFollower:
+    """Keeps a TenancyTable current by tailing the control topic (gateway side)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.table = TenancyTable()
+        self._reader: Consumer = bus.reader([CONTROL_TENANCY])
+        self.loaded = False
+
+    async def start(self) -> None:
+        await self._reader.start()
+        await self.catch_up()
+        self.loaded = True
+
+    async def catch_up(self) -> int:
+        """Apply every record written so far; returns how many were applied."""
+        applied = 0
+        while True:
+            records = await self._reader.poll(max_records=1000, timeout_s=0)
+            if not records:
+                return applied
+            for record in records:
+                try:
+                    self.table.apply(decode_entity(record.value))
+                    applied += 1
+                except ValueError:
+                    log.warning(
+                        "skipping unreadable tenancy record",
+                        extra={"partition": record.partition, "offset": record.offset},
+                    )
+
+    async def follow(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.catch_up()
+
+    async def stop(self) -> None:
+        await self._reader.stop()
+
+
+class TenancyAdmin:
+    """Creates and changes tenancy entities (CLI, first start). Writes go through the bus."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._producer: Producer = bus.producer()
+        self._follower = TenancyFollower(bus)
+
+    @property
+    def table(self) -> TenancyTable:
+        return self._follower.table
+
+    async def __aenter__(self) -> TenancyAdmin:
+        await self._producer.start()
+        await self._follower.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+        await self._follower.stop()
+
+    async def put(self, *entities: Entity) -> None:
+        await self._producer.send_many(
+            [
+                OutgoingRecord(CONTROL_TENANCY, encode_entity(e), key=entity_key(e), partition=0)
+                for e in entities
+            ]
+        )
+        for entity in entities:
+            self.table.apply(entity)
+
+    async def create_organisation(self, name: str) -> Organisation:
+        org = Organisation(id=str(uuid.uuid4()), name=name)
+        await self.put(org)
+        return org
+
+    async def create_project(self, organisation_id: str, name: str) -> Project:
+        project = Project(id=str(uuid.uuid4()), organisation_id=organisation_id, name=name)
+        await self.put(project)
+        return project
+
+    async def create_environment(self, project_id: str, name: str) -> Environment:
+        env = Environment(id=str(uuid.uuid4()), project_id=project_id, name=name)
+        await self.put(env)
+        return env
+
+    async def create_application(self, project_id: str, name: str) -> Application:
+        app = Application(id=str(uuid.uuid4()), project_id=project_id, name=name)
+        await self.put(app)
+        return app
+
+    async def create_token(
+        self,
+        kind: TokenKind,
+        project_id: str,
+        environment: str,
+        application_id: str | None = None,
+        name: str = "",
+    ) -> tuple[Token, str]:
+        """Returns the stored token record and the token itself (shown once, never stored)."""
+        secret = generate_token(kind)
+        token = Token(
+            id=str(uuid.uuid4()),
+            kind=kind,
+            hash=hash_token(secret),
+            display_prefix=secret[:12],
+            project_id=project_id,
+            environment=environment,
+            application_id=application_id,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            name=name,
+        )
+        await self.put(token)
+        return token, secret
+
+    async def revoke_token(self, token_id: str) -> Token:
+        token = self._find_token(token_id)
+        revoked = replace(token, revoked=True)
+        await self.put(revoked)
+        return revoked
+
+    async def archive_project(self, ref: str) -> Project:
+        project = self.table.project_by_name_or_id(ref)
+        if project is None:
+            raise LookupError(f"no project {ref!r}")
+        archived = replace(project, archived=True)
+        await self.put(archived)
+        return archived
+
+    def _find_token(self, ref: str) -> Token:
+        matches = [t for t in self.table.tokens.values() if t.id == ref or t.id.startswith(ref)]
+        if len(matches) != 1:
+            raise LookupError(f"no single token matches {ref!r}")
+        return matches[0]

@@ -1,0 +1,101 @@
+"""`forgeline …`: one CLI for every service, the embedded mode, tokens and SQL.
+
+Every option is also an environment variable (FORGELINE_*); a flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from forgeline.config import Settings, SettingsError
+from forgeline.telemetry.logging import configure_logging
+
+from services.cli import admin_commands
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(os.environ)
+    changes: dict[str, object] = {}
+    if getattr(args, "data_dir", None):
+        changes["data_dir"] = Path(args.data_dir)
+    for name in ("host", "port", "admin_port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    return settings.with_overrides(**changes) if changes else settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (FORGELINE_DATA_DIR, default ./.forgeline)")
+
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--host", help="listen address (FORGELINE_HOST, default 127.0.0.1)")
+    serving.add_argument("--port", type=int, help="gateway port (FORGELINE_PORT, default 8080)")
+    serving.add_argument(
+        "--admin-port", type=int, help="processors admin port (FORGELINE_ADMIN_PORT, default 8081)"
+    )
+
+    parser = argparse.ArgumentParser(prog="forgeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "up", parents=[common, serving], help="embedded mode: gateway + all processors, supervised"
+    )
+    sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
+    sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
+    process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
+    process.add_argument("name", help="normalizer | writer")
+    sub.add_parser(
+        "migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)"
+    )
+
+    sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")
+    sql.add_argument("query")
+    sql.add_argument(
+        "--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)"
+    )
+    sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
+
+    admin_commands.add_tenancy_commands(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        print(f"forgeline: bad setting: {err}", file=sys.stderr)
+        return 2
+    command = args.command
+    if command == "up":
+        from services.supervisor.up import run_up
+
+        configure_logging("supervisor", settings.log_level)
+        return run_up(settings)
+    if command == "gateway":
+        from services.gateway.main import run_gateway
+
+        configure_logging("gateway", settings.log_level)
+        run_gateway(settings)
+        return 0
+    if command in ("processors", "process"):
+        from services.supervisor.processors import PROCESSORS, run_processors
+
+        names = PROCESSORS if command == "processors" else (args.name,)
+        configure_logging("processors" if command == "processors" else args.name, settings.log_level)
+        return asyncio.run(run_processors(settings, names))
+    if command == "migrate":
+        return admin_commands.migrate_command(settings)
+    if command == "sql":
+        return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
+    return admin_commands.tenancy_command(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

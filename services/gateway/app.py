@@ -1,0 +1,102 @@
+"""The gateway: authenticate, rate-limit, validate, enqueue, reply. No storage work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from forgeline.bus.port import Bus
+from forgeline.clock import Clock, SystemClock
+from forgeline.config import Settings
+from forgeline.telemetry.metrics import GATEWAY_TOKENS
+from forgeline.tenancy.store import TenancyFollower
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.gateway.clientip import ClientAddress
+from services.gateway.errors import (
+    ApiError,
+    JSONResponse,
+    render_api_error,
+    render_http_exception,
+    render_unexpected,
+)
+from services.gateway.middleware import RequestMetrics
+from services.gateway.openapi import openapi_document
+from services.gateway.publish import Publisher
+from services.gateway.routes.logister import LogisterApi
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Starlette:
+    clock = clock or SystemClock()
+    producer = bus.producer()
+    tenancy = TenancyFollower(bus)
+    logister_api = LogisterApi(
+        settings=settings,
+        tenancy=tenancy.table,
+        publisher=Publisher(producer, settings.publish_timeout_seconds),
+        clock=clock,
+        client_address=ClientAddress(settings.trusted_proxies),
+    )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        checks = {"tokens_loaded": tenancy.loaded, "bus": await producer.ready()}
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        GATEWAY_TOKENS.set(len(tenancy.table.tokens))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *logister_api.routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await producer.start()
+        await tenancy.start()
+        follower = asyncio.create_task(tenancy.follow(settings.token_refresh_seconds), name="tenancy-follow")
+        log.info("gateway ready", extra={"tokens": len(tenancy.table.tokens)})
+        try:
+            yield
+        finally:
+            # Graceful shutdown: uvicorn has stopped taking requests and drained the
+            # in-flight ones before this runs; flush what the producer still holds.
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await producer.stop()
+            await tenancy.stop()
+            log.info("gateway stopped")
+
+    known = frozenset(route.path for route in routes)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestMetrics, known_paths=known)],
+        exception_handlers={
+            ApiError: render_api_error,
+            HTTPException: render_http_exception,
+            Exception: render_unexpected,
+        },
+        lifespan=lifespan,
+    )

@@ -1,0 +1,83 @@
+"""The normalizer service: raw.* → typed.* (and dlq.normalizer), at least once.
+
+Each polled batch is normalized, its outputs appended durably, and only then are the
+input offsets committed. A crash in between replays the batch; the typed records it
+produces again are identical, and the writer's tables collapse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
+from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
+
+from services.normalizer.steps import NORMALIZERS
+
+GROUP = "normalizer"
+log = logging.getLogger(__name__)
+
+
+def process_batch(records: list[Record]) -> list[OutgoingRecord]:
+    out: list[OutgoingRecord] = []
+    for record in records:
+        try:
+            out.append(NORMALIZERS[record.topic](record))
+        except InvalidMessage as err:
+            PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
+            log.warning(
+                "dead-lettered",
+                extra={"reason": err.reason, "topic": record.topic, "offset": record.offset},
+            )
+            out.append(dead_letter(GROUP, record, err))
+    return out
+
+
+class Normalizer:
+    def __init__(self, bus: Bus, batch: int = 1000) -> None:
+        self._consumer = bus.consumer(GROUP, list(NORMALIZERS))
+        self._producer = bus.producer()
+        self._batch = batch
+        self._stopping = asyncio.Event()
+        self.ready = False
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        lag = LagReporter(GROUP, self._consumer)
+        self.ready = True
+        try:
+            while not self._stopping.is_set():
+                records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                if records:
+                    count_consumed(GROUP, records)
+                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                    await self._forward(process_batch(records))
+                    await self._consumer.commit(next_offsets(records))
+                await lag.maybe_report({})
+        finally:
+            self.ready = False
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def _forward(self, out: list[OutgoingRecord]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._producer.send_many(out)
+                return
+            except BusUnavailable as err:  # the bus is down or slow: retry, never commit past it
+                PROCESSOR_RETRIES.labels(service=GROUP, reason=type(err).__name__).inc()
+                log.warning("append failed; retrying", extra={"error": repr(err), "attempt": attempt})
+                await backoff(attempt)
+                attempt += 1

@@ -1,0 +1,99 @@
+"""Run processors in one process (embedded mode) or one alone (`forgeline process NAME`).
+
+SIGTERM/SIGINT stop them gracefully: stop polling, flush buffers, commit, close. If any
+processor fails, the others are stopped and the process exits non-zero so that its
+supervisor (`forgeline up`, or Kubernetes) restarts it from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Protocol
+
+from forgeline.bus.factory import create_bus
+from forgeline.config import Settings
+from forgeline.warehouse.client import ClickHouseWarehouse
+from forgeline.warehouse.migrations import migrate
+from forgeline.warehouse.port import Warehouse
+
+from services.admin import admin_app, admin_server
+from services.normalizer.main import Normalizer
+from services.writer.main import Writer
+
+PROCESSORS = ("normalizer", "writer")
+log = logging.getLogger(__name__)
+
+
+class Processor(Protocol):
+    ready: bool
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    warehouse = ClickHouseWarehouse(settings.resolved_warehouse_dsn)
+    applied = migrate(warehouse)
+    log.info("warehouse ready", extra={"migrations_applied": applied})
+    return warehouse
+
+
+async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
+    unknown = set(names) - set(PROCESSORS)
+    if unknown:
+        raise SystemExit(
+            f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}"
+        )
+    bus = create_bus(settings.resolved_bus_url, settings.partitions)
+    warehouse = await asyncio.to_thread(open_warehouse, settings) if "writer" in names else None
+    processors: dict[str, Processor] = {}
+    if "normalizer" in names:
+        processors["normalizer"] = Normalizer(bus, settings.normalizer_batch)
+    if warehouse is not None:
+        processors["writer"] = Writer(
+            bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds
+        )
+
+    def readiness() -> dict[str, bool]:
+        return {name: p.ready for name, p in processors.items()}
+
+    server = admin_server(admin_app(readiness, warehouse), settings.host, settings.admin_port)
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        log.info("stopping processors")
+        for processor in processors.values():
+            processor.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop)
+
+    tasks = {asyncio.create_task(p.run(), name=name): name for name, p in processors.items()}
+    server_task = asyncio.create_task(server.serve(), name="admin")
+    exit_code = 0
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                name = tasks[task]
+                error = task.exception()
+                if error is not None or not processors[name].stopping:
+                    # A processor that fails, or returns unasked, takes the process down:
+                    # the supervisor restarts it from the committed offsets.
+                    log.error("processor failed", exc_info=error, extra={"processor": name})
+                    exit_code = 1
+                    request_stop()
+    finally:
+        server.should_exit = True
+        await server_task
+        if warehouse is not None:
+            warehouse.close()
+    log.info("processors stopped", extra={"exit_code": exit_code})
+    return exit_code

@@ -1,0 +1,162 @@
+"""`forgeline up`: the embedded all-in-one mode.
+
+Starts two child processes — the gateway and the processors host (normalizer + writer,
+owner of the chDB warehouse) — restarts either when it dies, and stops both gracefully
+on SIGTERM/SIGINT (children get SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import orjson
+from forgeline.bus.factory import create_bus
+from forgeline.config import Settings
+
+from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
+
+RUN_FILE = "run.json"
+GRACE_SECONDS = 30.0
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(self.argv, env=env)
+        self.started_at = time.monotonic()
+        log.info("started", extra={"child": self.name, "pid": self.process.pid})
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "FORGELINE_DATA_DIR": str(settings.data_dir.resolve()),
+            "FORGELINE_HOST": settings.host,
+            "FORGELINE_PORT": str(settings.port),
+            "FORGELINE_ADMIN_PORT": str(settings.admin_port),
+        }
+    )
+    return env
+
+
+def run_up(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"forgeline up is already running on {data_dir}", file=sys.stderr)
+        return 1
+
+    bus = create_bus(settings.resolved_bus_url, settings.partitions)
+    written = asyncio.run(bootstrap_tenancy(bus, data_dir))
+    tokens_file = data_dir / BOOTSTRAP_FILE
+    gateway_url = f"http://{settings.host}:{settings.port}"
+    admin_url = f"http://{settings.host}:{settings.admin_port}"
+    run_info: dict[str, object] = {"pid": os.getpid(), "gateway_url": gateway_url, "admin_url": admin_url}
+    print(
+        f"forgeline up: gateway {gateway_url}  admin {admin_url}  data {data_dir}\n"
+        f"tokens: {tokens_file}" + (" (created now)" if written else ""),
+        flush=True,
+    )
+
+    me = [sys.executable, "-m", "services.cli.main"]
+    children = [Child("processors", [*me, "processors"]), Child("gateway", [*me, "gateway"])]
+    env = _child_env(settings)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    for child in children:
+        child.start(env)
+    _write_run_file(data_dir, run_info, children)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for child in children:
+                if _supervise(child, env):
+                    _write_run_file(data_dir, run_info, children)
+    finally:
+        _stop_all(children)
+        (data_dir / RUN_FILE).unlink(missing_ok=True)
+        lock.close()
+    return 0
+
+
+def _write_run_file(data_dir: Path, run_info: dict[str, object], children: list[Child]) -> None:
+    """``run.json`` tells the CLI (and operators) where the running pipeline listens."""
+    pids = {c.name: c.process.pid for c in children if c.process is not None}
+    tmp = data_dir / (RUN_FILE + ".tmp")
+    tmp.write_bytes(orjson.dumps({**run_info, "children": pids}))
+    os.replace(tmp, data_dir / RUN_FILE)
+
+
+def _supervise(child: Child, env: dict[str, str]) -> bool:
+    """Restart ``child`` if it died (after a backoff); True when it was started now."""
+    now = time.monotonic()
+    if child.process is None:
+        if now >= child.next_start:
+            child.start(env)
+            return True
+        return False
+    code = child.process.poll()
+    if code is None:
+        return False
+    # Back off on crash loops, but forget old crashes after a minute of health.
+    if now - child.started_at > 60:
+        child.restarts = 0
+    delay = min(0.5 * 2**child.restarts, 30.0)
+    child.restarts += 1
+    log.warning("child exited; restarting", extra={"child": child.name, "code": code, "in_seconds": delay})
+    child.process = None
+    child.next_start = now + delay
+    return False
+
+
+def _stop_all(children: list[Child]) -> None:
+    running = [c for c in children if c.process is not None and c.process.poll() is None]
+    for child in running:
+        assert child.process is not None
+        child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for child in running:
+        assert child.process is not None
+        try:
+            child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            log.error("child did not stop in time; killing", extra={"child": child.name})
+            child.process.kill()
+            child.process.wait()
+
+
+def read_run_file(data_dir: Path) -> dict[str, object] | None:
+    path = data_dir / RUN_FILE
+    if not path.exists():
+        return None
+    doc = orjson.loads(path.read_bytes())
+    return doc if isinstance(doc, dict) else None
