@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from forgeline.bus.embedded import EmbeddedBus
+from forgeline.bus.factory import create_bus
 from forgeline.bus.port import Record
 from forgeline.clock import FakeClock
 from forgeline.config import Settings
@@ -57,7 +58,8 @@ class GatewayHarness:
 
 
 def bootstrap(data_dir: Path) -> tuple[EmbeddedBus, dict[str, str]]:
-    bus = EmbeddedBus(data_dir / "bus")
+    bus = create_bus(f"embedded://{data_dir / 'bus'}")
+    assert isinstance(bus, EmbeddedBus)
     asyncio.run(bootstrap_tenancy(bus, data_dir))
     return bus, orjson.loads((data_dir / BOOTSTRAP_FILE).read_bytes())
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from forgeline.bus.port import Bus
+from forgeline.bus.topics import FIXED_PARTITIONS
 
 
 def create_bus(url: str, default_partitions: int = 4) -> Bus:
@@ -15,5 +16,5 @@ def create_bus(url: str, default_partitions: int = 4) -> Bus:
         from forgeline.bus.embedded import EmbeddedBus
 
         root = Path(parsed.netloc + parsed.path)
-        return EmbeddedBus(root, default_partitions=default_partitions)
+        return EmbeddedBus(root, default_partitions=default_partitions, partitions=FIXED_PARTITIONS)
     raise ValueError(f"FORGELINE_BUS_URL={url!r}: unsupported scheme {parsed.scheme!r} (use embedded://)")

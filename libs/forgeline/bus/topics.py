@@ -28,3 +28,8 @@ TYPED_TOPICS = (
 
 def dead_letter_topic(group: str) -> str:
     return f"dlq.{group}"
+
+
+# Topics whose partition count is not the configured default. The control topic has one
+# partition so that every reader sees tenancy changes in the order they were made.
+FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1}
