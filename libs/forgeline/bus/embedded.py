@@ -57,7 +57,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from forgeline.bus.port import (
     Bus,
@@ -166,7 +166,7 @@ class _Scanner:
         self._chunk = chunk
         self.size = os.fstat(fd).st_size
         self.position = position
-        self.stopped: str | None = None
+        self.stopped: Literal["end", "short", "corrupt"] | None = None
         # For "corrupt": the size the bad record claims, when its header could be parsed.
         self.corrupt_size: int | None = None
         self._buf = b""
@@ -197,10 +197,14 @@ class _Scanner:
         rel = self.position - self._buf_start
         header = _HEADER.unpack_from(self._buf, rel)
         magic, crc, _, _, key_len, value_len, headers_len = header
-        if magic != _MAGIC or key_len < -1:
+        if key_len < -1:
             self.stopped = "corrupt"
             return None
         size = _HEADER.size + max(key_len, 0) + value_len + headers_len
+        if magic != _MAGIC:
+            self.stopped = "corrupt"
+            self.corrupt_size = size if size <= remaining else None
+            return None
         # Compare with the file size before reading, so a garbage length never allocates.
         if size > remaining or not self._have(size):
             self.stopped = "short"

@@ -275,13 +275,16 @@ def test_torn_tail_is_invisible_and_truncated_by_the_next_append(tmp_path: Path,
     asyncio.run(main())
 
 
-def test_corrupt_record_followed_by_valid_ones_is_not_truncated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damaged", ["magic", "value"])
+def test_corrupt_record_followed_by_valid_ones_is_not_truncated(tmp_path: Path, damaged: str) -> None:
     async def main() -> None:
         bus = EmbeddedBus(tmp_path, default_partitions=1)
         await send_values(bus, [b"aaaa", b"bbbb", b"cccc"])
         path = log_path(tmp_path, TOPIC, 0)
         data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF  # damage the middle record
+        record_size = len(data) // 3
+        # Damage the middle record: its magic byte or its last value byte.
+        data[record_size if damaged == "magic" else 2 * record_size - 1] ^= 0xFF
         path.write_bytes(bytes(data))
         producer = bus.producer(send_timeout_s=2)
         with pytest.raises(BusUnavailable) as info:
@@ -289,6 +292,10 @@ def test_corrupt_record_followed_by_valid_ones_is_not_truncated(tmp_path: Path) 
         assert isinstance(info.value.__cause__, OSError)
         await producer.stop()
         assert path.read_bytes() == bytes(data)
+        reader = bus.reader([TOPIC])
+        await reader.start()
+        assert [r.value for r in await drain(reader)] == [b"aaaa"]  # stops at the damage
+        await reader.stop()
 
     asyncio.run(main())
 

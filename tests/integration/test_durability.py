@@ -1,0 +1,159 @@
+"""Durability of the embedded pipeline: kill -9, restarts, replays, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from forgeline.bus.factory import create_bus
+from forgeline.bus.port import OutgoingRecord
+from forgeline.bus.topics import RAW_LOGISTER
+
+from tests.fixtures.pipeline import ForgelineUp
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[ForgelineUp]:
+    # Load, not abuse: lift the per-token limit so the stream measures durability only.
+    pipeline = ForgelineUp(
+        tmp_path / "data", env={"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}
+    ).start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
+async def _send_stream(
+    up: ForgelineUp, release: str, total: int, on_ack: int, action: object, concurrency: int = 32
+) -> list[str]:
+    """POST ``total`` log events; call ``action()`` once ``on_ack`` have been acknowledged."""
+    ids: list[str] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+    fired = False
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal fired
+        while not queue.empty():
+            i = queue.get_nowait()
+            body = {"event": {"event_type": "log", "message": f"stream line {i}", "release": release}}
+            for _attempt in range(20):
+                response = await client.post("/api/v1/ingest_events", json=body, headers=up.auth)
+                if response.status_code == 201:
+                    break
+                assert response.status_code == 503, response.text  # only "bus busy" may be retried
+                await asyncio.sleep(0.1)
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+            if not fired and len(ids) >= on_ack:
+                fired = True
+                action()  # type: ignore[operator]
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=up.base_url, limits=limits, timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return ids
+
+
+def test_kill_9_processors_mid_stream_loses_and_duplicates_nothing(up: ForgelineUp) -> None:
+    release = f"durability-{uuid.uuid4()}"
+    victim = up.children()["processors"]
+
+    def kill_processors() -> None:
+        os.kill(victim, signal.SIGKILL)
+
+    ids = asyncio.run(_send_stream(up, release, total=10_000, on_ack=3_000, action=kill_processors))
+    assert len(ids) == len(set(ids)) == 10_000
+
+    where = f"FROM forgeline.logs FINAL WHERE release = '{release}'"
+    count = up.wait_for(f"SELECT count() {where}", 10_000, timeout_s=180)
+    assert count == 10_000, up.tail_log()
+    assert up.children()["processors"] != victim, "the supervisor restarted the processors"
+    assert up.scalar(f"SELECT uniqExact(event_id) {where}") == 10_000
+    stored = set(up.sql(f"SELECT event_id {where}").split())
+    assert stored == set(ids)
+    # Stays exact: nothing trickles in after the count was reached.
+    time.sleep(1.5)
+    assert up.scalar(f"SELECT count() {where}") == 10_000
+
+
+def test_kill_9_gateway_right_after_201_keeps_the_event(up: ForgelineUp) -> None:
+    victim = up.children()["gateway"]
+    response = httpx.post(
+        f"{up.base_url}/api/v1/ingest_events",
+        json={"event": {"event_type": "error", "message": "acknowledged then killed"}},
+        headers=up.auth,
+    )
+    os.kill(victim, signal.SIGKILL)
+    assert response.status_code == 201
+    event_id = response.json()["id"]
+    assert up.wait_for(f"SELECT count() FROM forgeline.errors WHERE event_id = '{event_id}'", 1, 30) == 1
+    # The supervisor brings the gateway back.
+    up.wait_ready(60)
+    assert up.children()["gateway"] != victim
+
+
+def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: ForgelineUp) -> None:
+    release = f"replay-{uuid.uuid4()}"
+    for i in range(50):
+        response = httpx.post(
+            f"{up.base_url}/api/v1/ingest_events",
+            json={
+                "event": {
+                    "event_type": "metric",
+                    "message": "fps",
+                    "release": release,
+                    "context": {"value": i},
+                }
+            },
+            headers=up.auth,
+        )
+        assert response.status_code == 201
+    where = f"FROM forgeline.metrics FINAL WHERE release = '{release}'"
+    assert up.wait_for(f"SELECT count() {where}", 50) == 50
+    up.stop()
+    # Forget every committed offset: the normalizer and the writer replay the whole log.
+    for offset_file in (up.data_dir / "bus" / "groups").rglob("*.offset"):
+        offset_file.unlink()
+    up.start()
+    time.sleep(3)  # let the replay run; the count must not move
+    assert up.scalar(f"SELECT count() {where}") == 50
+    assert up.scalar(f"SELECT sum(value) {where}") == sum(range(50))
+
+
+def test_unprocessable_record_goes_to_dead_letters_and_does_not_block(up: ForgelineUp) -> None:
+    bus = create_bus(f"embedded://{up.data_dir / 'bus'}")
+
+    async def inject() -> None:
+        producer = bus.producer()
+        await producer.start()
+        # Same key → same partition as the good event that follows it.
+        await producer.send(OutgoingRecord(RAW_LOGISTER, b"{not json", key=b"poison", partition=0))
+        await producer.stop()
+
+    asyncio.run(inject())
+    response = httpx.post(
+        f"{up.base_url}/api/v1/ingest_events",
+        json={"event": {"event_type": "log", "message": "after the poison"}},
+        headers=up.auth,
+    )
+    event_id = response.json()["id"]
+    assert up.wait_for(f"SELECT count() FROM forgeline.logs WHERE event_id = '{event_id}'", 1) == 1
+    assert (
+        up.wait_for("SELECT count() FROM forgeline.dead_letters WHERE consumer_group = 'normalizer'", 1) == 1
+    )
+    row = up.sql("SELECT source_topic, reason, payload FROM forgeline.dead_letters").strip().split("\t")
+    assert row[0] == RAW_LOGISTER
+    assert row[1].startswith("bad_raw_record")
+    assert row[2] == "{not json"
