@@ -60,9 +60,7 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
                     raise LookupError(f"no application {args.application!r}")
                 application_id = apps[0].id
             kind: TokenKind = args.kind
-            token, secret = await admin.create_token(
-                kind, project.id, args.environment, application_id, args.name
-            )
+            token, secret = await admin.create_token(kind, project.id, args.environment, application_id, args.name)
             print(secret)
             print(
                 f"id {token.id}  kind {token.kind}  project {project.name}  environment {token.environment}",
@@ -70,15 +68,10 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
             )
             print("this token is shown once; only its hash is stored", file=sys.stderr)
         elif args.command == "tokens" and args.action == "list":
-            print(
-                f"{'id':36}  {'kind':15}  {'prefix':12}  {'project':20}  "
-                f"{'environment':12}  {'state':8}  created"
-            )
+            print(f"{'id':36}  {'kind':15}  {'prefix':12}  {'project':20}  {'environment':12}  {'state':8}  created")
             for token in sorted(table.tokens.values(), key=lambda t: t.created_at):
                 project = table.projects.get(token.project_id)
-                state = (
-                    "revoked" if token.revoked else ("archived" if project and project.archived else "active")
-                )
+                state = "revoked" if token.revoked else ("archived" if project and project.archived else "active")
                 pname = project.name if project else token.project_id
                 print(
                     f"{token.id:36}  {token.kind:15}  {token.display_prefix:12}  {pname:20}  "

@@ -37,28 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     serving = argparse.ArgumentParser(add_help=False)
     serving.add_argument("--host", help="listen address (FORGELINE_HOST, default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="gateway port (FORGELINE_PORT, default 8080)")
-    serving.add_argument(
-        "--admin-port", type=int, help="processors admin port (FORGELINE_ADMIN_PORT, default 8081)"
-    )
+    serving.add_argument("--admin-port", type=int, help="processors admin port (FORGELINE_ADMIN_PORT, default 8081)")
 
     parser = argparse.ArgumentParser(prog="forgeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "up", parents=[common, serving], help="embedded mode: gateway + all processors, supervised"
-    )
+    sub.add_parser("up", parents=[common, serving], help="embedded mode: gateway + all processors, supervised")
     sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
     sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
     process.add_argument("name", help="normalizer | writer")
-    sub.add_parser(
-        "migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)"
-    )
+    sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")
     sql.add_argument("query")
-    sql.add_argument(
-        "--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)"
-    )
+    sql.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)")
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
 
     admin_commands.add_tenancy_commands(sub, common)

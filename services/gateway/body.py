@@ -48,9 +48,7 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
                 raise _too_large(limits.max_wire_bytes, "request body")
             chunks.append(chunk)
     except ClientDisconnect:
-        raise ApiError(
-            400, {"error": "Client disconnected before the body was complete"}, "disconnect"
-        ) from None
+        raise ApiError(400, {"error": "Client disconnected before the body was complete"}, "disconnect") from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -59,11 +57,7 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
         return _inflate(body, zlib.MAX_WBITS | 16, limits.max_inflated_bytes, "gzip")
     if encoding == "deflate":
         # RFC 9110 "deflate" is zlib-wrapped, but many clients send raw deflate: accept both.
-        wbits = (
-            zlib.MAX_WBITS
-            if body[:1] and (body[0] & 0x0F) == 8 and int.from_bytes(body[:2]) % 31 == 0
-            else -15
-        )
+        wbits = zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 and int.from_bytes(body[:2]) % 31 == 0 else -15
         return _inflate(body, wbits, limits.max_inflated_bytes, "deflate")
     raise ApiError(
         415,
@@ -85,9 +79,7 @@ def _inflate(data: bytes, wbits: int, cap: int, name: str) -> bytes:
                 raise _too_large(cap, "decompressed request body")
             out.append(piece)
             if not inflater.eof:
-                raise ApiError(
-                    400, {"error": f"Invalid {name} body: truncated stream"}, reason="bad_encoding"
-                )
+                raise ApiError(400, {"error": f"Invalid {name} body: truncated stream"}, reason="bad_encoding")
             data = inflater.unused_data
             # gzip allows several members back to back; deflate does not.
             if not data or name != "gzip":

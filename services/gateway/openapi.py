@@ -27,9 +27,7 @@ _COMMON_REFUSALS: dict[str, Any] = {
     "401": _error("Token missing, unknown, revoked, or of an archived project.", {"error": "Unauthorized"}),
     "413": _error("Body (or its decompressed form) over the route's limit.", {"error": "Payload Too Large"}),
     "415": _error("Content-Type or Content-Encoding not supported.", {"error": "Unsupported Content-Type"}),
-    "422": _error(
-        "Envelope present but its content failed validation.", {"errors": ["Message can't be blank"]}
-    ),
+    "422": _error("Envelope present but its content failed validation.", {"errors": ["Message can't be blank"]}),
     "429": {
         **_error(
             "Rate limit exceeded (per token and endpoint, or authentication failures per source IP).",
@@ -148,9 +146,7 @@ def openapi_document() -> dict[str, Any]:
                         "201": {
                             "description": "Accepted.",
                             "headers": _RATE_LIMIT_HEADERS,
-                            "content": {
-                                "application/json": {"example": {"id": "uuid", "status": "accepted"}}
-                            },
+                            "content": {"application/json": {"example": {"id": "uuid", "status": "accepted"}}},
                         },
                         **_COMMON_REFUSALS,
                     },

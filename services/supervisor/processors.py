@@ -47,18 +47,14 @@ def open_warehouse(settings: Settings) -> Warehouse:
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
-        raise SystemExit(
-            f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}"
-        )
+        raise SystemExit(f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}")
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     warehouse = await asyncio.to_thread(open_warehouse, settings) if "writer" in names else None
     processors: dict[str, Processor] = {}
     if "normalizer" in names:
         processors["normalizer"] = Normalizer(bus, settings.normalizer_batch)
     if warehouse is not None:
-        processors["writer"] = Writer(
-            bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds
-        )
+        processors["writer"] = Writer(bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds)
 
     def readiness() -> dict[str, bool]:
         return {name: p.ready for name, p in processors.items()}

@@ -70,9 +70,7 @@ class _Batch:
 
     def reject(self, record: Record, err: InvalidMessage) -> None:
         PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-        log.warning(
-            "dead-lettered", extra={"reason": err.reason, "topic": record.topic, "offset": record.offset}
-        )
+        log.warning("dead-lettered", extra={"reason": err.reason, "topic": record.topic, "offset": record.offset})
         self.dead.append(dead_letter(GROUP, record, err))
 
 

@@ -24,9 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[ForgelineUp]:
     # Load, not abuse: lift the per-token limit so the stream measures durability only.
-    pipeline = ForgelineUp(
-        tmp_path / "data", env={"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}
-    ).start()
+    pipeline = ForgelineUp(tmp_path / "data", env={"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}).start()
     try:
         yield pipeline
     finally:
@@ -150,9 +148,7 @@ def test_unprocessable_record_goes_to_dead_letters_and_does_not_block(up: Forgel
     )
     event_id = response.json()["id"]
     assert up.wait_for(f"SELECT count() FROM forgeline.logs WHERE event_id = '{event_id}'", 1) == 1
-    assert (
-        up.wait_for("SELECT count() FROM forgeline.dead_letters WHERE consumer_group = 'normalizer'", 1) == 1
-    )
+    assert up.wait_for("SELECT count() FROM forgeline.dead_letters WHERE consumer_group = 'normalizer'", 1) == 1
     row = up.sql("SELECT source_topic, reason, payload FROM forgeline.dead_letters").strip().split("\t")
     assert row[0] == RAW_LOGISTER
     assert row[1].startswith("bad_raw_record")

@@ -84,10 +84,7 @@ def test_sql_formats_and_read_only(forgeline_up: ForgelineUp) -> None:
     with pytest.raises(AssertionError, match="one statement"):
         forgeline_up.sql("SELECT 1; DROP TABLE forgeline.errors")
     assert (
-        forgeline_up.scalar(
-            "SELECT count() FROM system.tables WHERE database = 'forgeline' AND name = 'errors'"
-        )
-        == 1
+        forgeline_up.scalar("SELECT count() FROM system.tables WHERE database = 'forgeline' AND name = 'errors'") == 1
     )
 
 

@@ -48,16 +48,14 @@ def test_sdk_error_log_metric_transaction_check_in_land_as_rows(forgeline_up: Fo
         "check_ins": check_in["id"],
     }
     for table, event_id in expectations.items():
-        assert (
-            forgeline_up.wait_for(f"SELECT count() FROM forgeline.{table} WHERE event_id = '{event_id}'", 1)
-            == 1
-        )
+        assert forgeline_up.wait_for(f"SELECT count() FROM forgeline.{table} WHERE event_id = '{event_id}'", 1) == 1
 
     def row(query: str) -> list[str]:
         return forgeline_up.sql(query).strip().split("\t")
 
     assert row(
-        f"SELECT exception_class, fingerprint, environment, release FROM forgeline.errors WHERE event_id = '{error['id']}'"
+        "SELECT exception_class, fingerprint, environment, release FROM forgeline.errors "
+        f"WHERE event_id = '{error['id']}'"
     ) == ["KeyError", "basket-missing", "sdk-test", release]
     assert row(f"SELECT name, value, unit FROM forgeline.metrics WHERE event_id = '{metric['id']}'") == [
         "db.query",
@@ -70,10 +68,7 @@ def test_sdk_error_log_metric_transaction_check_in_land_as_rows(forgeline_up: Fo
     assert row(
         f"SELECT status, expected_interval_seconds FROM forgeline.check_ins WHERE event_id = '{check_in['id']}'"
     ) == ["ok", "120"]
-    assert (
-        forgeline_up.wait_for(f"SELECT count() FROM forgeline.logs WHERE event_id = '{batch[0].event_id}'", 1)
-        == 1
-    )
+    assert forgeline_up.wait_for(f"SELECT count() FROM forgeline.logs WHERE event_id = '{batch[0].event_id}'", 1) == 1
 
 
 def test_sdk_retry_with_same_uuid_stores_one_row(forgeline_up: ForgelineUp) -> None:
@@ -84,14 +79,6 @@ def test_sdk_retry_with_same_uuid_stores_one_row(forgeline_up: ForgelineUp) -> N
         second = client.send_prepared_event(prepared)
     assert first["id"] == second["id"] == prepared.event_id
     assert (
-        forgeline_up.wait_for(
-            f"SELECT count() FROM forgeline.logs WHERE event_id = '{prepared.event_id}'", 2, 5
-        )
-        >= 1
+        forgeline_up.wait_for(f"SELECT count() FROM forgeline.logs WHERE event_id = '{prepared.event_id}'", 2, 5) >= 1
     )
-    assert (
-        forgeline_up.scalar(
-            f"SELECT count() FROM forgeline.logs FINAL WHERE event_id = '{prepared.event_id}'"
-        )
-        == 1
-    )
+    assert forgeline_up.scalar(f"SELECT count() FROM forgeline.logs FINAL WHERE event_id = '{prepared.event_id}'") == 1

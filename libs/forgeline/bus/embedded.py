@@ -327,9 +327,7 @@ class _PartitionLog:
         next_offset = self._next_offset
         while (frame := scanner.next()) is not None:
             if frame.offset != next_offset:
-                raise _CorruptLog(
-                    errno.EIO, f"offset {frame.offset} where {next_offset} was expected", str(self.path)
-                )
+                raise _CorruptLog(errno.EIO, f"offset {frame.offset} where {next_offset} was expected", str(self.path))
             next_offset += 1
         if scanner.stopped == "corrupt" and scanner.corrupt_size is not None:
             follower = _Scanner(self._fd, scanner.position + scanner.corrupt_size)
@@ -927,9 +925,7 @@ class EmbeddedConsumer:
 
     def _write_commits(self, commits: list[tuple[TopicPartition, int, int]]) -> None:
         for tp, offset, position in commits:
-            _write_json_atomic(
-                self._offset_path(tp), {"offset": offset, "position": position}, fsync_dir=False
-            )
+            _write_json_atomic(self._offset_path(tp), {"offset": offset, "position": position}, fsync_dir=False)
         # One directory fsync makes every rename above durable.
         assert self._group is not None
         _fsync_dir(self._bus.group_dir(self._group))

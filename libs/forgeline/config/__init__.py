@@ -97,9 +97,7 @@ class Settings:
                 "FORGELINE_AUTH_FAILURE_PERIOD_SECONDS", _positive_int, d.auth_failure_period_seconds
             ),
             max_body_bytes=reader.get("FORGELINE_MAX_BODY_BYTES", _positive_int, d.max_body_bytes),
-            max_inflated_bytes=reader.get(
-                "FORGELINE_MAX_INFLATED_BYTES", _positive_int, d.max_inflated_bytes
-            ),
+            max_inflated_bytes=reader.get("FORGELINE_MAX_INFLATED_BYTES", _positive_int, d.max_inflated_bytes),
             max_check_in_body_bytes=reader.get(
                 "FORGELINE_MAX_CHECK_IN_BODY_BYTES", _positive_int, d.max_check_in_body_bytes
             ),
@@ -111,9 +109,7 @@ class Settings:
                 "FORGELINE_TOKEN_REFRESH_SECONDS", _positive_float, d.token_refresh_seconds
             ),
             writer_batch_rows=reader.get("FORGELINE_WRITER_BATCH_ROWS", _positive_int, d.writer_batch_rows),
-            writer_flush_seconds=reader.get(
-                "FORGELINE_WRITER_FLUSH_SECONDS", _positive_float, d.writer_flush_seconds
-            ),
+            writer_flush_seconds=reader.get("FORGELINE_WRITER_FLUSH_SECONDS", _positive_float, d.writer_flush_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
         )

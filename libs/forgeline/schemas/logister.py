@@ -128,9 +128,7 @@ class _Checker:
     def fail(self, field: str, problem: str) -> None:
         self.errors.append(f"{humanize(field)} {problem}")
 
-    def string(
-        self, doc: dict[str, Any], field: str, *, required: bool = False, limit: int = _MAX_SHORT
-    ) -> str:
+    def string(self, doc: dict[str, Any], field: str, *, required: bool = False, limit: int = _MAX_SHORT) -> str:
         value = doc.get(field)
         if value is None or value == "":
             if required:
@@ -332,9 +330,7 @@ def _span_fields(
     return occurred or started
 
 
-def _check_in_tail(
-    doc: dict[str, Any], check: _Checker, slug: str, status: str, source: str
-) -> dict[str, Any]:
+def _check_in_tail(doc: dict[str, Any], check: _Checker, slug: str, status: str, source: str) -> dict[str, Any]:
     interval: float | None = check.number(doc, "expected_interval_seconds")
     if interval is None:
         interval = DEFAULT_EXPECTED_INTERVAL_SECONDS

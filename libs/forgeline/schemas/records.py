@@ -12,9 +12,7 @@ from typing import Literal
 
 from forgeline.bus import topics
 
-ColumnType = Literal[
-    "uuid", "str", "int", "float", "nullable_float", "nullable_int", "millis", "nullable_millis"
-]
+ColumnType = Literal["uuid", "str", "int", "float", "nullable_float", "nullable_int", "millis", "nullable_millis"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,7 @@ GATEWAY_LATENCY = Histogram(
 GATEWAY_TOKENS = Gauge("forgeline_gateway_tokens_loaded", "Tokens in the gateway's in-memory table.")
 
 # Bus.
-BUS_PRODUCED = Counter(
-    "forgeline_bus_records_produced_total", "Records appended durably, by topic.", ["topic"]
-)
+BUS_PRODUCED = Counter("forgeline_bus_records_produced_total", "Records appended durably, by topic.", ["topic"])
 BUS_PRODUCE_LATENCY = Histogram(
     "forgeline_bus_produce_duration_seconds",
     "Time for an append to become durable.",

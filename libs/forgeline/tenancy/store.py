@@ -91,10 +91,7 @@ class TenancyAdmin:
 
     async def put(self, *entities: Entity) -> None:
         await self._producer.send_many(
-            [
-                OutgoingRecord(CONTROL_TENANCY, encode_entity(e), key=entity_key(e), partition=0)
-                for e in entities
-            ]
+            [OutgoingRecord(CONTROL_TENANCY, encode_entity(e), key=entity_key(e), partition=0) for e in entities]
         )
         for entity in entities:
             self.table.apply(entity)

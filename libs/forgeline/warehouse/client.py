@@ -50,9 +50,7 @@ class ClickHouseWarehouse:
     def query_formatted(self, sql: str, fmt: str) -> bytes:
         statement = sql.strip().rstrip(";").strip()
         if not statement.lower().startswith(READ_ONLY_PREFIXES):
-            raise WarehouseError(
-                "only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN…)", retriable=False
-            )
+            raise WarehouseError("only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN…)", retriable=False)
         if _has_statement_separator(statement):
             # chDB runs every statement of a multi-statement string: allow exactly one.
             raise WarehouseError("one statement at a time (no ';' between statements)", retriable=False)

@@ -122,9 +122,7 @@ class LogisterApi:
             received_at=datetime.fromtimestamp(self.clock.time(), UTC),
         )
 
-    async def _accept(
-        self, route: str, raw: dict[str, Any], ctx: logister.IngestContext, principal: Principal
-    ) -> None:
+    async def _accept(self, route: str, raw: dict[str, Any], ctx: logister.IngestContext, principal: Principal) -> None:
         value = orjson.dumps(
             {
                 "v": 1,

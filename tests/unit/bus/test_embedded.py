@@ -383,9 +383,7 @@ def test_concurrent_sends_are_group_committed(tmp_path: Path, monkeypatch: pytes
     async def main() -> list[Record]:
         producer = bus.producer()
         await producer.start()
-        await asyncio.gather(
-            *(producer.send(OutgoingRecord(TOPIC, b"%d" % i, key=b"k%d" % i)) for i in range(200))
-        )
+        await asyncio.gather(*(producer.send(OutgoingRecord(TOPIC, b"%d" % i, key=b"k%d" % i)) for i in range(200)))
         await producer.stop()
         reader = bus.reader([TOPIC])
         await reader.start()
@@ -576,9 +574,7 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
         await producer.send_many([OutgoingRecord(TOPIC, b"after", partition=p) for p in range(2)])
         await producer.stop()
         after = await drain(consumer)
-        assert sorted((r.partition, r.offset) for r in after) == [
-            (p, ends[TopicPartition(TOPIC, p)]) for p in range(2)
-        ]
+        assert sorted((r.partition, r.offset) for r in after) == [(p, ends[TopicPartition(TOPIC, p)]) for p in range(2)]
         await consumer.stop()
 
     asyncio.run(main())
