@@ -13,12 +13,13 @@ from collections.abc import Callable, Generator
 
 import orjson
 import uvicorn
-from forgeline.warehouse.port import Warehouse, WarehouseError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from forgeline.warehouse.port import Warehouse, WarehouseError
 
 MAX_SQL_BYTES = 64 * 1024
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 import httpx
+
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.tenancy.model import TOKEN_KINDS, TokenKind

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
-
 from services.cli import admin_commands
 
 

@@ -7,11 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from forgeline.bus.port import Bus
-from forgeline.clock import Clock, SystemClock
-from forgeline.config import Settings
-from forgeline.telemetry.metrics import GATEWAY_TOKENS
-from forgeline.tenancy.store import TenancyFollower
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from forgeline.bus.port import Bus
+from forgeline.clock import Clock, SystemClock
+from forgeline.config import Settings
+from forgeline.telemetry.metrics import GATEWAY_TOKENS
+from forgeline.tenancy.store import TenancyFollower
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import (
     ApiError,

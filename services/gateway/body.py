@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from forgeline.schemas.common import json_depth_exceeds
 from starlette.requests import ClientDisconnect, Request
 
+from forgeline.schemas.common import json_depth_exceeds
 from services.gateway.errors import ApiError
 
 
@@ -27,7 +27,11 @@ class BodyLimits:
 def _too_large(limit: int, what: str) -> ApiError:
     return ApiError(
         413,
-        {"error": f"Payload Too Large: the {what} exceeds {limit} bytes", "limit_bytes": limit},
+        {
+            "error": f"Payload Too Large: the {what} exceeds {limit} bytes",
+            "code": "payload_too_large",
+            "limit_bytes": limit,
+        },
         reason="too_large",
     )
 
@@ -36,7 +40,9 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, {"error": "Invalid Content-Length header"}, reason="bad_length")
+            raise ApiError(
+                400, {"error": "Invalid Content-Length header", "code": "invalid_length"}, reason="bad_length"
+            )
         if int(declared) > limits.max_wire_bytes:
             raise _too_large(limits.max_wire_bytes, "request body")
     chunks: list[bytes] = []
@@ -48,7 +54,9 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
                 raise _too_large(limits.max_wire_bytes, "request body")
             chunks.append(chunk)
     except ClientDisconnect:
-        raise ApiError(400, {"error": "Client disconnected before the body was complete"}, "disconnect") from None
+        raise ApiError(
+            400, {"error": "Client disconnected before the body was complete", "code": "disconnected"}, "disconnect"
+        ) from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -61,7 +69,10 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
         return _inflate(body, wbits, limits.max_inflated_bytes, "deflate")
     raise ApiError(
         415,
-        {"error": f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity"},
+        {
+            "error": f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
+            "code": "unsupported_content_encoding",
+        },
         reason="bad_encoding",
     )
 
@@ -79,13 +90,19 @@ def _inflate(data: bytes, wbits: int, cap: int, name: str) -> bytes:
                 raise _too_large(cap, "decompressed request body")
             out.append(piece)
             if not inflater.eof:
-                raise ApiError(400, {"error": f"Invalid {name} body: truncated stream"}, reason="bad_encoding")
+                raise ApiError(
+                    400,
+                    {"error": f"Invalid {name} body: truncated stream", "code": f"invalid_{name}"},
+                    reason="bad_encoding",
+                )
             data = inflater.unused_data
             # gzip allows several members back to back; deflate does not.
             if not data or name != "gzip":
                 break
     except zlib.error as err:
-        raise ApiError(400, {"error": f"Invalid {name} body: {err}"}, reason="bad_encoding") from None
+        raise ApiError(
+            400, {"error": f"Invalid {name} body: {err}", "code": f"invalid_{name}"}, reason="bad_encoding"
+        ) from None
     return b"".join(out)
 
 
@@ -95,11 +112,11 @@ def parse_json(body: bytes, limits: BodyLimits) -> Any:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise ApiError(400, {"error": f"Invalid JSON: {err}"}, reason="bad_json") from None
+        raise ApiError(400, {"error": f"Invalid JSON: {err}", "code": "invalid_json"}, reason="bad_json") from None
     if json_depth_exceeds(doc, limits.max_depth):
         raise ApiError(
             400,
-            {"error": f"JSON nesting is deeper than {limits.max_depth} levels"},
+            {"error": f"JSON nesting is deeper than {limits.max_depth} levels", "code": "too_deep"},
             reason="too_deep",
         )
     return doc
@@ -111,6 +128,9 @@ def require_json_content_type(request: Request) -> None:
         return
     raise ApiError(
         415,
-        {"error": f"Unsupported Content-Type {content_type!r}; send application/json"},
+        {
+            "error": f"Unsupported Content-Type {content_type!r}; send application/json",
+            "code": "unsupported_content_type",
+        },
         reason="bad_content_type",
     )

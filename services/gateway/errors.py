@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from forgeline.telemetry.metrics import GATEWAY_REJECTIONS
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from forgeline.telemetry.metrics import GATEWAY_REJECTIONS
 
 
 class ApiError(Exception):

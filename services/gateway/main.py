@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uvicorn
+
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
-
 from services.gateway.app import create_app
 
 

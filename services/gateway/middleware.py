@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REQUESTS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REQUESTS
 
 
 class RequestMetrics:

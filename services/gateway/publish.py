@@ -7,7 +7,6 @@ import time
 
 from forgeline.bus.port import BusUnavailable, OutgoingRecord, Producer
 from forgeline.telemetry.metrics import BUS_PRODUCE_LATENCY, BUS_PRODUCED
-
 from services.gateway.errors import ApiError
 
 

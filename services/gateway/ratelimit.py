@@ -8,7 +8,7 @@ gateway replicas each enforces its own share; a shared store is a later concern.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from forgeline.clock import Clock
 
@@ -44,14 +44,21 @@ class FixedWindowLimiter:
     def _window(self, now: float) -> int:
         return int(now // self.window_seconds)
 
-    def hit(self, key: str) -> Decision:
-        """Count one request for ``key`` and say whether it is within the limit."""
+    def hit(self, key: str, cost: int = 1) -> Decision:
+        """Count ``cost`` requests for ``key`` (a batch counts each envelope) if they fit.
+
+        A refused hit consumes nothing: a batch too large for what is left of the window
+        is refused whole, and a smaller one may still pass.
+        """
         now = self._clock.time()
         window = self._window(now)
         start, count = self._windows.get(key, (window, 0))
         if start != window:
             count = 0
-        count += 1
+        if count + cost > self.limit:
+            decision = self._decision(window, count, now)
+            return replace(decision, allowed=False)
+        count += cost
         if len(self._windows) >= self._PRUNE_AT:
             self._prune(window)
         self._windows[key] = (window, count)

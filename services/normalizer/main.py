@@ -14,7 +14,6 @@ from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
-
 from services.normalizer.steps import NORMALIZERS
 
 GROUP = "normalizer"

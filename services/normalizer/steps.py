@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import logister
-from forgeline.schemas.records import CHECK_IN, ERROR, METRIC, SPAN, TRANSACTION, RecordKind
+from forgeline.schemas.records import CHECK_IN, DEPLOYMENT, ERROR, METRIC, SPAN, TRANSACTION, RecordKind
 
 
 def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
@@ -26,6 +27,8 @@ def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
         value = f"{row['project_id']}/{row['name']}"
     elif kind is TRANSACTION:
         value = f"{row['project_id']}/{row['transaction_name']}"
+    elif kind is DEPLOYMENT:
+        value = f"{row['project_id']}/{row['release']}"
     else:
         value = row["event_id"]
     return value.encode()
@@ -53,6 +56,8 @@ def normalize_logister(record: Record) -> OutgoingRecord:
             kind, row = logister.normalize_event(body, ctx)
         elif route == "check_ins":
             kind, row = logister.normalize_check_in(body, ctx)
+        elif route == "deployments":
+            kind, row = logister.normalize_deployment(body, ctx)
         else:
             raise InvalidMessage("unknown_route", str(route))
     except logister.Invalid as err:

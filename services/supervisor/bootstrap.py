@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import orjson
+
 from forgeline.bus.port import Bus
 from forgeline.tenancy.store import TenancyAdmin
 

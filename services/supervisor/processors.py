@@ -17,7 +17,6 @@ from forgeline.config import Settings
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
-
 from services.admin import admin_app, admin_server
 from services.normalizer.main import Normalizer
 from services.writer.main import Writer

@@ -20,9 +20,9 @@ from pathlib import Path
 from types import FrameType
 
 import orjson
+
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
-
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
 RUN_FILE = "run.json"

@@ -30,7 +30,6 @@ from forgeline.telemetry.metrics import (
     WRITER_ROWS,
 )
 from forgeline.warehouse.port import Warehouse, WarehouseError
-
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic, typed_row
 
 GROUP = "writer"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from forgeline.bus.port import Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.ids import derived_uuid

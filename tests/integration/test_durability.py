@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
-
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -37,7 +37,8 @@ def test_sdk_error_log_metric_transaction_check_in_land_as_rows(forgeline_up: Fo
     assert span["type"] == "span"
     # The SDK sends its own uuid per event; Forgeline answers with that id.
     assert batch[0].error is None and batch[0].response is not None
-    assert batch[0].response["id"] == batch[0].event_id
+    assert batch[0].response["status"] == "accepted"
+    assert batch[0].response["results"][0]["id"] == batch[0].event_id
 
     expectations = {
         "errors": error["id"],

@@ -12,6 +12,7 @@ TYPED_METRICS = "typed.metrics"  # key: metric name
 TYPED_TRANSACTIONS = "typed.transactions"  # key: transaction name
 TYPED_SPANS = "typed.spans"  # key: trace id
 TYPED_CHECKINS = "typed.checkins"  # key: project/environment/slug (the monitor)
+TYPED_DEPLOYMENTS = "typed.deployments"  # key: project/release
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
@@ -23,6 +24,7 @@ TYPED_TOPICS = (
     TYPED_TRANSACTIONS,
     TYPED_SPANS,
     TYPED_CHECKINS,
+    TYPED_DEPLOYMENTS,
 )
 
 

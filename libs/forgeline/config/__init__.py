@@ -46,6 +46,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_inflated_bytes: int = 4 * 1024 * 1024
     max_check_in_body_bytes: int = 64 * 1024
+    # logister-python splits a batch above 2 MiB gzip / 8 MiB raw: these caps take its
+    # largest batches whole, and anything larger gets the 413 that makes it split.
+    max_batch_body_bytes: int = 4 * 1024 * 1024
+    max_batch_inflated_bytes: int = 16 * 1024 * 1024
+    max_batch_lines: int = 1000
     max_json_depth: int = 32
     publish_timeout_seconds: float = 2.0
     token_refresh_seconds: float = 1.0
@@ -101,6 +106,11 @@ class Settings:
             max_check_in_body_bytes=reader.get(
                 "FORGELINE_MAX_CHECK_IN_BODY_BYTES", _positive_int, d.max_check_in_body_bytes
             ),
+            max_batch_body_bytes=reader.get("FORGELINE_MAX_BATCH_BODY_BYTES", _positive_int, d.max_batch_body_bytes),
+            max_batch_inflated_bytes=reader.get(
+                "FORGELINE_MAX_BATCH_INFLATED_BYTES", _positive_int, d.max_batch_inflated_bytes
+            ),
+            max_batch_lines=reader.get("FORGELINE_MAX_BATCH_LINES", _positive_int, d.max_batch_lines),
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds

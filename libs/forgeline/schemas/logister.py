@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from forgeline.ids import legacy_id
+from forgeline.ids import derived_uuid, legacy_id
 from forgeline.schemas.common import humanize, is_number, parse_timestamp, snake_keys, to_millis
-from forgeline.schemas.records import CHECK_IN, ERROR, LOG, METRIC, SPAN, TRANSACTION, RecordKind
+from forgeline.schemas.records import CHECK_IN, DEPLOYMENT, ERROR, LOG, METRIC, SPAN, TRANSACTION, RecordKind
 
 EVENT_ENVELOPES = ("event", "EVENT")
 CHECK_IN_ENVELOPES = ("check_in", "CHECK_IN")
@@ -371,3 +371,54 @@ def normalize_check_in(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordK
     record["occurred_at"] = to_millis(occurred or ctx.received_at)
     record["context"] = orjson.dumps(context, option=orjson.OPT_NON_STR_KEYS).decode()
     return CHECK_IN, record
+
+
+DEPLOYMENT_ENVELOPES = ("deployment", "DEPLOYMENT")
+_DEPLOYMENT_TEXT = (
+    "repository",
+    "commit_sha",
+    "branch",
+    "pull_request_url",
+    "release_tag",
+    "release_url",
+    "compare_url",
+    "workflow_run_url",
+    "deployment_url",
+)
+
+
+def deployment_event_id(raw: dict[str, Any], project_id: str, default_environment: str) -> uuid.UUID:
+    """A deployment's id from what identifies it: recording the same deploy twice is one row.
+
+    (project, environment, release, commit, deployed_at): a CI step that re-runs gives the
+    same id; the same release deployed again later (another deployed_at) is a new row.
+    """
+    doc = snake_keys(raw)
+    parts = [project_id, str(doc.get("environment") or default_environment)]
+    parts += [str(doc.get(key) or "") for key in ("release", "commit_sha", "deployed_at")]
+    return derived_uuid("deployment", *parts)
+
+
+def normalize_deployment(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind, dict[str, Any]]:
+    """Validate one ``deployment`` envelope (logister-python ``record_deployment``)."""
+    check = _Checker()
+    doc = snake_keys(raw)
+    record: dict[str, Any] = {
+        "deployment_id": str(ctx.event_id),
+        "organisation_id": ctx.organisation_id,
+        "project_id": ctx.project_id,
+        "environment": check.string(doc, "environment") or ctx.default_environment,
+        "release": check.string(doc, "release", required=True),
+        "received_at": to_millis(ctx.received_at),
+    }
+    for key in _DEPLOYMENT_TEXT:
+        record[key] = check.string(doc, key, limit=2048)
+    number = doc.get("pull_request_number")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int | str)):
+        check.fail("pull_request_number", "must be a number or a string")
+        number = None
+    record["pull_request_number"] = "" if number is None else str(number)[:64]
+    deployed = check.timestamp(doc, "deployed_at")
+    check.raise_if_any()
+    record["deployed_at"] = to_millis(deployed or ctx.received_at)
+    return DEPLOYMENT, record

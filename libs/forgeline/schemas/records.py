@@ -129,3 +129,30 @@ CHECK_IN = RecordKind(
 
 KINDS: dict[str, RecordKind] = {k.name: k for k in (ERROR, LOG, METRIC, TRANSACTION, SPAN, CHECK_IN)}
 KINDS_BY_TOPIC: dict[str, RecordKind] = {k.topic: k for k in KINDS.values()}
+
+DEPLOYMENT = RecordKind(
+    "deployment",
+    topics.TYPED_DEPLOYMENTS,
+    "deployments",
+    (
+        ("deployment_id", "uuid"),
+        ("organisation_id", "str"),
+        ("project_id", "str"),
+        ("environment", "str"),
+        ("release", "str"),
+        ("repository", "str"),
+        ("commit_sha", "str"),
+        ("branch", "str"),
+        ("deployed_at", "millis"),
+        ("received_at", "millis"),
+        ("pull_request_number", "str"),
+        ("pull_request_url", "str"),
+        ("release_tag", "str"),
+        ("release_url", "str"),
+        ("compare_url", "str"),
+        ("workflow_run_url", "str"),
+        ("deployment_url", "str"),
+    ),
+)
+KINDS[DEPLOYMENT.name] = DEPLOYMENT
+KINDS_BY_TOPIC[DEPLOYMENT.topic] = DEPLOYMENT

@@ -1,7 +1,9 @@
-"""Logister HTTP API (SPEC 4.3; seeds logister-http-api*.txt).
+"""Logister HTTP API (SPEC 4.3; seeds logister-http-api*.txt; logister-python 0.6.0).
 
-POST /api/v1/ingest_events  {"event": {...}}     → raw.logister
-POST /api/v1/check_ins      {"check_in": {...}}  → raw.logister
+POST /api/v1/ingest_events        {"event": {...}}       → raw.logister
+POST /api/v1/ingest_events/batch  NDJSON of envelopes    → raw.logister   (logister_batch.py)
+POST /api/v1/check_ins            {"check_in": {...}}    → raw.logister
+POST /api/v1/deployments          {"deployment": {...}}  → raw.logister
 
 Order of checks, as Logister does it: authenticate (401, or 429 once a source address
 has failed too often), the per-token-and-endpoint limit (429), then the body (413, 415,
@@ -11,11 +13,16 @@ has failed too often), the per-token-and-endpoint limit (429), then the body (41
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.clock import Clock
@@ -23,19 +30,21 @@ from forgeline.config import Settings
 from forgeline.ids import legacy_id
 from forgeline.schemas import logister
 from forgeline.schemas.common import to_millis
+from forgeline.schemas.records import RecordKind
 from forgeline.tenancy.model import Principal, TenancyTable
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
 from services.gateway.body import BodyLimits, parse_json, read_body, require_json_content_type
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
+from services.gateway.recent import RecentIds
+from services.gateway.routes import logister_batch
 
 INGEST_EVENTS_PATH = "/api/v1/ingest_events"
 CHECK_INS_PATH = "/api/v1/check_ins"
+DEPLOYMENTS_PATH = "/api/v1/deployments"
+
+Normalize = Callable[[dict[str, Any], logister.IngestContext], tuple[RecordKind, dict[str, Any]]]
 
 
 def presented_token(request: Request) -> str | None:
@@ -69,6 +78,7 @@ class LogisterApi:
     publisher: Publisher
     clock: Clock
     client_address: ClientAddress
+    recent_ids: RecentIds = field(default_factory=RecentIds)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -80,14 +90,20 @@ class LogisterApi:
         )
         self.event_limits = BodyLimits(s.max_body_bytes, s.max_inflated_bytes, s.max_json_depth)
         self.check_in_limits = BodyLimits(s.max_check_in_body_bytes, s.max_inflated_bytes, s.max_json_depth)
+        self.batch_limits = BodyLimits(s.max_batch_body_bytes, s.max_batch_inflated_bytes, s.max_json_depth)
 
     def routes(self) -> list[Route]:
         return [
             Route(INGEST_EVENTS_PATH, self.ingest_event, methods=["POST"], name="logister_ingest_events"),
+            Route(logister_batch.BATCH_PATH, self.ingest_batch, methods=["POST"], name="logister_ingest_batch"),
             Route(CHECK_INS_PATH, self.check_in, methods=["POST"], name="logister_check_ins"),
+            Route(DEPLOYMENTS_PATH, self.deployment, methods=["POST"], name="logister_deployments"),
         ]
 
-    def authenticate(self, request: Request, endpoint: str) -> tuple[Principal, Decision]:
+    # --- shared steps ------------------------------------------------------------------
+
+    def principal(self, request: Request) -> Principal:
+        """Who sent the request; 401, or 429 once its source has failed too often."""
         token = presented_token(request)
         principal = self.tenancy.authenticate(token, ("logister",)) if token else None
         if principal is None:
@@ -95,25 +111,15 @@ class LogisterApi:
             if not failures.allowed:
                 raise _rate_limited(failures)
             raise ApiError(401, {"error": "Unauthorized"}, reason="unauthorized")
-        decision = self.request_limiter.hit(f"{principal.token_id}:{endpoint}")
+        return principal
+
+    def limit(self, principal: Principal, endpoint: str, cost: int = 1) -> Decision:
+        decision = self.request_limiter.hit(f"{principal.token_id}:{endpoint}", cost)
         if not decision.allowed:
             raise _rate_limited(decision)
-        return principal, decision
+        return decision
 
-    async def _envelope(
-        self, request: Request, limits: BodyLimits, names: tuple[str, str], headers: dict[str, str]
-    ) -> dict[str, Any]:
-        try:
-            require_json_content_type(request)
-            doc = parse_json(await read_body(request, limits), limits)
-            return logister.extract_envelope(doc, names)
-        except ApiError as err:
-            err.headers.update(headers)
-            raise
-        except logister.MissingEnvelope as err:
-            raise ApiError(400, {"error": str(err)}, reason="missing_envelope", headers=headers) from None
-
-    def _context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext:
+    def ingest_context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext:
         return logister.IngestContext(
             event_id=event_id,
             organisation_id=principal.organisation_id,
@@ -122,47 +128,106 @@ class LogisterApi:
             received_at=datetime.fromtimestamp(self.clock.time(), UTC),
         )
 
-    async def _accept(self, route: str, raw: dict[str, Any], ctx: logister.IngestContext, principal: Principal) -> None:
-        value = orjson.dumps(
-            {
-                "v": 1,
-                "route": route,
-                "event_id": str(ctx.event_id),
-                "organisation_id": ctx.organisation_id,
-                "project_id": ctx.project_id,
-                "environment": ctx.default_environment,
-                "token_id": principal.token_id,
-                "received_at": to_millis(ctx.received_at),
-                "body": raw,
-            }
-        )
-        await self.publisher.publish([OutgoingRecord(RAW_LOGISTER, value, key=ctx.event_id.bytes)])
+    async def publish_raw(
+        self, route: str, items: Sequence[tuple[dict[str, Any], logister.IngestContext]], principal: Principal
+    ) -> None:
+        """Enqueue the payloads as received, with who sent them and when; return once durable."""
+        records = [
+            OutgoingRecord(
+                RAW_LOGISTER,
+                orjson.dumps(
+                    {
+                        "v": 1,
+                        "route": route,
+                        "event_id": str(ctx.event_id),
+                        "organisation_id": ctx.organisation_id,
+                        "project_id": ctx.project_id,
+                        "environment": ctx.default_environment,
+                        "token_id": principal.token_id,
+                        "received_at": to_millis(ctx.received_at),
+                        "body": raw,
+                    }
+                ),
+                key=ctx.event_id.bytes,
+            )
+            for raw, ctx in items
+        ]
+        await self.publisher.publish(records)
 
-    async def ingest_event(self, request: Request) -> Response:
-        principal, decision = self.authenticate(request, "ingest_events")
-        headers = decision.headers()
-        raw = await self._envelope(request, self.event_limits, logister.EVENT_ENVELOPES, headers)
+    async def _single(
+        self,
+        request: Request,
+        route: str,
+        limits: BodyLimits,
+        envelopes: tuple[str, str],
+        normalize: Normalize,
+        event_id: Callable[[dict[str, Any], Principal], uuid.UUID],
+    ) -> tuple[uuid.UUID, RecordKind, dict[str, str]]:
+        """The whole single-envelope flow; returns the id, kind and rate-limit headers."""
+        principal = self.principal(request)
+        headers = self.limit(principal, route).headers()
         try:
-            event_id = logister.client_event_id(raw) or uuid.uuid4()
-            ctx = self._context(principal, event_id)
-            kind, _ = logister.normalize_event(raw, ctx)
+            require_json_content_type(request)
+            doc = parse_json(await read_body(request, limits), limits)
+            raw = logister.extract_envelope(doc, envelopes)
+            ctx = self.ingest_context(principal, event_id(raw, principal))
+            kind, _ = normalize(raw, ctx)
+        except ApiError as err:
+            err.headers.update(headers)
+            raise
+        except logister.MissingEnvelope as err:
+            raise ApiError(400, {"error": str(err)}, reason="missing_envelope", headers=headers) from None
         except logister.Invalid as err:
             raise ApiError(422, {"errors": err.errors}, reason="invalid", headers=headers) from None
-        await self._accept("ingest_events", raw, ctx, principal)
+        try:
+            await self.publish_raw(route, [(raw, ctx)], principal)
+        except ApiError as err:
+            err.headers.update(headers)
+            raise
+        return ctx.event_id, kind, headers
+
+    # --- routes ------------------------------------------------------------------------
+
+    async def ingest_event(self, request: Request) -> Response:
+        event_id, kind, headers = await self._single(
+            request,
+            "ingest_events",
+            self.event_limits,
+            logister.EVENT_ENVELOPES,
+            logister.normalize_event,
+            _client_or_new_id,
+        )
         body: dict[str, Any] = {"id": str(event_id), "legacy_id": legacy_id(event_id), "status": "accepted"}
         if kind.name == "span":
             body["type"] = "span"
         return JSONResponse(body, status_code=201, headers=headers)
 
+    async def ingest_batch(self, request: Request) -> Response:
+        return await logister_batch.ingest_batch(self, request)
+
     async def check_in(self, request: Request) -> Response:
-        principal, decision = self.authenticate(request, "check_ins")
-        headers = decision.headers()
-        raw = await self._envelope(request, self.check_in_limits, logister.CHECK_IN_ENVELOPES, headers)
-        try:
-            event_id = logister.client_event_id(raw) or uuid.uuid4()
-            ctx = self._context(principal, event_id)
-            logister.normalize_check_in(raw, ctx)
-        except logister.Invalid as err:
-            raise ApiError(422, {"errors": err.errors}, reason="invalid", headers=headers) from None
-        await self._accept("check_ins", raw, ctx, principal)
+        event_id, _, headers = await self._single(
+            request,
+            "check_ins",
+            self.check_in_limits,
+            logister.CHECK_IN_ENVELOPES,
+            logister.normalize_check_in,
+            _client_or_new_id,
+        )
         return JSONResponse({"id": str(event_id), "status": "accepted"}, status_code=201, headers=headers)
+
+    async def deployment(self, request: Request) -> Response:
+        event_id, _, headers = await self._single(
+            request,
+            "deployments",
+            self.check_in_limits,
+            logister.DEPLOYMENT_ENVELOPES,
+            logister.normalize_deployment,
+            lambda raw, principal: logister.deployment_event_id(raw, principal.project_id, principal.environment),
+        )
+        return JSONResponse({"id": str(event_id), "status": "accepted"}, status_code=201, headers=headers)
+
+
+def _client_or_new_id(raw: dict[str, Any], principal: Principal) -> uuid.UUID:
+    """The client's ``uuid`` (idempotent retries), else a new one. Invalid → 422."""
+    return logister.client_event_id(raw) or uuid.uuid4()
