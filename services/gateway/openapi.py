@@ -152,6 +152,72 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/ingest_events/batch": {
+                "post": {
+                    "summary": "Logister: up to FORGELINE_MAX_BATCH_LINES envelopes as NDJSON (gzip optional), atomic",
+                    "security": security,
+                    "parameters": [
+                        {"name": "X-Logister-Batch-Id", "in": "header", "required": False, "schema": {"type": "string"}}
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-ndjson": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": 'One {"event": {...}} per line, each with a uuid',
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Every envelope accepted; per-line results in line order.",
+                            "headers": _RATE_LIMIT_HEADERS,
+                            "content": {
+                                "application/json": {
+                                    "example": {
+                                        "schema_version": 1,
+                                        "batch_id": "sha256-of-body",
+                                        "status": "accepted",
+                                        "accepted": 1,
+                                        "duplicates": 0,
+                                        "results": [
+                                            {"line": 1, "id": "uuid", "status": "accepted", "duplicate": False}
+                                        ],
+                                    }
+                                }
+                            },
+                        },
+                        **_COMMON_REFUSALS,
+                        "400": _error(
+                            "missing_identity, invalid_identity, invalid_envelope, invalid_gzip, empty_batch.",
+                            {"code": "missing_identity", "error": "line 2 has no uuid or event_id", "line": 2},
+                        ),
+                        "422": _error(
+                            "Some envelope failed validation; nothing was stored.",
+                            {"status": "rejected", "results": [{"line": 1, "status": "rejected", "errors": ["..."]}]},
+                        ),
+                    },
+                }
+            },
+            "/api/v1/deployments": {
+                "post": {
+                    "summary": "Logister: record a deployment (release, environment, repository, commit_sha, branch…)",
+                    "security": security,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object", "required": ["deployment"]}}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "Accepted; the same deployment recorded twice has the same id.",
+                            "content": {"application/json": {"example": {"id": "uuid", "status": "accepted"}}},
+                        },
+                        **_COMMON_REFUSALS,
+                    },
+                }
+            },
             "/health": _ops("Liveness"),
             "/ready": _ops("Readiness: tokens loaded and the bus takes writes (503 otherwise)"),
             "/metrics": _ops("Prometheus metrics"),
