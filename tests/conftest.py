@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
+from starlette.testclient import TestClient
+
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import Record
 from forgeline.clock import FakeClock
 from forgeline.config import Settings
-from starlette.testclient import TestClient
-
 from services.gateway.app import create_app
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 

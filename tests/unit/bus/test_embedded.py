@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from forgeline.bus import embedded
 from forgeline.bus.embedded import EmbeddedBus, EmbeddedConsumer
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition, partition_for
