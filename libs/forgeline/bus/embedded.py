@@ -65,6 +65,7 @@ from forgeline.bus.port import (
     Capabilities,
     OutgoingRecord,
     Record,
+    RevokeHandler,
     TopicPartition,
     partition_for,
 )
@@ -961,6 +962,9 @@ class EmbeddedConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._parts)
+
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        """Accepted for the port; never called, because one consumer owns every partition."""
 
 
 def _scan_ends(

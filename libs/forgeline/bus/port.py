@@ -17,7 +17,7 @@ Guarantees every adapter keeps (embedded disk log, Kafka via aiokafka):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -70,6 +70,10 @@ class Capabilities:
     shared_groups: bool
 
 
+# Called with the partitions a consumer is about to lose (see ``Consumer.on_revoke``).
+RevokeHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
+
+
 class BusUnavailable(Exception):
     """The bus could not take or serve records in time (retriable)."""
 
@@ -109,6 +113,14 @@ class Consumer(Protocol):
         """The current end (next offset to be written) of every assigned partition."""
 
     def assignment(self) -> set[TopicPartition]: ...
+
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        """Register ``handler``, awaited with the partitions this consumer is about to lose.
+
+        It runs before the group hands them to another consumer, so the owner can flush
+        what it buffered and commit it; offsets it does not commit are redelivered to the
+        next owner. Adapters that never move partitions (embedded) never call it.
+        """
 
     async def stop(self) -> None: ...
 
