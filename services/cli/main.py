@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
-from services.cli import admin_commands
+from services.cli import admin_commands, topics
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
 
     admin_commands.add_tenancy_commands(sub, common)
+    topics.add_topics_commands(sub, common)
     return parser
 
 
@@ -85,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return admin_commands.migrate_command(settings)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
+    if command == "topics":
+        return topics.topics_command(settings, args)
     return admin_commands.tenancy_command(settings, args)
 
 

@@ -35,3 +35,16 @@ def dead_letter_topic(group: str) -> str:
 # Topics whose partition count is not the configured default. The control topic has one
 # partition so that every reader sees tenancy changes in the order they were made.
 FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1}
+
+# Consumer groups that dead-letter (each owns ``dlq.<group>``).
+DEAD_LETTER_GROUPS = ("normalizer", "writer")
+
+
+def provisioned_topics() -> tuple[str, ...]:
+    """Every topic `forgeline topics ensure` creates (raw, typed, dead-letter, control)."""
+    return (
+        RAW_LOGISTER,
+        *TYPED_TOPICS,
+        *(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS),
+        CONTROL_TENANCY,
+    )
