@@ -135,19 +135,8 @@ class KafkaProducer:
     def __init__(self, bus: KafkaBus, send_timeout_s: float) -> None:
         self._bus = bus
         self._send_timeout_s = send_timeout_s
-        options = bus.options
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=list(options.bootstrap_servers),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=options.linger_ms,
-            max_batch_size=options.batch_bytes,
-            max_request_size=options.max_request_bytes,
-            compression_type=options.compression_type,
-            # Bounds internal retries; our own send timeout is the one callers see.
-            request_timeout_ms=max(int(send_timeout_s * 1000), 5000),
-            retry_backoff_ms=50,
-        )
+        # aiokafka binds a client to the running loop at construction: build it in start().
+        self._producer: AIOKafkaProducer | None = None
         self._started = False
         self._round_robin = 0
         self._ready_at = 0.0
@@ -158,10 +147,25 @@ class KafkaProducer:
         """Connect and provision the topics this process writes; BusUnavailable when no broker answers."""
         if self._started:
             return
+        options = self._bus.options
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=list(options.bootstrap_servers),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=options.linger_ms,
+            max_batch_size=options.batch_bytes,
+            max_request_size=options.max_request_bytes,
+            compression_type=options.compression_type,
+            # Bounds aiokafka's own waits (buffer space, metadata); the send timeout is the
+            # one callers see, and records keep being retried in the background until this.
+            request_timeout_ms=max(int(self._send_timeout_s * 1000), 5000),
+            retry_backoff_ms=50,
+        )
         try:
             await self._producer.start()
         except (KafkaConnectionError, KafkaError, OSError) as err:
             await self._producer.stop()
+            self._producer = None
             raise BusUnavailable(f"cannot reach Kafka: {err!r}") from err
         self._started = True
 
@@ -169,7 +173,9 @@ class KafkaProducer:
         """Deliver what is queued (bounded by aiokafka's request timeout) and close."""
         if self._ready_check is not None:
             self._ready_check.cancel()
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
         self._started = False
 
     async def send(self, record: OutgoingRecord) -> None:
@@ -181,7 +187,8 @@ class KafkaProducer:
         Raises BusUnavailable when that does not happen within the send timeout or the
         broker refuses; some records may then be written. Not atomic across partitions.
         """
-        if not self._started:
+        producer = self._producer
+        if producer is None:
             raise BusUnavailable("producer is not started")
         if not records:
             return
@@ -191,7 +198,7 @@ class KafkaProducer:
                 acks: list[asyncio.Future[Any]] = []
                 for record in records:
                     acks.append(
-                        await self._producer.send(
+                        await producer.send(
                             record.topic,
                             record.value,
                             key=record.key,
@@ -231,6 +238,8 @@ class KafkaProducer:
         return self._ready
 
     async def _check_ready(self) -> bool:
+        if self._producer is None:
+            return False
         try:
             async with asyncio.timeout(_READY_TIMEOUT_S):
                 metadata = await self._producer.client.fetch_all_metadata()
@@ -285,19 +294,8 @@ class KafkaConsumer:
         self._topics = list(dict.fromkeys(topics))
         self.group = group
         self._on_revoke: RevokeHandler | None = None
-        options = bus.options
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=list(options.bootstrap_servers),
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=options.fetch_max_bytes,
-            max_partition_fetch_bytes=options.partition_fetch_bytes,
-            session_timeout_ms=options.session_timeout_ms,
-            heartbeat_interval_ms=max(options.session_timeout_ms // 3, 100),
-            # Only committed data of transactional producers (none today; cheap insurance).
-            isolation_level="read_committed",
-        )
+        # Built in start(): aiokafka binds a client to the running loop at construction.
+        self._client: AIOKafkaConsumer | None = None
         self._started = False
 
     def on_revoke(self, handler: RevokeHandler) -> None:
@@ -318,10 +316,24 @@ class KafkaConsumer:
         if self._started:
             return
         counts = await self._bus.ensure_topics(self._topics)
+        options = self._bus.options
+        self._client = AIOKafkaConsumer(
+            bootstrap_servers=list(options.bootstrap_servers),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=options.fetch_max_bytes,
+            max_partition_fetch_bytes=options.partition_fetch_bytes,
+            session_timeout_ms=options.session_timeout_ms,
+            heartbeat_interval_ms=max(options.session_timeout_ms // 3, 100),
+            # Only committed data of transactional producers (none today; cheap insurance).
+            isolation_level="read_committed",
+        )
         try:
-            await self._consumer.start()
+            await self._client.start()
         except (KafkaConnectionError, KafkaError, OSError) as err:
-            await self._consumer.stop()
+            await self._client.stop()
+            self._client = None
             raise BusUnavailable(f"cannot reach Kafka: {err!r}") from err
         if self.group is None:
             tps = [KafkaTopicPartition(t, p) for t in self._topics for p in range(counts[t])]
@@ -333,8 +345,16 @@ class KafkaConsumer:
 
     async def stop(self) -> None:
         """Leave the group (partitions move at once) and close. Uncommitted records are redelivered."""
-        await self._consumer.stop()
+        if self._client is not None:
+            await self._client.stop()
+            self._client = None
         self._started = False
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._client is None:
+            raise RuntimeError("consumer is not started")
+        return self._client
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         if not self._started:
