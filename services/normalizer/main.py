@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
@@ -42,6 +42,14 @@ class Normalizer:
         self._batch = batch
         self._stopping = asyncio.Event()
         self.ready = False
+        # Held from poll to commit: a rebalance waits for the batch in flight to be
+        # forwarded and committed, so the next owner does not normalize it again.
+        self._in_flight = asyncio.Lock()
+        self._consumer.on_revoke(self._on_revoke)
+
+    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
+        async with self._in_flight:
+            pass
 
     def stop(self) -> None:
         self._stopping.set()
@@ -59,10 +67,11 @@ class Normalizer:
             while not self._stopping.is_set():
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
                 if records:
-                    count_consumed(GROUP, records)
-                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._forward(process_batch(records))
-                    await self._consumer.commit(next_offsets(records))
+                    async with self._in_flight:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._forward(process_batch(records))
+                        await self._consumer.commit(next_offsets(records))
                 await lag.maybe_report({})
         finally:
             self.ready = False

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
@@ -82,6 +82,21 @@ class Writer:
         self._flush_seconds = flush_seconds
         self._stopping = asyncio.Event()
         self.ready = False
+        # The batch being built, and a lock that keeps a rebalance from flushing it while
+        # the loop adds to it or flushes it itself.
+        self._batch = _Batch()
+        self._batch_lock = asyncio.Lock()
+        self._consumer.on_revoke(self._on_revoke)
+
+    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
+        """Before partitions move to another writer: write and commit what is buffered.
+
+        The next owner then starts after our rows, so a rebalance inserts nothing twice.
+        """
+        async with self._batch_lock:
+            if self._batch.records:
+                await self._flush(self._batch)
+                self._batch = _Batch()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -94,26 +109,29 @@ class Writer:
         await self._producer.start()
         await self._consumer.start()
         lag = LagReporter(GROUP, self._consumer)
-        batch = _Batch()
         self.ready = True
         try:
             while not self._stopping.is_set():
-                room = self._batch_rows - len(batch.records)
+                room = self._batch_rows - len(self._batch.records)
                 wait = 0.2
-                if batch.records:
-                    wait = max(0.0, min(wait, batch.opened_at + self._flush_seconds - time.monotonic()))
+                if self._batch.records:
+                    wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - time.monotonic()))
                 records = await self._consumer.poll(room, timeout_s=wait)
                 count_consumed(GROUP, records)
-                for record in records:
-                    batch.add(record)
-                due = batch.opened_at + self._flush_seconds <= time.monotonic()
-                if batch.records and (len(batch.records) >= self._batch_rows or due):
-                    await self._flush(batch)
-                    batch = _Batch()
+                async with self._batch_lock:
+                    batch = self._batch
+                    for record in records:
+                        batch.add(record)
+                    due = batch.opened_at + self._flush_seconds <= time.monotonic()
+                    if batch.records and (len(batch.records) >= self._batch_rows or due):
+                        await self._flush(batch)
+                        self._batch = _Batch()
                 await lag.maybe_report({})
-            if batch.records:
-                # Graceful stop: write and commit what is buffered before leaving.
-                await self._flush(batch)
+            async with self._batch_lock:
+                if self._batch.records:
+                    # Graceful stop: write and commit what is buffered before leaving.
+                    await self._flush(self._batch)
+                    self._batch = _Batch()
         finally:
             self.ready = False
             await self._consumer.stop()

@@ -16,7 +16,16 @@ def _post(up: ForgelineUp, path: str, body: dict[str, object]) -> httpx.Response
     return httpx.post(f"{up.base_url}{path}", json=body, headers=up.auth, timeout=10)
 
 
-def test_every_logister_kind_lands_in_its_table(forgeline_up: ForgelineUp) -> None:
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.xdist_group("kafka"))])
+def pipeline(request: pytest.FixtureRequest) -> ForgelineUp:
+    """The same `forgeline up` on either bus (FORGELINE_BUS_URL is the only difference)."""
+    fixture = "forgeline_up" if request.param == "embedded" else "kafka_forgeline_up"
+    up: ForgelineUp = request.getfixturevalue(fixture)
+    return up
+
+
+def test_every_logister_kind_lands_in_its_table(pipeline: ForgelineUp) -> None:
+    forgeline_up = pipeline
     marker = f"e2e-{uuid.uuid4()}"
     ctx = {"environment": "staging", "release": marker}
     sent = {

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from forgeline.bus.topics import CONTROL_TENANCY, RAW_LOGISTER, TYPED_ERRORS, dead_letter_topic
-from tests.fixtures.kafka import DockerKafka, LocalKafka
+from tests.fixtures.kafka import LocalKafka
 from tests.fixtures.pipeline import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kafka")]
@@ -48,7 +48,8 @@ async def _configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, Any
     return out
 
 
-def test_topics_ensure_creates_every_topic_once(kafka_broker: LocalKafka | DockerKafka) -> None:
+def test_topics_ensure_creates_every_topic_once(own_kafka: LocalKafka) -> None:
+    kafka_broker = own_kafka  # its own broker: the session one may already have these topics
     first = _ensure(kafka_broker.bootstrap)
     assert first.returncode == 0, first.stderr
     counts = dict(line.split("\t") for line in first.stdout.splitlines())

@@ -112,8 +112,11 @@ async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> di
     described: list[dict[str, Any]] = await admin.describe_topics(asked)
     counts: dict[str, int] = {}
     for doc in described:
-        if doc.get("error_code", 0) == 0 and doc.get("partitions"):
-            counts[str(doc["topic"])] = len(doc["partitions"])
+        parts = doc.get("partitions") or []
+        # Count a topic only once every partition has a leader: before that, the first
+        # sends to a new topic fail with NotLeaderForPartition and eat the send timeout.
+        if doc.get("error_code", 0) == 0 and parts and all(p.get("leader", -1) >= 0 for p in parts):
+            counts[str(doc["topic"])] = len(parts)
     return counts
 
 
