@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)")
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
 
+    bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
+    bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
+    bench.add_argument("--out", default="bench/results.json")
+
     admin_commands.add_tenancy_commands(sub, common)
     return parser
 
@@ -83,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":
         return admin_commands.migrate_command(settings)
+    if command == "bench":
+        from services.bench.run import run_bench
+
+        run_bench(args.quick, Path(args.out))
+        return 0
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
     return admin_commands.tenancy_command(settings, args)
