@@ -60,7 +60,12 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     )
     forge_api = ForgeApi(settings=settings, tenancy=tenancy.table, publisher=publisher, clock=clock, blobs=blobs)
     msgpack_api = MsgpackApi(
-        settings=settings, tenancy=tenancy.table, publisher=publisher, clock=clock, client_address=client_address
+        settings=settings,
+        tenancy=tenancy.table,
+        publisher=publisher,
+        clock=clock,
+        client_address=client_address,
+        blobs=blobs,
     )
 
     async def health(request: Request) -> Response:

@@ -176,6 +176,34 @@ def game_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/models": {
+            "post": {
+                "summary": "MessagePack: upload a level model (secret key: x-api-key or Bearer)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["app_name", "level_name", "model_file"],
+                                "properties": {
+                                    "app_name": {"type": "string"},
+                                    "level_name": {"type": "string"},
+                                    "model_file": {"type": "string", "format": "binary"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json_error("Stored; metadata queued.", {"status": "queued", "model_id": "uuid"}),
+                    "400": _json_error("A field or the file is missing.", {"error": "invalid_payload"}),
+                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
+                    "403": _json_error("A public token, or another application's name.", {"error": "forbidden"}),
+                    "413": _json_error("Over FORGELINE_MAX_MODEL_BYTES.", {"error": "payload_too_large"}),
+                },
+            }
+        },
         "/api/sql/select": {
             "post": {
                 "summary": "Disabled by design",

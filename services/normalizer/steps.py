@@ -121,7 +121,7 @@ def normalize_forge(record: Record) -> OutgoingRecord:
 
 
 def normalize_msgpack(record: Record) -> OutgoingRecord:
-    """One ``raw.msgpack`` record (one item of a batch, decoded) → its typed record."""
+    """One ``raw.msgpack`` record (one item of a batch, or a stored level model) → its typed record."""
     doc, record_id, received_at = _game_envelope(record)
     ctx = msgpack.AppContext(
         str(doc.get("organisation_id")),
@@ -131,7 +131,10 @@ def normalize_msgpack(record: Record) -> OutgoingRecord:
         received_at,
     )
     try:
-        kind, row = msgpack.normalize(doc.get("body"), ctx, record_id)
+        if doc.get("route") == "model":
+            kind, row = msgpack.normalize_model(doc.get("body"), ctx, record_id)
+        else:
+            kind, row = msgpack.normalize(doc.get("body"), ctx, record_id)
     except Invalid as err:
         raise InvalidMessage("invalid_payload", str(err)) from err
     return OutgoingRecord(kind.topic, orjson.dumps(row), key=partition_key(kind, row))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,70 @@ def test_msgpack_bombs_are_4xx_never_500(gateway: GatewayHarness, body: bytes) -
     gateway.clock.advance(1)
     response = gateway.client.post("/api/events", content=body, headers=_headers(gateway))
     assert 400 <= response.status_code < 500, response.text
+
+
+# --- POST /api/models -------------------------------------------------------------------------
+
+
+def _model(gw: GatewayHarness, key: str | None, data: bytes = b"model-bytes", **fields: str) -> Any:
+    gw.clock.advance(1)
+    form = {"app_name": "default-game", "level_name": "Level_1", **fields}
+    headers = {"x-api-key": key} if key else {}
+    return gw.client.post(
+        "/api/models", data=form, files={"model_file": ("level1.glb", data, "model/gltf-binary")}, headers=headers
+    )
+
+
+def test_model_upload_with_the_secret_key_is_stored_and_queued(gateway: GatewayHarness) -> None:
+    data = bytes(range(256)) * 100
+    response = _model(gateway, gateway.tokens["msgpack_secret_key"], data)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "queued" and body["size_bytes"] == len(data)
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    record = [r for r in _raw(gateway) if r.get("route") == "model"][0]
+    stored = (gateway.settings.data_dir / "blobs" / record["body"]["storage_key"]).read_bytes()
+    assert stored == data
+
+
+def test_model_upload_with_bearer_secret_is_accepted(gateway: GatewayHarness) -> None:
+    gateway.clock.advance(1)
+    response = gateway.client.post(
+        "/api/models",
+        data={"app_name": "default-game", "level_name": "L"},
+        files={"model_file": ("m.bin", b"x", "application/octet-stream")},
+        headers={"Authorization": f"Bearer {gateway.tokens['msgpack_secret_key']}"},
+    )
+    assert response.status_code == 200
+
+
+def test_model_upload_with_the_public_token_is_403(gateway: GatewayHarness) -> None:
+    assert _model(gateway, gateway.tokens["msgpack_public_token"]).status_code == 403
+    assert _raw(gateway) == []
+
+
+def test_model_upload_without_a_key_is_401(gateway: GatewayHarness) -> None:
+    assert _model(gateway, None).status_code == 401
+    assert _model(gateway, "mpk_sec_nope").status_code == 401
+
+
+def test_model_upload_for_another_app_is_403(gateway: GatewayHarness) -> None:
+    assert _model(gateway, gateway.tokens["msgpack_secret_key"], app_name="other-game").status_code == 403
+
+
+def test_model_upload_missing_fields_is_400(gateway: GatewayHarness) -> None:
+    gateway.clock.advance(1)
+    response = gateway.client.post(
+        "/api/models", data={"app_name": "default-game"}, headers={"x-api-key": gateway.tokens["msgpack_secret_key"]}
+    )
+    assert response.status_code in (400, 415)
+    response = _model(gateway, gateway.tokens["msgpack_secret_key"], level_name="")
+    assert response.status_code == 400
+    assert [d["field"] for d in response.json()["details"]] == ["level_name"]
+
+
+def test_model_upload_over_the_limit_is_413_and_leaves_nothing(make_gateway: Any) -> None:
+    gw = make_gateway(max_model_bytes=1000)
+    assert _model(gw, gw.tokens["msgpack_secret_key"], b"x" * 2000).status_code == 413
+    blobs = gw.settings.data_dir / "blobs"
+    assert [p for p in blobs.rglob("*") if p.is_file()] == []

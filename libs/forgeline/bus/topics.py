@@ -25,6 +25,7 @@ TYPED_PLAYERS = "typed.players"  # key: app/player
 TYPED_FUNNEL_STEPS = "typed.funnel_steps"  # key: app/session
 TYPED_GAMEPLAY_EVENTS = "typed.gameplay_events"  # key: app/session
 TYPED_TRAJECTORIES = "typed.trajectories"  # key: app/session
+TYPED_LEVEL_MODELS = "typed.level_models"  # key: model id
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
@@ -46,6 +47,7 @@ TYPED_TOPICS = (
     TYPED_FUNNEL_STEPS,
     TYPED_GAMEPLAY_EVENTS,
     TYPED_TRAJECTORIES,
+    TYPED_LEVEL_MODELS,
 )
 
 

@@ -63,6 +63,7 @@ class Settings:
     msgpack_rate_limit_period_seconds: int = 1
     max_msgpack_body_bytes: int = 4 * 1024 * 1024
     max_msgpack_items: int = 1000
+    max_model_bytes: int = 64 * 1024 * 1024  # POST /api/models, the whole multipart body
     # "" means: a local directory under data_dir, signed by the gateway (embedded default).
     blob_store_url: str = ""
     # HMAC key of the local blob store's upload URLs; "" means: generated once into data_dir.
@@ -168,6 +169,7 @@ class Settings:
                 "FORGELINE_MAX_MSGPACK_BODY_BYTES", _positive_int, d.max_msgpack_body_bytes
             ),
             max_msgpack_items=reader.get("FORGELINE_MAX_MSGPACK_ITEMS", _positive_int, d.max_msgpack_items),
+            max_model_bytes=reader.get("FORGELINE_MAX_MODEL_BYTES", _positive_int, d.max_model_bytes),
             blob_store_url=reader.get("FORGELINE_BLOB_STORE_URL", str, d.blob_store_url),
             blob_signing_key=reader.get("FORGELINE_BLOB_SIGNING_KEY", str, d.blob_signing_key),
             public_url=reader.get("FORGELINE_PUBLIC_URL", str, d.public_url),

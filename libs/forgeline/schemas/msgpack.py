@@ -26,7 +26,7 @@ import orjson
 from forgeline.ids import derived_uuid
 from forgeline.schemas.checks import Check, Invalid, Problem
 from forgeline.schemas.common import is_number, to_millis
-from forgeline.schemas.records import FUNNEL_STEP, GAMEPLAY_EVENT, PLAYER, TRAJECTORY, RecordKind
+from forgeline.schemas.records import FUNNEL_STEP, GAMEPLAY_EVENT, LEVEL_MODEL, PLAYER, TRAJECTORY, RecordKind
 
 PLAYER_EVENT_NAME = "Create_Player"
 MAX_POSITIONS = 30_000  # flat numbers per realtime message: 10,000 points
@@ -290,3 +290,30 @@ def normalize(doc: Any, ctx: AppContext, eid: uuid.UUID) -> tuple[RecordKind, Ro
             "ended_at": to_millis(end),
         }
     return kind, row
+
+
+def model_id(app_id: str, level_name: str, sha256: str) -> uuid.UUID:
+    return derived_uuid("level_model", app_id, level_name, sha256)
+
+
+def normalize_model(body: Any, ctx: AppContext, mid: uuid.UUID) -> tuple[RecordKind, Row]:
+    """A level model the gateway stored (POST /api/models); the body is ours, not the client's."""
+    try:
+        row = {
+            "model_id": str(mid),
+            "organisation_id": ctx.organisation_id,
+            "project_id": ctx.project_id,
+            "environment": ctx.environment,
+            "app_id": ctx.app_id,
+            "app_name": str(body["app_name"]),
+            "level_name": str(body["level_name"]),
+            "filename": str(body["filename"]),
+            "content_type": str(body["content_type"]),
+            "size_bytes": int(body["size_bytes"]),
+            "sha256": str(body["sha256"]),
+            "storage_key": str(body["storage_key"]),
+            "uploaded_at": to_millis(ctx.received_at),
+        }
+    except (KeyError, TypeError, ValueError) as err:
+        raise Invalid([Problem("body", f"bad model record: {err!r}")]) from err
+    return LEVEL_MODEL, row

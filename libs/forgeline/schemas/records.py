@@ -327,7 +327,36 @@ TRAJECTORY = RecordKind(
         ("received_at", "millis"),
     ),
 )
+LEVEL_MODEL = RecordKind(
+    "level_model",
+    topics.TYPED_LEVEL_MODELS,
+    "level_models",
+    (("model_id", "uuid"),)
+    + _TENANT
+    + (
+        ("app_id", "str"),
+        ("app_name", "str"),
+        ("level_name", "str"),
+        ("filename", "str"),
+        ("content_type", "str"),
+        ("size_bytes", "int"),
+        ("sha256", "str"),
+        ("storage_key", "str"),
+        ("uploaded_at", "millis"),
+    ),
+)
 
-for _kind in (BUILD, SESSION, GAME_EVENT, REPORT, UPLOAD, PLAYER, FUNNEL_STEP, GAMEPLAY_EVENT, TRAJECTORY):
+for _kind in (
+    BUILD,
+    SESSION,
+    GAME_EVENT,
+    REPORT,
+    UPLOAD,
+    PLAYER,
+    FUNNEL_STEP,
+    GAMEPLAY_EVENT,
+    TRAJECTORY,
+    LEVEL_MODEL,
+):
     KINDS[_kind.name] = _kind
     KINDS_BY_TOPIC[_kind.topic] = _kind

@@ -1,6 +1,8 @@
 """MessagePack game analytics API (SPEC 4.2; seed msgpack-game-analytics-api.txt).
 
 POST /api/events (+ /api/player, /api/funnel, /api/realtime)  → 200 {"status":"queued"}  raw.msgpack
+POST /api/models (secret key; multipart app_name, level_name, model_file)
+                                                 → 200 {"status":"queued", "model_id"…}  blob store + raw.msgpack
 POST /api/sql/select                                         → 501 {"error":"sql_unavailable"}
 
 Order of checks: the per-source-IP limit (429; X-Forwarded-For only from trusted proxies),
@@ -12,15 +14,21 @@ nothing of it is enqueued. Each item becomes one raw record, so the normalizer s
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message, Receive
 
+from forgeline.blobstore.port import BlobStore, TooLarge, UploadGrant
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_MSGPACK
 from forgeline.clock import Clock
@@ -37,6 +45,7 @@ from services.gateway.ratelimit import FixedWindowLimiter
 
 EVENT_PATHS = ("/api/events", "/api/player", "/api/funnel", "/api/realtime")
 SQL_PATH = "/api/sql/select"
+MODELS_PATH = "/api/models"
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -63,6 +72,7 @@ class MsgpackApi:
     publisher: Publisher
     clock: Clock
     client_address: ClientAddress
+    blobs: BlobStore
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -75,7 +85,11 @@ class MsgpackApi:
         ingest = [
             Route(path, self.ingest, methods=["POST"], name=f"msgpack_{path.rsplit('/', 1)[1]}") for path in EVENT_PATHS
         ]
-        return [*ingest, Route(SQL_PATH, self.sql_select, methods=["POST"], name="msgpack_sql_select")]
+        return [
+            *ingest,
+            Route(MODELS_PATH, self.models, methods=["POST"], name="msgpack_models"),
+            Route(SQL_PATH, self.sql_select, methods=["POST"], name="msgpack_sql_select"),
+        ]
 
     def rate_limit(self, request: Request) -> None:
         decision = self.limiter.hit(self.client_address.of(request))
@@ -164,3 +178,99 @@ class MsgpackApi:
                 if principal is not None:
                     return principal
         return None
+
+    async def models(self, request: Request) -> Response:
+        """A level model: secret key only (a public token is 403), stored whole or not at all."""
+        self.rate_limit(request)
+        principal = self._secret_or_bearer(request)
+        if principal is None:
+            raise _unauthorized()
+        if principal.kind != "msgpack_secret":
+            raise _forbidden("model upload needs the application's secret key, not its public token")
+        limit = self.settings.max_model_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _model_too_large(limit)
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            raise ApiError(
+                415, {"error": "unsupported_media_type", "message": "send multipart/form-data"}, "bad_content_type"
+            )
+        capped = Request(request.scope, _capped_receive(request.receive, limit))
+        try:
+            async with capped.form(max_files=1, max_fields=8) as form:
+                app_name, level_name, upload = form.get("app_name"), form.get("level_name"), form.get("model_file")
+                problems = [
+                    Problem(name, "is required")
+                    for name, value in (("app_name", app_name), ("level_name", level_name))
+                    if not isinstance(value, str) or not value.strip() or len(value) > 256
+                ]
+                if not isinstance(upload, UploadFile):
+                    problems.append(Problem("model_file", "is required (a file part)"))
+                if problems:
+                    raise _invalid(problems)
+                assert isinstance(app_name, str) and isinstance(level_name, str) and isinstance(upload, UploadFile)
+                application = self.tenancy.applications.get(principal.application_id or "")
+                if application is None or application.name != app_name:
+                    raise _forbidden("app_name is not the key's application")
+                app_id = application.id
+                grant = UploadGrant(
+                    upload_id=f"{app_id}-{level_name}",
+                    key=f"{principal.project_id}/models/{app_id}/{uuid.uuid4()}",
+                    content_type=upload.content_type or "application/octet-stream",
+                    max_bytes=limit,
+                    expires_at=0,
+                )
+                stored = await self.blobs.receive(grant, _file_chunks(upload))
+                filename = upload.filename or "model"
+        except TooLarge:
+            raise _model_too_large(limit) from None
+        except MultiPartException as err:
+            raise _invalid([Problem("body", f"bad multipart body: {err.message}")]) from None
+        mid = msgpack.model_id(app_id, level_name, stored.sha256)
+        value = {
+            "v": 1,
+            "route": "model",
+            "id": str(mid),
+            "organisation_id": principal.organisation_id,
+            "project_id": principal.project_id,
+            "environment": principal.environment,
+            "app_id": app_id,
+            "token_id": principal.token_id,
+            "received_at": to_millis(datetime.fromtimestamp(self.clock.time(), UTC)),
+            "body": {
+                "app_name": app_name,
+                "level_name": level_name,
+                "filename": filename,
+                "content_type": stored.content_type,
+                "size_bytes": stored.size,
+                "sha256": stored.sha256,
+                "storage_key": stored.key,
+            },
+        }
+        await self.publisher.publish([OutgoingRecord(RAW_MSGPACK, orjson.dumps(value), key=mid.bytes)])
+        body = {"status": "queued", "model_id": str(mid), "sha256": stored.sha256, "size_bytes": stored.size}
+        return JSONResponse(body, status_code=200)
+
+
+def _model_too_large(limit: int) -> ApiError:
+    return ApiError(413, {"error": "payload_too_large", "limit_bytes": limit}, reason="too_large")
+
+
+def _capped_receive(receive: Receive, limit: int) -> Receive:
+    """The request's receive, refusing (TooLarge) once more than ``limit`` body bytes arrived."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise TooLarge(limit)
+        return message
+
+    return capped
+
+
+async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(64 * 1024):
+        yield chunk
