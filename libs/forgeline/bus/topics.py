@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Raw payloads as the gateway accepted them, one topic per API family.
 RAW_LOGISTER = "raw.logister"
+RAW_FORGE = "raw.forge"
+RAW_MSGPACK = "raw.msgpack"
 
 # Typed records from the normalizer, keyed for the next stage.
 TYPED_ERRORS = "typed.errors"  # key: fingerprint
@@ -13,6 +15,17 @@ TYPED_TRANSACTIONS = "typed.transactions"  # key: transaction name
 TYPED_SPANS = "typed.spans"  # key: trace id
 TYPED_CHECKINS = "typed.checkins"  # key: project/environment/slug (the monitor)
 TYPED_DEPLOYMENTS = "typed.deployments"  # key: project/release
+# Game telemetry (Forge Logger and MessagePack families).
+TYPED_BUILDS = "typed.builds"  # key: build id
+TYPED_SESSIONS = "typed.sessions"  # key: session id
+TYPED_GAME_EVENTS = "typed.game_events"  # key: session id
+TYPED_REPORTS = "typed.reports"  # key: report id
+TYPED_UPLOADS = "typed.uploads"  # key: upload id
+TYPED_PLAYERS = "typed.players"  # key: app/player
+TYPED_FUNNEL_STEPS = "typed.funnel_steps"  # key: app/session
+TYPED_GAMEPLAY_EVENTS = "typed.gameplay_events"  # key: app/session
+TYPED_TRAJECTORIES = "typed.trajectories"  # key: app/session
+TYPED_LEVEL_MODELS = "typed.level_models"  # key: model id
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
@@ -25,6 +38,16 @@ TYPED_TOPICS = (
     TYPED_SPANS,
     TYPED_CHECKINS,
     TYPED_DEPLOYMENTS,
+    TYPED_BUILDS,
+    TYPED_SESSIONS,
+    TYPED_GAME_EVENTS,
+    TYPED_REPORTS,
+    TYPED_UPLOADS,
+    TYPED_PLAYERS,
+    TYPED_FUNNEL_STEPS,
+    TYPED_GAMEPLAY_EVENTS,
+    TYPED_TRAJECTORIES,
+    TYPED_LEVEL_MODELS,
 )
 
 
