@@ -10,6 +10,7 @@ import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import RAW_LOGISTER
+from forgeline.grouping import group_fingerprint, group_key
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import logister
 from forgeline.schemas.records import CHECK_IN, DEPLOYMENT, ERROR, METRIC, SPAN, TRANSACTION, RecordKind
@@ -18,7 +19,9 @@ from forgeline.schemas.records import CHECK_IN, DEPLOYMENT, ERROR, METRIC, SPAN,
 def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
     """The key of the next stage (SPEC 6): fingerprint for errors, trace for spans, monitor for check-ins."""
     if kind is ERROR:
-        value = f"{row['project_id']}/{row['fingerprint']}"
+        # The error grouper's rule (masked numbers/ids): one group, one partition, one owner.
+        fp = group_fingerprint(row["fingerprint"], row["message"], row["exception_class"])
+        return group_key(row["project_id"], fp)
     elif kind is SPAN:
         value = f"{row['project_id']}/{row['trace_id']}"
     elif kind is CHECK_IN:

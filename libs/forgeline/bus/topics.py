@@ -14,6 +14,17 @@ TYPED_SPANS = "typed.spans"  # key: trace id
 TYPED_CHECKINS = "typed.checkins"  # key: project/environment/slug (the monitor)
 TYPED_DEPLOYMENTS = "typed.deployments"  # key: project/release
 
+# Stream processors' inputs and outputs (services/errors, spans, monitors).
+# Status changes of error groups (`forgeline errors resolve|ignore`), keyed like typed.errors
+# (project/group fingerprint) and with the same partition count, so a group's events and its
+# status changes reach the same consumer in one order.
+CONTROL_ERROR_GROUPS = "control.error_groups"
+EVENTS_ERROR_GROUPS = "events.error_groups"  # "new" / "regressed" records, key: project/fingerprint
+EVENTS_MONITORS = "events.monitors"  # monitor state changes, key: project/environment/slug
+# Stream-clock ticks travel *inside* raw.logister and typed.checkins (header TICK_HEADER), so
+# that they are ordered after every record appended before them: see services/monitors.
+TICK_HEADER = "forgeline-tick"
+
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
 
