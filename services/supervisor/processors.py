@@ -20,9 +20,10 @@ from forgeline.warehouse.port import Warehouse
 from services.admin import admin_app, admin_server
 from services.errors.main import ErrorGrouperService
 from services.normalizer.main import Normalizer
+from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer", "errors")
+PROCESSORS = ("normalizer", "writer", "errors", "spans")
 # Processors that read or write the warehouse (chDB: one owning process).
 WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         processors["writer"] = Writer(bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds)
     if warehouse is not None and "errors" in names:
         processors["errors"] = ErrorGrouperService(bus, warehouse)
+    if warehouse is not None and "spans" in names:
+        processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
 
     def readiness() -> dict[str, bool]:
         return {name: p.ready for name, p in processors.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,6 +13,17 @@ import pytest
 from tests.fixtures.pipeline import REPO, ForgelineUp
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def streams_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+    """A pipeline with short stream-processor timings, so tests wait less than a second."""
+    env = {"FORGELINE_SPAN_QUIET_SECONDS": "0.5", "FORGELINE_MONITOR_TICK_SECONDS": "0.2"}
+    up = ForgelineUp(tmp_path_factory.mktemp("streams") / "data", env=env).start()
+    try:
+        yield up
+    finally:
+        up.stop()
 
 
 def _post(up: ForgelineUp, path: str, body: dict[str, object]) -> httpx.Response:
@@ -25,8 +37,8 @@ def _cli(up: ForgelineUp, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_errors_group_count_and_resolve_regress(forgeline_up: ForgelineUp) -> None:
-    up = forgeline_up
+def test_errors_group_count_and_resolve_regress(streams_up: ForgelineUp) -> None:
+    up = streams_up
     marker = uuid.uuid4().hex[:12]
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for n, event_id in enumerate(ids):
@@ -53,3 +65,36 @@ def test_errors_group_count_and_resolve_regress(forgeline_up: ForgelineUp) -> No
     assert _post(up, "/api/v1/ingest_events", {"event": again}).status_code == 201
     assert up.wait_for(f"SELECT count() {where} AND status = 'unresolved' AND regressed = 1", 1) == 1
     assert up.scalar(f"SELECT sum(event_count) {where}") == 4
+
+
+def test_spans_out_of_order_become_one_tree_and_summary(streams_up: ForgelineUp) -> None:
+    up = streams_up
+    trace = f"trace-{uuid.uuid4().hex[:12]}"
+    base = {"event_type": "span", "trace_id": trace, "started_at": "2026-01-01T00:00:00Z"}
+    # Children first, the root last; one span's parent never arrives (an orphan).
+    spans = [
+        {**base, "name": "SELECT", "kind": "db", "span_id": "db", "parent_span_id": "app", "duration_ms": 40,
+         "started_at": "2026-01-01T00:00:00.050Z"},
+        {**base, "name": "render", "span_id": "app", "parent_span_id": "root", "duration_ms": 120,
+         "started_at": "2026-01-01T00:00:00.010Z", "status": "error", "context": {"service": "web"}},
+        {**base, "name": "lost", "span_id": "lost", "parent_span_id": "gone", "duration_ms": 5},
+        {**base, "name": "GET /checkout", "kind": "server", "span_id": "root", "duration_ms": 245,
+         "context": {"service": "edge"}},
+    ]  # fmt: skip
+    for body in spans:
+        assert _post(up, "/api/v1/ingest_events", {"event": body}).status_code == 201
+    where = f"FROM forgeline.trace_summaries FINAL WHERE trace_id = '{trace}'"
+    assert up.wait_for(f"SELECT max(span_count) {where}", 4) == 4
+    row = up.sql(f"SELECT root_span_id, max_depth, error_count, orphan_count, services, duration_ms {where}")
+    assert row.strip().split("\t") == ["root", "2", "1", "1", "['edge','web']", "245"]
+    tree = up.sql(
+        f"SELECT span_id, depth, is_orphan, self_time_ms FROM forgeline.span_tree FINAL "
+        f"WHERE trace_id = '{trace}' ORDER BY span_id"
+    )
+    assert tree.split() == ["app", "1", "0", "80", "db", "2", "0", "40", "lost", "0", "1", "5", "root", "0", "0", "125"]
+
+    # A late span re-summarizes the trace: still one current row, with the new count.
+    late = {**base, "name": "cache", "span_id": "cache", "parent_span_id": "root", "duration_ms": 3}
+    assert _post(up, "/api/v1/ingest_events", {"event": late}).status_code == 201
+    assert up.wait_for(f"SELECT max(span_count) {where}", 5) == 5
+    assert up.scalar(f"SELECT count() {where}") == 1

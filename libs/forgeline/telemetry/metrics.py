@@ -70,7 +70,9 @@ ERROR_GROUP_NOTIFICATIONS = Counter(
     "forgeline_errors_group_notifications_total", "Error group records emitted, by kind (new, regressed).", ["kind"]
 )
 SPANS_TRACES_SUMMARIZED = Counter(
-    "forgeline_spans_trace_summaries_total", "Trace summaries written (first and re-summaries), by kind.", ["kind"]
+    "forgeline_spans_trace_summaries_total",
+    "Trace summaries written (re-summaries too), by kind (complete, orphaned).",
+    ["kind"],
 )
 SPANS_OPEN_TRACES = Gauge("forgeline_spans_open_traces", "Traces held in memory by the span assembler.")
 MONITOR_STATES = Gauge("forgeline_monitors_monitors", "Monitors per current state.", ["state"])
