@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
-from forgeline.bus.topics import RAW_LOGISTER
+from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
 from forgeline.grouping import group_fingerprint, group_key
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import logister
@@ -71,3 +71,13 @@ def normalize_logister(record: Record) -> OutgoingRecord:
 
 
 NORMALIZERS = {RAW_LOGISTER: normalize_logister}
+
+
+def forward_tick(record: Record, checkin_partitions: int) -> list[OutgoingRecord]:
+    """A raw stream-clock tick → one tick per ``typed.checkins`` partition, tagged with the
+    raw partition it came from (the monitor evaluator's clock needs both; see
+    ``services/monitors/steps.py``)."""
+    headers = ((TICK_HEADER, b"1"), ("source_partition", str(record.partition).encode()))
+    return [
+        OutgoingRecord(TYPED_CHECKINS, record.value, headers=headers, partition=q) for q in range(checkin_partitions)
+    ]

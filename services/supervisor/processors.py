@@ -19,11 +19,12 @@ from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
 from services.admin import admin_app, admin_server
 from services.errors.main import ErrorGrouperService
+from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
 from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer", "errors", "spans")
+PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors")
 # Processors that read or write the warehouse (chDB: one owning process).
 WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         processors["errors"] = ErrorGrouperService(bus, warehouse)
     if warehouse is not None and "spans" in names:
         processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
+    if warehouse is not None and "monitors" in names:
+        processors["monitors"] = MonitorEvaluatorService(
+            bus,
+            warehouse,
+            margin_s=settings.monitor_margin_seconds,
+            tick_s=settings.monitor_tick_seconds,
+            slack_s=settings.publish_timeout_seconds + 1.0,
+        )
 
     def readiness() -> dict[str, bool]:
         return {name: p.ready for name, p in processors.items()}

@@ -18,7 +18,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def streams_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
     """A pipeline with short stream-processor timings, so tests wait less than a second."""
-    env = {"FORGELINE_SPAN_QUIET_SECONDS": "0.5", "FORGELINE_MONITOR_TICK_SECONDS": "0.2"}
+    env = {
+        "FORGELINE_SPAN_QUIET_SECONDS": "0.5",
+        "FORGELINE_MONITOR_TICK_SECONDS": "0.2",
+        "FORGELINE_MONITOR_MARGIN_SECONDS": "1",
+    }
     up = ForgelineUp(tmp_path_factory.mktemp("streams") / "data", env=env).start()
     try:
         yield up
@@ -98,3 +102,25 @@ def test_spans_out_of_order_become_one_tree_and_summary(streams_up: ForgelineUp)
     assert _post(up, "/api/v1/ingest_events", {"event": late}).status_code == 201
     assert up.wait_for(f"SELECT max(span_count) {where}", 5) == 5
     assert up.scalar(f"SELECT count() {where}") == 1
+
+
+def test_monitor_states_failing_missed_recovered(streams_up: ForgelineUp) -> None:
+    up = streams_up
+    slug = f"job-{uuid.uuid4().hex[:10]}"
+
+    def check_in(status: str, interval: int) -> None:
+        body = {"check_in": {"slug": slug, "status": status, "expected_interval_seconds": interval}}
+        assert _post(up, "/api/v1/check_ins", body).status_code == 201
+
+    where = f"FROM forgeline.monitor_states FINAL WHERE slug = '{slug}'"
+    check_in("error", 3600)
+    assert up.wait_for(f"SELECT count() {where} AND state = 'failing'", 1) == 1
+    check_in("ok", 1)  # recovers; then nothing comes within 1 s + 1 s margin
+    assert up.wait_for(f"SELECT count() {where} AND state = 'recovered'", 1, timeout_s=3) in (0, 1)
+    assert up.wait_for(f"SELECT count() {where} AND state = 'missed'", 1, timeout_s=30) == 1
+    check_in("ok", 3600)
+    assert up.wait_for(f"SELECT count() {where} AND state = 'recovered'", 1) == 1
+    history = up.sql(
+        f"SELECT state FROM forgeline.monitor_state_changes FINAL WHERE slug = '{slug}' ORDER BY changed_at"
+    ).split()
+    assert history == ["failing", "recovered", "missed", "recovered"]
