@@ -166,13 +166,15 @@ class SpanAssemblerService:
         now = self._clock.monotonic()
         due = self._assembler.due(now, everything=everything)
         if due:
-            tree_rows = [tree_row(node, summary.version) for nodes, summary in due for node in nodes]
-            await insert_with_retry(self._warehouse, "span_tree", tree_rows, TREE_COLUMNS, GROUP)
+            # Summaries first: span_tree is what a restart restores from, so a trace must not
+            # be there unless its summary is (a crash in between re-summarizes it).
             now_dt = to_datetime(self._clock.time() * 1000)
             summaries = [(*summary_row(summary), now_dt) for _, summary in due]
             await insert_with_retry(
                 self._warehouse, "trace_summaries", summaries, [*SUMMARY_COLUMNS, "summarized_at"], GROUP
             )
+            tree_rows = [tree_row(node, summary.version) for nodes, summary in due for node in nodes]
+            await insert_with_retry(self._warehouse, "span_tree", tree_rows, TREE_COLUMNS, GROUP)
             for _, summary in due:
                 SPANS_TRACES_SUMMARIZED.labels(kind="orphaned" if summary.orphan_count else "complete").inc()
         self._assembler.evict(now)
