@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.fixtures.pipeline import REPO, ForgelineUp
+from tests.integration.test_queries import doc_queries
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +125,27 @@ def test_monitor_states_failing_missed_recovered(streams_up: ForgelineUp) -> Non
         f"SELECT state FROM forgeline.monitor_state_changes FINAL WHERE slug = '{slug}' ORDER BY changed_at"
     ).split()
     assert history == ["failing", "recovered", "missed", "recovered"]
+
+
+def test_documented_queries_show_the_derived_tables(streams_up: ForgelineUp) -> None:
+    up = streams_up
+    marker = uuid.uuid4().hex[:10]
+    error = {"event_type": "error", "message": f"doc {marker} failed", "fingerprint": f"doc-{marker}"}
+    span = {"event_type": "span", "name": f"doc {marker}", "trace_id": f"doc-{marker}", "span_id": "s1"}
+    for body in (error, span):
+        assert _post(up, "/api/v1/ingest_events", {"event": body}).status_code == 201
+    body = {"check_in": {"slug": f"doc-{marker}", "status": "error"}}
+    assert _post(up, "/api/v1/check_ins", body).status_code == 201
+    assert up.wait_for(f"SELECT count() FROM forgeline.error_groups FINAL WHERE fingerprint = 'doc-{marker}'", 1)
+    assert up.wait_for(f"SELECT count() FROM forgeline.trace_summaries FINAL WHERE trace_id = 'doc-{marker}'", 1)
+    assert up.wait_for(f"SELECT count() FROM forgeline.monitor_states FINAL WHERE slug = 'doc-{marker}'", 1)
+
+    queries = doc_queries()
+    inbox = [line.split("\t") for line in up.sql(queries["error groups inbox"]).splitlines()]
+    assert [row[1:6] for row in inbox if row[3] == f"doc {marker} failed"] == [
+        ["unresolved", "0", error["message"], "1", "1"]
+    ]
+    assert f"doc-{marker}" in up.sql(queries["slowest traces"])
+    assert f"doc {marker}" in up.sql(queries["trace tree with self time"])
+    states = [line.split("\t") for line in up.sql(queries["monitor states"]).splitlines()]
+    assert [row[3] for row in states if row[2] == f"doc-{marker}"] == ["failing"]
