@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import OutgoingRecord, TopicPartition
+from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import TYPED_CHECKINS, TYPED_ERRORS, TYPED_SPANS
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
@@ -88,7 +88,6 @@ async def main():
         svc = SpanAssemblerService(bus, wh, quiet_s=0.0)
     else:
         svc = MonitorEvaluatorService(bus, wh, tick_s=3600)
-    ends = {TopicPartition(topic, q): None for q in range(bus.partitions(topic))}
     t = time.perf_counter()
     task = asyncio.create_task(svc.run())
     group = which
