@@ -81,6 +81,7 @@ class ErrorGroup:
     event_count: int = 0
     last_level: str = ""
     last_level_key: tuple[int, str] = (0, "")
+    first_key: tuple[int, str] = (0, "")
     releases: set[str] = field(default_factory=set)
     environments: set[str] = field(default_factory=set)
     status: Status = "unresolved"
@@ -145,6 +146,7 @@ class ErrorGroup:
         # The exact tie-break key of the last level is not stored; last_seen is enough to
         # keep "latest event wins" for every event that is not a same-millisecond tie.
         group.last_level_key = (group.last_seen_ms, "")
+        group.first_key = (group.first_seen_ms, "")
         return group
 
 
@@ -214,8 +216,7 @@ class ErrorGrouper:
         is_new = group is None
         if group is None:
             group = ErrorGroup(project_id, fingerprint, organisation_id=organisation_id)
-            group.title = first_line(message)[:500]
-            group.exception_class = exception_class
+            group.first_key = (occurred + 1, "")  # replaced by this event just below
             group.first_seen_ms = occurred
             group.last_seen_ms = occurred
             self.groups[key] = group
@@ -230,6 +231,11 @@ class ErrorGrouper:
         del group.recent_event_ids[:-RECENT_IDS]
         group.event_count += 1
         group.first_seen_ms = min(group.first_seen_ms, occurred)
+        if (occurred, event_id) < group.first_key:
+            # Title and class come from the earliest event, whatever order events arrive in.
+            group.first_key = (occurred, event_id)
+            group.title = first_line(message)[:500]
+            group.exception_class = exception_class
         group.last_seen_ms = max(group.last_seen_ms, occurred)
         if (occurred, event_id) > group.last_level_key:
             group.last_level_key = (occurred, event_id)

@@ -6,6 +6,9 @@ one stream-clock tick to every ``raw.logister`` partition every ``tick_s`` (wall
 minus ``slack_s``: the most a check-in can wait between the gateway stamping its
 ``received_at`` and its append — the publish timeout plus a second).
 
+Ticks reach ``typed.checkins`` only through the normalizer: run it somewhere (it is in
+the same process in embedded mode), or the clock does not move and nothing is missed.
+
 Restart: monitors come back from ``monitor_states FINAL`` and the clock from
 ``stream_clocks``; replayed check-ins at or below a monitor's applied offset are skipped,
 replayed ticks cannot move the clock back, so a restart emits nothing twice.
@@ -62,7 +65,7 @@ class MonitorEvaluatorService:
         bus: Bus,
         warehouse: Warehouse,
         margin_s: float = 60.0,
-        tick_s: float = 1.0,
+        tick_s: float = 5.0,
         slack_s: float = 3.0,
         batch: int = 1000,
     ) -> None:

@@ -41,7 +41,7 @@ def rec(doc: dict[str, Any], offset: int, topic: str = TYPED_ERRORS) -> Record:
 
 def snapshot(grouper: ErrorGrouper) -> dict[tuple[str, str], tuple[Any, ...]]:
     return {
-        key: (g.event_count, g.first_seen_ms, g.last_seen_ms, g.last_level, sorted(g.releases), g.status)
+        key: (g.event_count, g.first_seen_ms, g.last_seen_ms, g.last_level, sorted(g.releases), g.status, g.title)
         for key, g in grouper.groups.items()
     }
 
