@@ -276,12 +276,16 @@ class Assembler:
     A summarized trace stays in memory for ``keep_s`` so that a late span re-summarizes it
     without a warehouse read; after that it is evicted and ``main.py`` reloads its spans
     from ``span_tree`` when one more arrives (``needs_load``).
+
+    Cost: ``due`` and ``commit_floor`` look at unwritten traces only, ``evict`` at the
+    traces it evicts (``traces`` is kept in order of last change).
     """
 
     def __init__(self, quiet_s: float, keep_s: float) -> None:
         self.quiet_s = quiet_s
         self.keep_s = keep_s
         self.traces: dict[tuple[str, str], OpenTrace] = {}
+        self._dirty: set[tuple[str, str]] = set()
 
     def needs_load(self, spans: Iterable[Span]) -> set[tuple[str, str]]:
         """Traces of ``spans`` not in memory: they may have been summarized before."""
@@ -295,28 +299,43 @@ class Assembler:
         trace.summarized_version = max(trace.summarized_version, len(trace.spans))
 
     def add(self, span: Span, partition: int, offset: int, now_s: float) -> None:
-        trace = self.traces.setdefault((span.project_id, span.trace_id), OpenTrace())
+        key = (span.project_id, span.trace_id)
+        trace = self.traces.setdefault(key, OpenTrace())
         if merge_span(trace.spans, span):
+            # Re-inserted last, so the dict stays (roughly) ordered by last change; where it
+            # is not (restored traces), eviction is only delayed, never wrong.
+            self.traces[key] = self.traces.pop(key)
             trace.last_change_s = now_s
             trace.pending_offsets.setdefault(partition, offset)
+            self._dirty.add(key)
 
     def due(self, now_s: float, everything: bool = False) -> list[tuple[list[SpanNode], TraceSummary]]:
         """Summaries of the traces quiet for ``quiet_s`` (all dirty ones if ``everything``);
         marks them written — call again only after the rows are stored, or on a fresh state."""
         out = []
-        for _key, trace in sorted(self.traces.items(), key=lambda item: item[0]):
-            if trace.dirty and (everything or now_s - trace.last_change_s >= self.quiet_s):
+        for key in sorted(self._dirty):
+            trace = self.traces[key]
+            if everything or now_s - trace.last_change_s >= self.quiet_s:
                 nodes, summary = build_tree(trace.spans)
                 out.append((nodes, summary))
                 trace.summarized_version = summary.version
                 trace.pending_offsets.clear()
+                self._dirty.discard(key)
         return out
 
     def evict(self, now_s: float) -> None:
-        for key in [k for k, t in self.traces.items() if not t.dirty and now_s - t.last_change_s >= self.keep_s]:
+        old = []
+        for key, trace in self.traces.items():
+            if now_s - trace.last_change_s < self.keep_s:
+                break  # every later trace changed more recently
+            if not trace.dirty:
+                old.append(key)
+        for key in old:
             del self.traces[key]
 
     def commit_floor(self, partition: int) -> int | None:
         """The smallest offset on ``partition`` still needed (its trace is unwritten)."""
-        floors = [t.pending_offsets[partition] for t in self.traces.values() if partition in t.pending_offsets]
+        floors = [
+            offset for key in self._dirty if (offset := self.traces[key].pending_offsets.get(partition)) is not None
+        ]
         return min(floors) if floors else None
