@@ -125,6 +125,10 @@ def test_monitor_states_failing_missed_recovered(streams_up: ForgelineUp) -> Non
         f"SELECT state FROM forgeline.monitor_state_changes FINAL WHERE slug = '{slug}' ORDER BY changed_at"
     ).split()
     assert history == ["failing", "recovered", "missed", "recovered"]
+    metrics = httpx.get(f"{up.admin_url}/metrics", timeout=10).text
+    assert 'forgeline_monitors_monitors{state="recovered"}' in metrics
+    assert 'forgeline_monitors_state_changes_total{state="missed"}' in metrics
+    assert "forgeline_monitors_stream_clock_seconds" in metrics
 
 
 def test_documented_queries_show_the_derived_tables(streams_up: ForgelineUp) -> None:
