@@ -118,7 +118,7 @@ class MonitorEvaluatorService:
         monitors = [Monitor.from_row(dict(zip(_LOAD_COLUMNS, row, strict=True))) for row in rows]
         clock_rows = await query_with_retry(self._warehouse, CLOCK_SQL.format(db=db), None, GROUP)
         floor = int(clock_rows[0][0] or 0) if clock_rows else 0
-        typed = await asyncio.to_thread(self._bus.partitions, TYPED_CHECKINS)
+        typed = [tp.partition for tp in self._consumer.assignment() if tp.topic == TYPED_CHECKINS]
         raw = await asyncio.to_thread(self._bus.partitions, RAW_LOGISTER)
         log.info("monitors restored", extra={"monitors": len(monitors), "clock_ms": floor})
         evaluator = Evaluator(StreamClock(typed, raw, floor), self._margin_s, monitors)

@@ -183,10 +183,15 @@ class StateChange:
 
 
 class StreamClock:
-    """min over (typed partition, raw partition) of the last tick read; never goes back."""
+    """min over (typed partition, raw partition) of the last tick read; never goes back.
 
-    def __init__(self, typed_partitions: int, raw_partitions: int, floor_ms: int = 0) -> None:
-        self._pairs = typed_partitions * raw_partitions
+    ``typed_partitions`` is a count (every partition, as in embedded mode) or the
+    partitions this consumer is assigned (a replica of a shared group judges only its own).
+    """
+
+    def __init__(self, typed_partitions: int | Iterable[int], raw_partitions: int, floor_ms: int = 0) -> None:
+        typed = range(typed_partitions) if isinstance(typed_partitions, int) else typed_partitions
+        self._pairs = len(set(typed)) * raw_partitions
         self._ticks: dict[tuple[int, int], int] = {}
         self.now_ms = floor_ms
 
@@ -194,7 +199,7 @@ class StreamClock:
         """Record a tick; True if the clock moved forward."""
         pair = (typed_partition, raw_partition)
         self._ticks[pair] = max(self._ticks.get(pair, 0), at_ms)
-        if len(self._ticks) < self._pairs:
+        if not self._pairs or len(self._ticks) < self._pairs:
             return False
         candidate = min(self._ticks.values())
         if candidate > self.now_ms:
