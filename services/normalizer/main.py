@@ -11,18 +11,24 @@ import asyncio
 import logging
 
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
-from services.normalizer.steps import NORMALIZERS
+from services.normalizer.steps import NORMALIZERS, forward_tick
 
 GROUP = "normalizer"
 log = logging.getLogger(__name__)
 
 
-def process_batch(records: list[Record]) -> list[OutgoingRecord]:
+def process_batch(records: list[Record], checkin_partitions: int = 1) -> list[OutgoingRecord]:
     out: list[OutgoingRecord] = []
     for record in records:
+        if record.header(TICK_HEADER) is not None:
+            # A stream-clock tick (services/monitors): fan out to every typed.checkins
+            # partition, after every check-in of this raw partition read before it.
+            out.extend(forward_tick(record, checkin_partitions))
+            continue
         try:
             out.append(NORMALIZERS[record.topic](record))
         except InvalidMessage as err:
@@ -40,6 +46,7 @@ class Normalizer:
         self._consumer = bus.consumer(GROUP, list(NORMALIZERS))
         self._producer = bus.producer()
         self._batch = batch
+        self._checkin_partitions = bus.partitions(TYPED_CHECKINS)
         self._stopping = asyncio.Event()
         self.ready = False
 
@@ -61,7 +68,7 @@ class Normalizer:
                 if records:
                     count_consumed(GROUP, records)
                     PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._forward(process_batch(records))
+                    await self._forward(process_batch(records, self._checkin_partitions))
                     await self._consumer.commit(next_offsets(records))
                 await lag.maybe_report({})
         finally:

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
-from forgeline.bus.topics import RAW_FORGE, RAW_LOGISTER, RAW_MSGPACK
+from forgeline.bus.topics import RAW_FORGE, RAW_LOGISTER, RAW_MSGPACK, TICK_HEADER, TYPED_CHECKINS
+from forgeline.grouping import group_fingerprint, group_key
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import forge, logister, msgpack
 from forgeline.schemas.checks import Invalid
@@ -30,7 +31,9 @@ from forgeline.schemas.records import (
 def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
     """The key of the next stage (SPEC 6): fingerprint for errors, trace for spans, monitor for check-ins."""
     if kind is ERROR:
-        value = f"{row['project_id']}/{row['fingerprint']}"
+        # The error grouper's rule (masked numbers/ids): one group, one partition, one owner.
+        fp = group_fingerprint(row["fingerprint"], row["message"], row["exception_class"])
+        return group_key(row["project_id"], fp)
     elif kind is SPAN:
         value = f"{row['project_id']}/{row['trace_id']}"
     elif kind is CHECK_IN:
@@ -141,3 +144,13 @@ def normalize_msgpack(record: Record) -> OutgoingRecord:
 
 
 NORMALIZERS = {RAW_LOGISTER: normalize_logister, RAW_FORGE: normalize_forge, RAW_MSGPACK: normalize_msgpack}
+
+
+def forward_tick(record: Record, checkin_partitions: int) -> list[OutgoingRecord]:
+    """A raw stream-clock tick → one tick per ``typed.checkins`` partition, tagged with the
+    raw partition it came from (the monitor evaluator's clock needs both; see
+    ``services/monitors/steps.py``)."""
+    headers = ((TICK_HEADER, b"1"), ("source_partition", str(record.partition).encode()))
+    return [
+        OutgoingRecord(TYPED_CHECKINS, record.value, headers=headers, partition=q) for q in range(checkin_partitions)
+    ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
-from forgeline.bus.topics import dead_letter_topic
+from forgeline.bus.topics import TICK_HEADER, dead_letter_topic
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
 from forgeline.schemas.records import KINDS_BY_TOPIC
@@ -55,6 +55,8 @@ class _Batch:
         if not self.records:
             self.opened_at = time.monotonic()
         self.records.append(record)
+        if record.header(TICK_HEADER) is not None:
+            return  # a stream-clock tick (services/monitors) has no row; it commits with the batch
         try:
             if is_dead_letter_topic(record.topic):
                 table, columns, row = "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row(record)

@@ -27,6 +27,17 @@ TYPED_GAMEPLAY_EVENTS = "typed.gameplay_events"  # key: app/session
 TYPED_TRAJECTORIES = "typed.trajectories"  # key: app/session
 TYPED_LEVEL_MODELS = "typed.level_models"  # key: model id
 
+# Stream processors' inputs and outputs (services/errors, spans, monitors).
+# Status changes of error groups (`forgeline errors resolve|ignore`), keyed like typed.errors
+# (project/group fingerprint) and with the same partition count, so a group's events and its
+# status changes reach the same consumer in one order.
+CONTROL_ERROR_GROUPS = "control.error_groups"
+EVENTS_ERROR_GROUPS = "events.error_groups"  # "new" / "regressed" records, key: project/fingerprint
+EVENTS_MONITORS = "events.monitors"  # monitor state changes, key: project/environment/slug
+# Stream-clock ticks travel *inside* raw.logister and typed.checkins (header TICK_HEADER), so
+# that they are ordered after every record appended before them: see services/monitors.
+TICK_HEADER = "forgeline-tick"
+
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
 

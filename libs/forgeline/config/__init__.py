@@ -81,6 +81,13 @@ class Settings:
     # Processors.
     writer_batch_rows: int = 5000
     writer_flush_seconds: float = 1.0
+    # Stream processors: a trace is summarized after this long without a new span; a
+    # monitor is missed at last check-in + interval + margin (stream time); the monitor
+    # evaluator sends a stream-clock tick through the bus this often (each tick is one record
+    # per raw.logister partition and partitions² typed.checkins records: keep it coarse).
+    span_quiet_seconds: float = 5.0
+    monitor_margin_seconds: float = 60.0
+    monitor_tick_seconds: float = 5.0
     normalizer_batch: int = 1000
     trusted_proxies: tuple[str, ...] = field(default=())
 
@@ -151,6 +158,11 @@ class Settings:
             ),
             writer_batch_rows=reader.get("FORGELINE_WRITER_BATCH_ROWS", _positive_int, d.writer_batch_rows),
             writer_flush_seconds=reader.get("FORGELINE_WRITER_FLUSH_SECONDS", _positive_float, d.writer_flush_seconds),
+            span_quiet_seconds=reader.get("FORGELINE_SPAN_QUIET_SECONDS", _positive_float, d.span_quiet_seconds),
+            monitor_margin_seconds=reader.get(
+                "FORGELINE_MONITOR_MARGIN_SECONDS", _positive_float, d.monitor_margin_seconds
+            ),
+            monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
             forge_rate_limit_requests=reader.get(
