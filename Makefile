@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint format clean
+.PHONY: run test test-unit lint format bench clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.test-installed
 
 test-unit: $(VENV)/.test-installed
 	$(PY) -m pytest -m unit -n 2 $(PYTEST_ARGS)
+
+## bench: every benchmark next to a same-run baseline; prints a table, writes bench/results.json
+bench: $(VENV)/.test-installed
+	$(VENV)/bin/forgeline bench $(BENCH_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check libs services tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 # Namespace for every UUIDv5 Forgeline derives (a fixed, random UUID).
@@ -19,3 +20,36 @@ def legacy_id(event_id: uuid.UUID) -> int:
     same legacy id, without any counter to coordinate between gateway replicas.
     """
     return int.from_bytes(event_id.bytes[:6], "big")
+
+
+class _RandomPool:
+    """Random bytes fetched 4 KiB at a time: one getrandom() per 256 ids instead of one each.
+
+    The profile of the single-event route showed ``uuid.uuid4`` (one syscall per call) at
+    ~8% of the gateway's samples; the bytes are the same quality (os.urandom).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, n: int) -> bytes:
+        if self._offset + n > len(self._buffer):
+            self._buffer, self._offset = os.urandom(self._size), 0
+        chunk = self._buffer[self._offset : self._offset + n]
+        self._offset += n
+        return chunk
+
+    def reset(self) -> None:
+        self._buffer, self._offset = b"", 0
+
+
+_POOL = _RandomPool()
+# A forked child must never hand out the parent's remaining bytes again.
+os.register_at_fork(after_in_child=_POOL.reset)
+
+
+def new_uuid4() -> uuid.UUID:
+    """A random (version 4) UUID, like ``uuid.uuid4()`` but from a pooled random buffer."""
+    return uuid.UUID(bytes=_POOL.take(16), version=4)

@@ -15,6 +15,7 @@ from pathlib import Path
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
 from services.cli import admin_commands, topics
+from services.errors.cli import add_errors_commands, errors_command
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
     sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
-    process.add_argument("name", help="normalizer | writer")
+    process.add_argument("name", help="normalizer | writer | errors | spans | monitors")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")
@@ -52,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)")
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
 
+    bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
+    bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
+    bench.add_argument("--out", default="bench/results.json")
+
     admin_commands.add_tenancy_commands(sub, common)
     topics.add_topics_commands(sub, common)
+    add_errors_commands(sub, common)
     return parser
 
 
@@ -84,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":
         return admin_commands.migrate_command(settings)
+    if command == "bench":
+        from services.bench.run import run_bench
+
+        run_bench(args.quick, Path(args.out))
+        return 0
+    if command == "errors":
+        return errors_command(settings, args)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
     if command == "topics":

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from forgeline.blobstore.factory import create_blob_store
 from forgeline.bus.port import Bus
 from forgeline.clock import Clock, SystemClock
 from forgeline.config import Settings
@@ -31,7 +32,9 @@ from services.gateway.errors import (
 from services.gateway.middleware import RequestMetrics
 from services.gateway.openapi import openapi_document
 from services.gateway.publish import Publisher
+from services.gateway.routes.forge import ForgeApi
 from services.gateway.routes.logister import LogisterApi
+from services.gateway.routes.msgpack import MsgpackApi
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,29 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     clock = clock or SystemClock()
     producer = bus.producer()
     tenancy = TenancyFollower(bus)
+    publisher = Publisher(producer, settings.publish_timeout_seconds)
+    client_address = ClientAddress(settings.trusted_proxies)
     logister_api = LogisterApi(
         settings=settings,
         tenancy=tenancy.table,
-        publisher=Publisher(producer, settings.publish_timeout_seconds),
+        publisher=publisher,
         clock=clock,
-        client_address=ClientAddress(settings.trusted_proxies),
+        client_address=client_address,
+    )
+    blobs = create_blob_store(
+        settings.resolved_blob_store_url,
+        settings.blob_signing_key,
+        settings.data_dir / "blob-signing.key",
+        settings.public_url or f"http://{settings.host}:{settings.port}",
+    )
+    forge_api = ForgeApi(settings=settings, tenancy=tenancy.table, publisher=publisher, clock=clock, blobs=blobs)
+    msgpack_api = MsgpackApi(
+        settings=settings,
+        tenancy=tenancy.table,
+        publisher=publisher,
+        clock=clock,
+        client_address=client_address,
+        blobs=blobs,
     )
 
     async def health(request: Request) -> Response:
@@ -69,6 +89,8 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         *logister_api.routes(),
+        *forge_api.routes(),
+        *msgpack_api.routes(),
     ]
 
     @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from forgeline.schemas.logister import CHECK_IN_STATUSES, EVENT_TYPES, SPAN_KINDS
+from services.gateway import openapi_game
 
 
 def _error(description: str, example: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                **openapi_game.SECURITY_SCHEMES,
             }
         },
         "paths": {
@@ -222,5 +224,6 @@ def openapi_document() -> dict[str, Any]:
             "/ready": _ops("Readiness: tokens loaded and the bus takes writes (503 otherwise)"),
             "/metrics": _ops("Prometheus metrics"),
             "/openapi.json": _ops("This document"),
+            **openapi_game.game_paths(),
         },
     }

@@ -10,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
+from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
-from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
-from services.normalizer.steps import NORMALIZERS
+from services.normalizer.steps import NORMALIZERS, forward_tick
 
 GROUP = "normalizer"
 log = logging.getLogger(__name__)
 
 
-def process_batch(records: list[Record]) -> list[OutgoingRecord]:
+def process_batch(records: list[Record], checkin_partitions: int = 1) -> list[OutgoingRecord]:
     out: list[OutgoingRecord] = []
     for record in records:
+        if record.header(TICK_HEADER) is not None:
+            # A stream-clock tick (services/monitors): fan out to every typed.checkins
+            # partition, after every check-in of this raw partition read before it.
+            out.extend(forward_tick(record, checkin_partitions))
+            continue
         try:
             out.append(NORMALIZERS[record.topic](record))
         except InvalidMessage as err:
@@ -40,16 +46,12 @@ class Normalizer:
         self._consumer = bus.consumer(GROUP, list(NORMALIZERS))
         self._producer = bus.producer()
         self._batch = batch
+        self._checkin_partitions = bus.partitions(TYPED_CHECKINS)
         self._stopping = asyncio.Event()
         self.ready = False
-        # Held from poll to commit: a rebalance waits for the batch in flight to be
-        # forwarded and committed, so the next owner does not normalize it again.
-        self._in_flight = asyncio.Lock()
-        self._consumer.on_revoke(self._on_revoke)
-
-    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
-        async with self._in_flight:
-            pass
+        # A rebalance waits for the batch in flight to be forwarded and committed, so the
+        # next owner does not normalize it again.
+        self._guard = RebalanceGuard(self._consumer)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -65,12 +67,14 @@ class Normalizer:
         self.ready = True
         try:
             while not self._stopping.is_set():
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                if records:
-                    async with self._in_flight:
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if records:
                         count_consumed(GROUP, records)
                         PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        await self._forward(process_batch(records))
+                        await self._forward(process_batch(records, self._checkin_partitions))
                         await self._consumer.commit(next_offsets(records))
                 await lag.maybe_report({})
         finally:

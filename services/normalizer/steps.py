@@ -9,16 +9,31 @@ from typing import Any
 import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
-from forgeline.bus.topics import RAW_LOGISTER
+from forgeline.bus.topics import RAW_FORGE, RAW_LOGISTER, RAW_MSGPACK, TICK_HEADER, TYPED_CHECKINS
+from forgeline.grouping import group_fingerprint, group_key
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas import logister
-from forgeline.schemas.records import CHECK_IN, DEPLOYMENT, ERROR, METRIC, SPAN, TRANSACTION, RecordKind
+from forgeline.schemas import forge, logister, msgpack
+from forgeline.schemas.checks import Invalid
+from forgeline.schemas.records import (
+    CHECK_IN,
+    DEPLOYMENT,
+    ERROR,
+    GAME_EVENT,
+    METRIC,
+    PLAYER,
+    SESSION,
+    SPAN,
+    TRANSACTION,
+    RecordKind,
+)
 
 
 def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
     """The key of the next stage (SPEC 6): fingerprint for errors, trace for spans, monitor for check-ins."""
     if kind is ERROR:
-        value = f"{row['project_id']}/{row['fingerprint']}"
+        # The error grouper's rule (masked numbers/ids): one group, one partition, one owner.
+        fp = group_fingerprint(row["fingerprint"], row["message"], row["exception_class"])
+        return group_key(row["project_id"], fp)
     elif kind is SPAN:
         value = f"{row['project_id']}/{row['trace_id']}"
     elif kind is CHECK_IN:
@@ -29,6 +44,14 @@ def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
         value = f"{row['project_id']}/{row['transaction_name']}"
     elif kind is DEPLOYMENT:
         value = f"{row['project_id']}/{row['release']}"
+    elif kind is SESSION or kind is GAME_EVENT:
+        value = row["session_id"]  # SPEC 6: session for game events
+    elif kind is PLAYER:
+        value = f"{row['app_id']}/{row['player_id']}"
+    elif "app_id" in row:
+        value = f"{row['app_id']}/{row['session_id']}"
+    elif "event_id" not in row:
+        value = str(row[kind.columns[0][0]])  # builds, reports, uploads: their own id
     else:
         value = row["event_id"]
     return value.encode()
@@ -67,4 +90,67 @@ def normalize_logister(record: Record) -> OutgoingRecord:
     return OutgoingRecord(kind.topic, orjson.dumps(row), key=partition_key(kind, row))
 
 
-NORMALIZERS = {RAW_LOGISTER: normalize_logister}
+def _game_envelope(record: Record) -> tuple[dict[str, Any], uuid.UUID, datetime]:
+    try:
+        doc = orjson.loads(record.value)
+        return doc, uuid.UUID(doc["id"]), datetime.fromtimestamp(int(doc["received_at"]) / 1000, UTC)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise InvalidMessage("bad_raw_record", repr(err)) from err
+
+
+def normalize_forge(record: Record) -> OutgoingRecord:
+    """One ``raw.forge`` record (one build, session, event, report or upload) → its typed record."""
+    doc, record_id, received_at = _game_envelope(record)
+    ctx = forge.ForgeContext(
+        str(doc.get("organisation_id")), str(doc.get("project_id")), str(doc.get("environment")), received_at
+    )
+    route, body = doc.get("route"), doc.get("body")
+    try:
+        if route == "build":
+            kind, row = forge.normalize_build(body, ctx)
+        elif route == "session":
+            kind, row = forge.normalize_session(body, ctx, record_id)
+        elif route == "event":
+            kind, row = forge.normalize_event(body, ctx, record_id)
+        elif route == "report":
+            kind, row = forge.normalize_report(body, ctx, record_id)
+        elif route == "upload":
+            kind, row = forge.normalize_upload(body, ctx, record_id)
+        else:
+            raise InvalidMessage("unknown_route", str(route))
+    except Invalid as err:
+        raise InvalidMessage("invalid_payload", str(err)) from err
+    return OutgoingRecord(kind.topic, orjson.dumps(row), key=partition_key(kind, row))
+
+
+def normalize_msgpack(record: Record) -> OutgoingRecord:
+    """One ``raw.msgpack`` record (one item of a batch, or a stored level model) → its typed record."""
+    doc, record_id, received_at = _game_envelope(record)
+    ctx = msgpack.AppContext(
+        str(doc.get("organisation_id")),
+        str(doc.get("project_id")),
+        str(doc.get("environment")),
+        str(doc.get("app_id")),
+        received_at,
+    )
+    try:
+        if doc.get("route") == "model":
+            kind, row = msgpack.normalize_model(doc.get("body"), ctx, record_id)
+        else:
+            kind, row = msgpack.normalize(doc.get("body"), ctx, record_id)
+    except Invalid as err:
+        raise InvalidMessage("invalid_payload", str(err)) from err
+    return OutgoingRecord(kind.topic, orjson.dumps(row), key=partition_key(kind, row))
+
+
+NORMALIZERS = {RAW_LOGISTER: normalize_logister, RAW_FORGE: normalize_forge, RAW_MSGPACK: normalize_msgpack}
+
+
+def forward_tick(record: Record, checkin_partitions: int) -> list[OutgoingRecord]:
+    """A raw stream-clock tick → one tick per ``typed.checkins`` partition, tagged with the
+    raw partition it came from (the monitor evaluator's clock needs both; see
+    ``services/monitors/steps.py``)."""
+    headers = ((TICK_HEADER, b"1"), ("source_partition", str(record.partition).encode()))
+    return [
+        OutgoingRecord(TYPED_CHECKINS, record.value, headers=headers, partition=q) for q in range(checkin_partitions)
+    ]

@@ -19,10 +19,15 @@ from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
 from services.admin import admin_app, admin_server
+from services.errors.main import ErrorGrouperService
+from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
+from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer")
+PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors")
+# Processors that read or write the warehouse (chDB: one owning process).
+WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
 
 
@@ -51,12 +56,24 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     # Kafka mode: every topic exists, with its configured partitions, before anyone subscribes.
     await ensure_topics(bus)
-    warehouse = await asyncio.to_thread(open_warehouse, settings) if "writer" in names else None
+    warehouse = await asyncio.to_thread(open_warehouse, settings) if set(names) & set(WAREHOUSE_USERS) else None
     processors: dict[str, Processor] = {}
     if "normalizer" in names:
         processors["normalizer"] = Normalizer(bus, settings.normalizer_batch)
-    if warehouse is not None:
+    if warehouse is not None and "writer" in names:
         processors["writer"] = Writer(bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds)
+    if warehouse is not None and "errors" in names:
+        processors["errors"] = ErrorGrouperService(bus, warehouse)
+    if warehouse is not None and "spans" in names:
+        processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
+    if warehouse is not None and "monitors" in names:
+        processors["monitors"] = MonitorEvaluatorService(
+            bus,
+            warehouse,
+            margin_s=settings.monitor_margin_seconds,
+            tick_s=settings.monitor_tick_seconds,
+            slack_s=settings.publish_timeout_seconds + 1.0,
+        )
 
     def readiness() -> dict[str, bool]:
         return {name: p.ready for name, p in processors.items()}

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
-from forgeline.bus.topics import dead_letter_topic
+from forgeline.bus.topics import DEAD_LETTER_GROUPS, TICK_HEADER, dead_letter_topic
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
-from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.schemas.records import KINDS_BY_TOPIC
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
@@ -33,7 +33,7 @@ from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic, typed_row
 
 GROUP = "writer"
-DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP))
+DEAD_LETTER_SOURCES = tuple(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS)
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +55,8 @@ class _Batch:
         if not self.records:
             self.opened_at = time.monotonic()
         self.records.append(record)
+        if record.header(TICK_HEADER) is not None:
+            return  # a stream-clock tick (services/monitors) has no row; it commits with the batch
         try:
             if is_dead_letter_topic(record.topic):
                 table, columns, row = "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row(record)
@@ -82,21 +84,20 @@ class Writer:
         self._flush_seconds = flush_seconds
         self._stopping = asyncio.Event()
         self.ready = False
-        # The batch being built, and a lock that keeps a rebalance from flushing it while
-        # the loop adds to it or flushes it itself.
+        # The batch being built; the guard keeps a rebalance from flushing it while the loop
+        # adds to it or flushes it itself.
         self._batch = _Batch()
-        self._batch_lock = asyncio.Lock()
-        self._consumer.on_revoke(self._on_revoke)
+        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
 
     async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
         """Before partitions move to another writer: write and commit what is buffered.
 
         The next owner then starts after our rows, so a rebalance inserts nothing twice.
+        Runs under the guard's lock.
         """
-        async with self._batch_lock:
-            if self._batch.records:
-                await self._flush(self._batch)
-                self._batch = _Batch()
+        if self._batch.records:
+            await self._flush(self._batch)
+            self._batch = _Batch()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -116,9 +117,11 @@ class Writer:
                 wait = 0.2
                 if self._batch.records:
                     wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - time.monotonic()))
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(room, timeout_s=wait)
-                count_consumed(GROUP, records)
-                async with self._batch_lock:
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    count_consumed(GROUP, records)
                     batch = self._batch
                     for record in records:
                         batch.add(record)
@@ -127,7 +130,7 @@ class Writer:
                         await self._flush(batch)
                         self._batch = _Batch()
                 await lag.maybe_report({})
-            async with self._batch_lock:
+            async with self._guard.lock:
                 if self._batch.records:
                     # Graceful stop: write and commit what is buffered before leaving.
                     await self._flush(self._batch)

@@ -41,6 +41,10 @@ def _cell(value: Any, kind: ColumnType) -> Any:
         return float(value)
     if kind == "millis":
         return _millis(value)
+    if kind == "str_array":
+        return [str(item) for item in value or ()]
+    if kind == "float_array":
+        return [float(item) for item in value or ()]
     if value is None:
         return None
     if kind == "nullable_float":

@@ -77,6 +77,7 @@ def test_replay_is_accepted_again_and_marked_duplicate(gateway: GatewayHarness) 
         (orjson.dumps([1, 2, 3]), "invalid_envelope"),
         (b"{not json", "invalid_envelope"),
     ],
+    ids=["no-identity", "bad-identity", "no-envelope", "array", "not-json"],
 )
 def test_malformed_lines_are_400_with_a_code_and_nothing_is_stored(
     gateway: GatewayHarness, line: bytes, code: str

@@ -1,4 +1,4 @@
-"""Durability of the embedded pipeline: kill -9, restarts, replays, dead letters."""
+"""Durability of the pipeline on both buses: kill -9, restarts, replays, dead letters."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ import pytest
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
+from tests.fixtures.kafka import BUSES, bus_env
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[ForgelineUp]:
+@pytest.fixture(params=BUSES)
+def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgelineUp]:
     # Load, not abuse: lift the per-token limit so the stream measures durability only.
-    pipeline = ForgelineUp(tmp_path / "data", env={"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}).start()
+    env = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000", **bus_env(request)}
+    pipeline = ForgelineUp(tmp_path / "data", env=env).start()
     try:
         yield pipeline
     finally:
@@ -121,9 +123,8 @@ def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: Forgeline
     where = f"FROM forgeline.metrics FINAL WHERE release = '{release}'"
     assert up.wait_for(f"SELECT count() {where}", 50) == 50
     up.stop()
-    # Forget every committed offset: the normalizer and the writer replay the whole log.
-    for offset_file in (up.data_dir / "bus" / "groups").rglob("*.offset"):
-        offset_file.unlink()
+    # Forget every committed offset: every processor replays the whole log.
+    up.forget_offsets(("normalizer", "writer", "errors", "spans", "monitors"))
     up.start()
     time.sleep(3)  # let the replay run; the count must not move
     assert up.scalar(f"SELECT count() {where}") == 50
@@ -131,7 +132,7 @@ def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: Forgeline
 
 
 def test_unprocessable_record_goes_to_dead_letters_and_does_not_block(up: ForgelineUp) -> None:
-    bus = create_bus(f"embedded://{up.data_dir / 'bus'}")
+    bus = create_bus(up.bus_url)
 
     async def inject() -> None:
         producer = bus.producer()

@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.fixtures.kafka import BUSES
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,7 @@ def _post(up: ForgelineUp, path: str, body: dict[str, object]) -> httpx.Response
     return httpx.post(f"{up.base_url}{path}", json=body, headers=up.auth, timeout=10)
 
 
-@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.xdist_group("kafka"))])
+@pytest.fixture(params=BUSES)
 def pipeline(request: pytest.FixtureRequest) -> ForgelineUp:
     """The same `forgeline up` on either bus (FORGELINE_BUS_URL is the only difference)."""
     fixture = "forgeline_up" if request.param == "embedded" else "kafka_forgeline_up"

@@ -12,7 +12,15 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from forgeline.bus.topics import CONTROL_TENANCY, RAW_LOGISTER, TYPED_ERRORS, dead_letter_topic
+from forgeline.bus.topics import (
+    CONTROL_ERROR_GROUPS,
+    CONTROL_TENANCY,
+    CONTROL_TOPICS,
+    RAW_LOGISTER,
+    TYPED_ERRORS,
+    dead_letter_topic,
+    provisioned_topics,
+)
 from tests.fixtures.kafka import LocalKafka
 from tests.fixtures.pipeline import REPO
 
@@ -57,12 +65,16 @@ def test_topics_ensure_creates_every_topic_once(own_kafka: LocalKafka) -> None:
     assert counts[TYPED_ERRORS] == "5"
     assert counts[dead_letter_topic("writer")] == "5"
     assert counts[CONTROL_TENANCY] == "1"  # FIXED_PARTITIONS: one ordered history
+    # Same count as typed.errors: a group's events and status changes share a consumer.
+    assert counts[CONTROL_ERROR_GROUPS] == counts[TYPED_ERRORS]
+    assert set(counts) == set(provisioned_topics())
 
     again = _ensure(kafka_broker.bootstrap)  # idempotent: same answer, no error
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
 
-    configs = asyncio.run(_configs(kafka_broker.bootstrap, [CONTROL_TENANCY, RAW_LOGISTER]))
-    assert configs[CONTROL_TENANCY]["cleanup.policy"] == "compact"
+    configs = asyncio.run(_configs(kafka_broker.bootstrap, [*CONTROL_TOPICS, RAW_LOGISTER]))
+    for topic in CONTROL_TOPICS:
+        assert configs[topic]["cleanup.policy"] == "compact", topic
     assert configs[RAW_LOGISTER]["cleanup.policy"] == "delete"
     assert configs[RAW_LOGISTER]["retention.ms"] == "3600000"

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from forgeline.bus.port import (
+    AssignHandler,
     Bus,
     BusUnavailable,
     Capabilities,
@@ -965,6 +966,9 @@ class EmbeddedConsumer:
 
     def on_revoke(self, handler: RevokeHandler) -> None:
         """Accepted for the port; never called, because one consumer owns every partition."""
+
+    def on_assign(self, handler: AssignHandler) -> None:
+        """Accepted for the port; never called: every partition is assigned when start() returns."""
 
 
 def _scan_ends(

@@ -10,7 +10,8 @@ Guarantees (those of ``forgeline.bus.port``):
 - Consumers never auto-commit; ``commit`` takes next offsets and returns once the group
   coordinator stored them. Consumers of one group share the partitions
   (``Capabilities.shared_groups``); before partitions move, the handler registered with
-  ``on_revoke`` runs, so that the owner can flush and commit what it holds.
+  ``on_revoke`` runs, so that the owner can flush and commit what it holds; after the
+  group assigned them, the new owner's ``on_assign`` handler runs before it polls them.
 - Topics are created on first use (``ensure_topics``): by every producer for the topics it
   writes and by every consumer for the topics it reads.
 
@@ -47,6 +48,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectio
 from forgeline.bus.kafka_admin import ensure_topics
 from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.bus.port import (
+    AssignHandler,
     Bus,
     BusUnavailable,
     Capabilities,
@@ -269,10 +271,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         await self._consumer._revoked({_ours(tp) for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[KafkaTopicPartition]) -> None:
-        log.info(
-            "partitions assigned",
-            extra={"group": self._consumer.group, "partitions": sorted(f"{t}/{p}" for t, p in assigned)},
-        )
+        await self._consumer._assigned({_ours(tp) for tp in assigned})
 
 
 class KafkaConsumer:
@@ -294,12 +293,25 @@ class KafkaConsumer:
         self._topics = list(dict.fromkeys(topics))
         self.group = group
         self._on_revoke: RevokeHandler | None = None
+        self._on_assign: AssignHandler | None = None
         # Built in start(): aiokafka binds a client to the running loop at construction.
         self._client: AIOKafkaConsumer | None = None
         self._started = False
 
     def on_revoke(self, handler: RevokeHandler) -> None:
         self._on_revoke = handler
+
+    def on_assign(self, handler: AssignHandler) -> None:
+        self._on_assign = handler
+
+    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"group": self.group, "partitions": sorted(map(str, partitions))})
+        if self._on_assign is not None:
+            try:
+                await self._on_assign(partitions)
+            except Exception:
+                log.exception("assign handler failed")
+                raise
 
     async def _revoked(self, partitions: set[TopicPartition]) -> None:
         log.info("partitions revoked", extra={"group": self.group, "partitions": sorted(map(str, partitions))})

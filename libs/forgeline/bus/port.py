@@ -72,6 +72,8 @@ class Capabilities:
 
 # Called with the partitions a consumer is about to lose (see ``Consumer.on_revoke``).
 RevokeHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
+# Called with the partitions a consumer has just been given (see ``Consumer.on_assign``).
+AssignHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
 
 
 class BusUnavailable(Exception):
@@ -120,6 +122,14 @@ class Consumer(Protocol):
         It runs before the group hands them to another consumer, so the owner can flush
         what it buffered and commit it; offsets it does not commit are redelivered to the
         next owner. Adapters that never move partitions (embedded) never call it.
+        """
+
+    def on_assign(self, handler: AssignHandler) -> None:
+        """Register ``handler``, awaited with the partitions this consumer has just been given.
+
+        It runs once every previous owner has run its revoke handler and before ``poll``
+        returns any record of those partitions: the place to (re)load per-partition state.
+        Adapters whose assignment is complete when ``start`` returns (embedded) never call it.
         """
 
     async def stop(self) -> None: ...

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Raw payloads as the gateway accepted them, one topic per API family.
 RAW_LOGISTER = "raw.logister"
+RAW_FORGE = "raw.forge"
+RAW_MSGPACK = "raw.msgpack"
 
 # Typed records from the normalizer, keyed for the next stage.
 TYPED_ERRORS = "typed.errors"  # key: fingerprint
@@ -13,6 +15,28 @@ TYPED_TRANSACTIONS = "typed.transactions"  # key: transaction name
 TYPED_SPANS = "typed.spans"  # key: trace id
 TYPED_CHECKINS = "typed.checkins"  # key: project/environment/slug (the monitor)
 TYPED_DEPLOYMENTS = "typed.deployments"  # key: project/release
+# Game telemetry (Forge Logger and MessagePack families).
+TYPED_BUILDS = "typed.builds"  # key: build id
+TYPED_SESSIONS = "typed.sessions"  # key: session id
+TYPED_GAME_EVENTS = "typed.game_events"  # key: session id
+TYPED_REPORTS = "typed.reports"  # key: report id
+TYPED_UPLOADS = "typed.uploads"  # key: upload id
+TYPED_PLAYERS = "typed.players"  # key: app/player
+TYPED_FUNNEL_STEPS = "typed.funnel_steps"  # key: app/session
+TYPED_GAMEPLAY_EVENTS = "typed.gameplay_events"  # key: app/session
+TYPED_TRAJECTORIES = "typed.trajectories"  # key: app/session
+TYPED_LEVEL_MODELS = "typed.level_models"  # key: model id
+
+# Stream processors' inputs and outputs (services/errors, spans, monitors).
+# Status changes of error groups (`forgeline errors resolve|ignore`), keyed like typed.errors
+# (project/group fingerprint) and with the same partition count, so a group's events and its
+# status changes reach the same consumer in one order.
+CONTROL_ERROR_GROUPS = "control.error_groups"
+EVENTS_ERROR_GROUPS = "events.error_groups"  # "new" / "regressed" records, key: project/fingerprint
+EVENTS_MONITORS = "events.monitors"  # monitor state changes, key: project/environment/slug
+# Stream-clock ticks travel *inside* raw.logister and typed.checkins (header TICK_HEADER), so
+# that they are ordered after every record appended before them: see services/monitors.
+TICK_HEADER = "forgeline-tick"
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
@@ -25,6 +49,16 @@ TYPED_TOPICS = (
     TYPED_SPANS,
     TYPED_CHECKINS,
     TYPED_DEPLOYMENTS,
+    TYPED_BUILDS,
+    TYPED_SESSIONS,
+    TYPED_GAME_EVENTS,
+    TYPED_REPORTS,
+    TYPED_UPLOADS,
+    TYPED_PLAYERS,
+    TYPED_FUNNEL_STEPS,
+    TYPED_GAMEPLAY_EVENTS,
+    TYPED_TRAJECTORIES,
+    TYPED_LEVEL_MODELS,
 )
 
 
@@ -36,15 +70,20 @@ def dead_letter_topic(group: str) -> str:
 # partition so that every reader sees tenancy changes in the order they were made.
 FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1}
 
-# Consumer groups that dead-letter (each owns ``dlq.<group>``).
-DEAD_LETTER_GROUPS = ("normalizer", "writer")
+# Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
+DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors")
+RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
+# Kafka compacts these (last record per key, kept forever): ``control.*``.
+CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS)
+EVENT_TOPICS = (EVENTS_ERROR_GROUPS, EVENTS_MONITORS)
 
 
 def provisioned_topics() -> tuple[str, ...]:
-    """Every topic `forgeline topics ensure` creates (raw, typed, dead-letter, control)."""
+    """Every topic `forgeline topics ensure` creates (raw, typed, events, dead-letter, control)."""
     return (
-        RAW_LOGISTER,
+        *RAW_TOPICS,
         *TYPED_TOPICS,
+        *EVENT_TOPICS,
         *(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS),
-        CONTROL_TENANCY,
+        *CONTROL_TOPICS,
     )

@@ -55,15 +55,53 @@ class Settings:
     publish_timeout_seconds: float = 2.0
     token_refresh_seconds: float = 1.0
 
+    # Game telemetry (Forge Logger, MessagePack, uploads).
+    forge_rate_limit_requests: int = 6000
+    forge_rate_limit_period_seconds: int = 60
+    # Seed msgpack-game-analytics-api.txt, "Response Codes": 10 requests/second per source IP.
+    msgpack_rate_limit_requests: int = 10
+    msgpack_rate_limit_period_seconds: int = 1
+    max_msgpack_body_bytes: int = 4 * 1024 * 1024
+    max_msgpack_items: int = 1000
+    max_model_bytes: int = 64 * 1024 * 1024  # POST /api/models, the whole multipart body
+    # "" means: a local directory under data_dir, signed by the gateway (embedded default).
+    blob_store_url: str = ""
+    # HMAC key of the local blob store's upload URLs; "" means: generated once into data_dir.
+    blob_signing_key: str = ""
+    public_url: str = ""  # base of the upload URLs handed to clients; "" = http://host:port
+    upload_url_ttl_seconds: int = 900
+    max_upload_bytes: tuple[tuple[str, int], ...] = (
+        ("screenshot", 20 * 1024 * 1024),
+        ("video", 500 * 1024 * 1024),
+        ("save_state", 100 * 1024 * 1024),
+        ("log_bundle", 100 * 1024 * 1024),
+        ("other", 50 * 1024 * 1024),
+    )
+
     # Processors.
     writer_batch_rows: int = 5000
     writer_flush_seconds: float = 1.0
+    # Stream processors: a trace is summarized after this long without a new span; a
+    # monitor is missed at last check-in + interval + margin (stream time); the monitor
+    # evaluator sends a stream-clock tick through the bus this often (each tick is one record
+    # per raw.logister partition and partitions² typed.checkins records: keep it coarse).
+    span_quiet_seconds: float = 5.0
+    monitor_margin_seconds: float = 60.0
+    monitor_tick_seconds: float = 5.0
     normalizer_batch: int = 1000
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
     def resolved_bus_url(self) -> str:
         return self.bus_url or f"embedded://{(self.data_dir / 'bus').resolve()}"
+
+    @property
+    def resolved_blob_store_url(self) -> str:
+        return self.blob_store_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def upload_size_limits(self) -> dict[str, int]:
+        return dict(self.max_upload_bytes)
 
     @property
     def resolved_warehouse_dsn(self) -> str:
@@ -120,8 +158,37 @@ class Settings:
             ),
             writer_batch_rows=reader.get("FORGELINE_WRITER_BATCH_ROWS", _positive_int, d.writer_batch_rows),
             writer_flush_seconds=reader.get("FORGELINE_WRITER_FLUSH_SECONDS", _positive_float, d.writer_flush_seconds),
+            span_quiet_seconds=reader.get("FORGELINE_SPAN_QUIET_SECONDS", _positive_float, d.span_quiet_seconds),
+            monitor_margin_seconds=reader.get(
+                "FORGELINE_MONITOR_MARGIN_SECONDS", _positive_float, d.monitor_margin_seconds
+            ),
+            monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
+            forge_rate_limit_requests=reader.get(
+                "FORGELINE_FORGE_RATE_LIMIT_REQUESTS", _positive_int, d.forge_rate_limit_requests
+            ),
+            forge_rate_limit_period_seconds=reader.get(
+                "FORGELINE_FORGE_RATE_LIMIT_PERIOD_SECONDS", _positive_int, d.forge_rate_limit_period_seconds
+            ),
+            msgpack_rate_limit_requests=reader.get(
+                "FORGELINE_MSGPACK_RATE_LIMIT_REQUESTS", _positive_int, d.msgpack_rate_limit_requests
+            ),
+            msgpack_rate_limit_period_seconds=reader.get(
+                "FORGELINE_MSGPACK_RATE_LIMIT_PERIOD_SECONDS", _positive_int, d.msgpack_rate_limit_period_seconds
+            ),
+            max_msgpack_body_bytes=reader.get(
+                "FORGELINE_MAX_MSGPACK_BODY_BYTES", _positive_int, d.max_msgpack_body_bytes
+            ),
+            max_msgpack_items=reader.get("FORGELINE_MAX_MSGPACK_ITEMS", _positive_int, d.max_msgpack_items),
+            max_model_bytes=reader.get("FORGELINE_MAX_MODEL_BYTES", _positive_int, d.max_model_bytes),
+            blob_store_url=reader.get("FORGELINE_BLOB_STORE_URL", str, d.blob_store_url),
+            blob_signing_key=reader.get("FORGELINE_BLOB_SIGNING_KEY", str, d.blob_signing_key),
+            public_url=reader.get("FORGELINE_PUBLIC_URL", str, d.public_url),
+            upload_url_ttl_seconds=reader.get(
+                "FORGELINE_UPLOAD_URL_TTL_SECONDS", _positive_int, d.upload_url_ttl_seconds
+            ),
+            max_upload_bytes=reader.get("FORGELINE_MAX_UPLOAD_BYTES", _size_table, d.max_upload_bytes),
         )
 
 
@@ -166,3 +233,14 @@ def _port(raw: str) -> int:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _size_table(raw: str) -> tuple[tuple[str, int], ...]:
+    """``screenshot=20971520,video=524288000``: per attachment type; unnamed types keep defaults."""
+    table = dict(Settings().max_upload_bytes)
+    for part in _csv(raw):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in table:
+            raise ValueError(f"expected type=bytes with type in {', '.join(table)}")
+        table[name.strip()] = _positive_int(value.strip())
+    return tuple(table.items())

@@ -40,7 +40,10 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of datetime's range
+        return None
     if not _MIN_YEAR <= parsed.year <= _MAX_YEAR:
         return None
     return parsed

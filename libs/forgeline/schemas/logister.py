@@ -66,6 +66,7 @@ CONVENIENCE_FIELDS = (
 )
 
 _MAX_SHORT = 256  # ids, names, environment, release, level…
+MAX_DURATION_MS = 366 * 86_400_000.0  # a year: longer is a clock bug, and would overflow datetime arithmetic
 _MAX_MESSAGE = 64 * 1024
 
 
@@ -146,7 +147,9 @@ class _Checker:
             return ""
         return text
 
-    def number(self, doc: dict[str, Any], field: str, *, non_negative: bool = False) -> float | None:
+    def number(
+        self, doc: dict[str, Any], field: str, *, non_negative: bool = False, maximum: float | None = None
+    ) -> float | None:
         value = doc.get(field)
         if value is None:
             return None
@@ -162,6 +165,9 @@ class _Checker:
             return None
         if non_negative and value < 0:
             self.fail(field, "must be greater than or equal to 0")
+            return None
+        if maximum is not None and value > maximum:
+            self.fail(field, f"must be less than or equal to {maximum:g}")
             return None
         return float(value)
 
@@ -261,14 +267,20 @@ def normalize_event(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind
         record["name"] = message
         record["value"] = check.number({"value": value}, "value")
         record["unit"] = str(context.get("unit") or _nested(context, "metric", "unit") or "")[:_MAX_SHORT]
-        record["duration_ms"] = check.number(context, "duration_ms", non_negative=True)
+        record["duration_ms"] = check.number(context, "duration_ms", non_negative=True, maximum=MAX_DURATION_MS)
     elif kind is TRANSACTION:
         record["transaction_name"] = check.string(context, "transaction_name") or message[:_MAX_SHORT]
-        record["duration_ms"] = check.number(context, "duration_ms", non_negative=True)
+        record["duration_ms"] = check.number(context, "duration_ms", non_negative=True, maximum=MAX_DURATION_MS)
         record["route"] = str(context.get("route") or _nested(context, "request", "route") or "")[:_MAX_SHORT]
         record["method"] = str(context.get("method") or _nested(context, "request", "method") or "")[:16]
-        status_code = context.get("status_code", context.get("status"))
-        record["status_code"] = int(status_code) if is_number(status_code) else None
+        status_field = "status_code" if "status_code" in context else "status"
+        # A textual status ("ok") is context, not an HTTP code; a numeric one must fit the column.
+        status_code = (
+            check.number(context, status_field, non_negative=True, maximum=999)
+            if is_number(context.get(status_field))
+            else None
+        )
+        record["status_code"] = int(status_code) if status_code is not None else None
     elif kind is CHECK_IN:
         slug = check.string(context, "check_in_slug") or check.string(context, "monitor_slug")
         if not slug:
@@ -306,7 +318,7 @@ def _span_fields(
         check.fail("trace_id", "can't be blank")
     started = check.timestamp(context, "started_at") or occurred or ctx.received_at
     ended = check.timestamp(context, "ended_at")
-    duration = check.number(context, "duration_ms", non_negative=True)
+    duration = check.number(context, "duration_ms", non_negative=True, maximum=MAX_DURATION_MS)
     if duration is None:
         duration = max((ended - started).total_seconds() * 1000, 0.0) if ended else 0.0
     if ended is None:

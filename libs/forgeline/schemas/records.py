@@ -12,7 +12,18 @@ from typing import Literal
 
 from forgeline.bus import topics
 
-ColumnType = Literal["uuid", "str", "int", "float", "nullable_float", "nullable_int", "millis", "nullable_millis"]
+ColumnType = Literal[
+    "uuid",
+    "str",
+    "int",
+    "float",
+    "nullable_float",
+    "nullable_int",
+    "millis",
+    "nullable_millis",
+    "str_array",
+    "float_array",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +167,196 @@ DEPLOYMENT = RecordKind(
 )
 KINDS[DEPLOYMENT.name] = DEPLOYMENT
 KINDS_BY_TOPIC[DEPLOYMENT.topic] = DEPLOYMENT
+
+# --- Game telemetry: Forge Logger (schemas/forge.py) and MessagePack (schemas/msgpack.py) ---
+
+_TENANT: tuple[tuple[str, ColumnType], ...] = (
+    ("organisation_id", "str"),
+    ("project_id", "str"),
+    ("environment", "str"),
+)
+
+BUILD = RecordKind(
+    "build",
+    topics.TYPED_BUILDS,
+    "builds",
+    (("build_id", "uuid"),)
+    + _TENANT
+    + (("version", "str"), ("platform", "str"), ("git_commit", "str"), ("channel", "str"), ("seen_at", "millis")),
+)
+SESSION = RecordKind(
+    "session",
+    topics.TYPED_SESSIONS,
+    "sessions",
+    (("session_id", "uuid"), ("build_id", "uuid"))
+    + _TENANT
+    + (
+        ("version", "str"),
+        ("platform", "str"),
+        ("channel", "str"),
+        ("player_external_id", "str"),
+        ("device_id", "str"),
+        ("metadata", "str"),
+        ("started_at", "millis"),
+    ),
+)
+GAME_EVENT = RecordKind(
+    "game_event",
+    topics.TYPED_GAME_EVENTS,
+    "game_events",
+    (("event_id", "uuid"), ("session_id", "uuid"))
+    + _TENANT
+    + (
+        ("type", "str"),
+        ("severity", "str"),
+        ("properties", "str"),
+        ("occurred_at", "millis"),
+        ("received_at", "millis"),
+    ),
+)
+REPORT = RecordKind(
+    "report",
+    topics.TYPED_REPORTS,
+    "reports",
+    (("report_id", "uuid"), ("session_id", "uuid"))
+    + _TENANT
+    + (
+        ("client_request_id", "str"),
+        ("title", "str"),
+        ("description", "str"),
+        ("severity", "str"),
+        ("reporter_type", "str"),
+        ("event_ids", "str_array"),
+        ("upload_ids", "str_array"),
+        ("export_providers", "str_array"),
+        ("metadata", "str"),
+        ("received_at", "millis"),
+    ),
+)
+UPLOAD = RecordKind(
+    "upload",
+    topics.TYPED_UPLOADS,
+    "uploads",
+    (("upload_id", "uuid"),)
+    + _TENANT
+    + (
+        ("session_id", "str"),
+        ("attachment_type", "str"),
+        ("filename", "str"),
+        ("content_type", "str"),
+        ("size_bytes", "int"),
+        ("sha256", "str"),
+        ("storage_key", "str"),
+        ("completed_at", "millis"),
+    ),
+)
+
+_APP: tuple[tuple[str, ColumnType], ...] = (
+    ("event_id", "uuid"),
+    ("organisation_id", "str"),
+    ("project_id", "str"),
+    ("environment", "str"),
+    ("app_id", "str"),
+    ("build_id", "str"),
+    ("player_id", "str"),
+)
+
+PLAYER = RecordKind(
+    "player",
+    topics.TYPED_PLAYERS,
+    "players",
+    _APP
+    + (
+        ("event_name", "str"),
+        ("region", "str"),
+        ("hardware", "str"),
+        ("occurred_at", "millis"),
+        ("received_at", "millis"),
+    ),
+)
+FUNNEL_STEP = RecordKind(
+    "funnel_step",
+    topics.TYPED_FUNNEL_STEPS,
+    "funnel_steps",
+    _APP
+    + (
+        ("session_id", "str"),
+        ("step_name", "str"),
+        ("level_id", "str"),
+        ("occurred_at", "millis"),
+        ("received_at", "millis"),
+    ),
+)
+GAMEPLAY_EVENT = RecordKind(
+    "gameplay_event",
+    topics.TYPED_GAMEPLAY_EVENTS,
+    "gameplay_events",
+    _APP
+    + (
+        ("session_id", "str"),
+        ("event_name", "str"),
+        ("level_id", "str"),
+        ("position_x", "nullable_float"),
+        ("position_y", "nullable_float"),
+        ("position_z", "nullable_float"),
+        ("input_method", "str"),
+        ("custom_data", "str"),
+        ("occurred_at", "millis"),
+        ("received_at", "millis"),
+    ),
+)
+TRAJECTORY = RecordKind(
+    "trajectory",
+    topics.TYPED_TRAJECTORIES,
+    "trajectories",
+    _APP
+    + (
+        ("session_id", "str"),
+        ("level_id", "str"),
+        ("status", "str"),
+        ("input_method", "str"),
+        ("fps_mean", "nullable_float"),
+        ("fps_low_5", "nullable_float"),
+        ("fps_low_1", "nullable_float"),
+        ("xs", "float_array"),
+        ("ys", "float_array"),
+        ("zs", "float_array"),
+        ("point_count", "int"),
+        ("started_at", "millis"),
+        ("ended_at", "millis"),
+        ("received_at", "millis"),
+    ),
+)
+LEVEL_MODEL = RecordKind(
+    "level_model",
+    topics.TYPED_LEVEL_MODELS,
+    "level_models",
+    (("model_id", "uuid"),)
+    + _TENANT
+    + (
+        ("app_id", "str"),
+        ("app_name", "str"),
+        ("level_name", "str"),
+        ("filename", "str"),
+        ("content_type", "str"),
+        ("size_bytes", "int"),
+        ("sha256", "str"),
+        ("storage_key", "str"),
+        ("uploaded_at", "millis"),
+    ),
+)
+
+for _kind in (
+    BUILD,
+    SESSION,
+    GAME_EVENT,
+    REPORT,
+    UPLOAD,
+    PLAYER,
+    FUNNEL_STEP,
+    GAMEPLAY_EVENT,
+    TRAJECTORY,
+    LEVEL_MODEL,
+):
+    KINDS[_kind.name] = _kind
+    KINDS_BY_TOPIC[_kind.topic] = _kind

@@ -64,3 +64,21 @@ WRITER_INSERT_LATENCY = Histogram(
     ["table"],
     buckets=_LATENCY_BUCKETS,
 )
+
+# Stream processors (services/errors, spans, monitors).
+ERROR_GROUP_NOTIFICATIONS = Counter(
+    "forgeline_errors_group_notifications_total", "Error group records emitted, by kind (new, regressed).", ["kind"]
+)
+SPANS_TRACES_SUMMARIZED = Counter(
+    "forgeline_spans_trace_summaries_total",
+    "Trace summaries written (re-summaries too), by kind (complete, orphaned).",
+    ["kind"],
+)
+SPANS_OPEN_TRACES = Gauge("forgeline_spans_open_traces", "Traces held in memory by the span assembler.")
+MONITOR_STATES = Gauge("forgeline_monitors_monitors", "Monitors per current state.", ["state"])
+MONITOR_STATE_CHANGES = Counter(
+    "forgeline_monitors_state_changes_total", "Monitor state changes emitted, by new state.", ["state"]
+)
+MONITOR_STREAM_CLOCK = Gauge(
+    "forgeline_monitors_stream_clock_seconds", "The monitor evaluator's stream clock (epoch seconds)."
+)

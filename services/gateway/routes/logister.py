@@ -27,7 +27,7 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.ids import legacy_id
+from forgeline.ids import legacy_id, new_uuid4
 from forgeline.schemas import logister
 from forgeline.schemas.common import to_millis
 from forgeline.schemas.records import RecordKind
@@ -230,4 +230,4 @@ class LogisterApi:
 
 def _client_or_new_id(raw: dict[str, Any], principal: Principal) -> uuid.UUID:
     """The client's ``uuid`` (idempotent retries), else a new one. Invalid → 422."""
-    return logister.client_event_id(raw) or uuid.uuid4()
+    return logister.client_event_id(raw) or new_uuid4()

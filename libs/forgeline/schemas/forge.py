@@ -1,0 +1,298 @@
+"""The Forge Logger ingest wire format (seeds forge-logger-*.txt; SPEC 4.1) → typed records.
+
+Like ``schemas/logister.py``: one pure function per payload, used twice — the gateway
+validates with it before it enqueues, the normalizer calls it again on the raw payload to
+build the row — so both agree on what is valid by construction.
+
+Validators never stop at the first problem: each returns every ``Problem`` (batch index,
+dotted field path, message), and the gateway answers them all in one 400.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from forgeline.ids import derived_uuid
+from forgeline.schemas.checks import Check, Invalid, Problem
+from forgeline.schemas.common import to_millis
+from forgeline.schemas.records import BUILD, GAME_EVENT, REPORT, SESSION, UPLOAD, RecordKind
+
+# Seed "Enums", shared by every ingest endpoint.
+SEVERITIES = ("low", "medium", "high", "critical")
+REPORTER_TYPES = ("player", "tester", "qa", "internal", "system")
+ATTACHMENT_TYPES = ("screenshot", "video", "save_state", "log_bundle", "other")
+BUILD_CHANNELS = ("dev", "qa", "alpha", "beta", "staging", "prod")
+EXPORT_PROVIDERS = ("github", "gitlab", "jira", "discord", "webhook")
+
+MAX_BATCH_EVENTS = 200  # seed "Batch events"
+MAX_REFERENCES = 1000  # eventIds / uploadIds of one report
+MAX_UPLOAD_FILES = 20
+
+_TEXT = 64 * 1024
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeContext:
+    """What the gateway knows besides the body: the token's tenancy and the receive time."""
+
+    organisation_id: str
+    project_id: str
+    environment: str
+    received_at: datetime
+
+    def tenant(self) -> Row:
+        return {
+            "organisation_id": self.organisation_id,
+            "project_id": self.project_id,
+            "environment": self.environment,
+        }
+
+
+def build_id(project_id: str, version: str, platform: str, git_commit: str) -> uuid.UUID:
+    """Same (project, version, platform, gitCommit) → same buildId, with no lookup (seed "Notes")."""
+    return derived_uuid("forge_build", project_id, version, platform, git_commit)
+
+
+def report_id(project_id: str, client_request_id: uuid.UUID) -> uuid.UUID:
+    """A retried report (same clientRequestId) gets the same id, hence one stored row."""
+    return derived_uuid("forge_report", project_id, str(client_request_id))
+
+
+def _json(value: dict[str, Any] | None) -> str:
+    return orjson.dumps(value or {}).decode()
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    version: str
+    platform: str
+    git_commit: str
+    channel: str
+
+
+def check_session(doc: Any) -> tuple[BuildInfo, Check]:
+    check = Check(doc)
+    build = check.nested("build", required=True)
+    info = BuildInfo("", "", "", "")
+    if build is not None:
+        info = BuildInfo(
+            version=build.string("version", required=True, max_len=64),
+            platform=build.string("platform", required=True, max_len=64),
+            git_commit=build.string("gitCommit", max_len=64),
+            channel=build.choice("channel", BUILD_CHANNELS),
+        )
+    check.absorb(build)
+    player = check.nested("player")
+    if player is not None:
+        player.string("externalId")
+        player.string("deviceId")
+    check.absorb(player)
+    check.obj("metadata")
+    return info, check
+
+
+def normalize_build(body: Any, ctx: ForgeContext) -> tuple[RecordKind, Row]:
+    info, check = check_session(body)
+    check.raise_if_invalid()
+    row = {
+        "build_id": str(build_id(ctx.project_id, info.version, info.platform, info.git_commit)),
+        **ctx.tenant(),
+        "version": info.version,
+        "platform": info.platform,
+        "git_commit": info.git_commit,
+        "channel": info.channel,
+        "seen_at": to_millis(ctx.received_at),
+    }
+    return BUILD, row
+
+
+def normalize_session(body: Any, ctx: ForgeContext, session_id: uuid.UUID) -> tuple[RecordKind, Row]:
+    info, check = check_session(body)
+    check.raise_if_invalid()
+    player = body.get("player") or {}
+    row = {
+        "session_id": str(session_id),
+        "build_id": str(build_id(ctx.project_id, info.version, info.platform, info.git_commit)),
+        **ctx.tenant(),
+        "version": info.version,
+        "platform": info.platform,
+        "channel": info.channel,
+        "player_external_id": player.get("externalId") or "",
+        "device_id": player.get("deviceId") or "",
+        "metadata": _json(body.get("metadata")),
+        "started_at": to_millis(ctx.received_at),
+    }
+    return SESSION, row
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def check_event(doc: Any, index: int | None, received_at: datetime) -> tuple[Check, datetime]:
+    check = Check(doc, index)
+    check.uuid("sessionId", required=True)
+    check.string("type", required=True, max_len=128)
+    occurred_at = check.timestamp("timestamp", received_at)
+    check.choice("severity", SEVERITIES)
+    check.obj("properties")
+    return check, occurred_at
+
+
+def event_items(doc: Any) -> tuple[list[Any], bool]:
+    """(items, was_batch): one object or an array of at most 200 (seed "Batch events")."""
+    if isinstance(doc, list):
+        if not doc:
+            raise Invalid([Problem("body", "must hold at least one event")])
+        if len(doc) > MAX_BATCH_EVENTS:
+            raise Invalid([Problem("body", f"must hold at most {MAX_BATCH_EVENTS} events, got {len(doc)}")])
+        return doc, True
+    return [doc], False
+
+
+def check_events(items: Sequence[Any], batch: bool, received_at: datetime) -> list[Problem]:
+    problems: list[Problem] = []
+    for n, item in enumerate(items):
+        check, _ = check_event(item, n if batch else None, received_at)
+        problems.extend(check.problems)
+    return problems
+
+
+def normalize_event(body: Any, ctx: ForgeContext, event_id: uuid.UUID) -> tuple[RecordKind, Row]:
+    check, occurred_at = check_event(body, None, ctx.received_at)
+    check.raise_if_invalid()
+    row = {
+        "event_id": str(event_id),
+        "session_id": body["sessionId"],
+        **ctx.tenant(),
+        "type": body["type"],
+        "severity": body.get("severity") or "",
+        "properties": _json(body.get("properties")),
+        "occurred_at": to_millis(occurred_at),
+        "received_at": to_millis(ctx.received_at),
+    }
+    return GAME_EVENT, row
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRefs:
+    client_request_id: uuid.UUID | None
+    event_ids: list[str]
+    upload_ids: list[str]
+    export: list[str]
+
+
+def check_report(doc: Any) -> tuple[ReportRefs, Check]:
+    check = Check(doc)
+    check.uuid("sessionId", required=True)
+    check.string("title", required=True)
+    check.string("description", required=True, max_len=_TEXT, empty_ok=True)
+    check.choice("severity", SEVERITIES, required=True)
+    check.choice("reporterType", REPORTER_TYPES, required=True)
+    refs = ReportRefs(
+        client_request_id=check.uuid("clientRequestId"),
+        event_ids=check.uuid_list("eventIds", MAX_REFERENCES),
+        upload_ids=check.uuid_list("uploadIds", MAX_REFERENCES),
+        export=check.choice_list("export", EXPORT_PROVIDERS),
+    )
+    check.obj("metadata")
+    return refs, check
+
+
+def normalize_report(body: Any, ctx: ForgeContext, rid: uuid.UUID) -> tuple[RecordKind, Row]:
+    refs, check = check_report(body)
+    check.raise_if_invalid()
+    row = {
+        "report_id": str(rid),
+        "session_id": body["sessionId"],
+        **ctx.tenant(),
+        "client_request_id": str(refs.client_request_id or ""),
+        "title": body["title"],
+        "description": body["description"],
+        "severity": body["severity"],
+        "reporter_type": body["reporterType"],
+        "event_ids": refs.event_ids,
+        "upload_ids": refs.upload_ids,
+        "export_providers": refs.export,
+        "metadata": _json(body.get("metadata")),
+        "received_at": to_millis(ctx.received_at),
+    }
+    return REPORT, row
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    filename: str
+    content_type: str
+    size: int
+    attachment_type: str
+
+
+def check_uploads(doc: Any, max_sizes: dict[str, int]) -> tuple[str, list[UploadRequest]]:
+    """(sessionId or "", files); one file object, or ``{"sessionId"?, "files": [...]}``."""
+    top = Check(doc)
+    session = top.uuid("sessionId")
+    if isinstance(doc, dict) and "files" in doc:
+        files = doc["files"]
+        if not isinstance(files, list) or not 1 <= len(files) <= MAX_UPLOAD_FILES:
+            top.fail("files", f"must be an array of 1 to {MAX_UPLOAD_FILES} file objects")
+            files = []
+        batch = True
+    else:
+        files, batch = [doc], False
+    out: list[UploadRequest] = []
+    for n, item in enumerate(files):
+        check = Check(item, n if batch else None, "files." if batch else "")
+        filename = check.string("filename", required=True)
+        if "/" in filename or "\\" in filename or filename in (".", ".."):
+            check.fail("filename", "must be a file name, not a path")
+        content_type = check.string("contentType", required=True, max_len=128)
+        kind = check.choice("type", ATTACHMENT_TYPES, required=True)
+        size = check.doc.get("size")
+        if size is None:
+            check.fail("size", "is required")
+        elif not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            check.fail("size", "must be a positive integer (bytes)")
+        elif kind and size > max_sizes.get(kind, 0):
+            check.fail("size", f"exceeds the {max_sizes.get(kind, 0)} bytes allowed for {kind}")
+        top.problems.extend(check.problems)
+        if not check.problems:
+            out.append(UploadRequest(filename, content_type, int(size), kind))  # type: ignore[arg-type]  # checked above
+    top.raise_if_invalid()
+    return str(session or ""), out
+
+
+def normalize_upload(body: Any, ctx: ForgeContext, upload_id: uuid.UUID) -> tuple[RecordKind, Row]:
+    """An upload the gateway (or the blob store) reported complete; the body is ours, not the client's."""
+    try:
+        row = {
+            "upload_id": str(upload_id),
+            **ctx.tenant(),
+            "session_id": str(body.get("session_id", "")),
+            "attachment_type": str(body["attachment_type"]),
+            "filename": str(body["filename"]),
+            "content_type": str(body["content_type"]),
+            "size_bytes": int(body["size_bytes"]),
+            "sha256": str(body.get("sha256", "")),
+            "storage_key": str(body["storage_key"]),
+            "completed_at": to_millis(ctx.received_at),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise Invalid([Problem("body", f"bad upload completion: {err!r}")]) from err
+    return UPLOAD, row

@@ -1,0 +1,437 @@
+"""`forgeline bench [--quick]`: every figure next to a baseline measured in the same run.
+
+These machines are shared and noisy, so only ratios mean something: each scenario runs
+ours and its baseline back to back on the same cores and reports ours / baseline.
+Nothing here asserts; the tests check correctness, this reports speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from services.bench.loadgen import LoadResult, build_request, load_in_process
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Row:
+    scenario: str
+    ours: float
+    baseline: float
+    unit: str
+    target: str
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def _process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _load(port: int, path: str, body: bytes, headers: dict[str, str], connections: int, seconds: float) -> LoadResult:
+    request = build_request(HOST, port, path, body, headers)
+    # A separate process: the generator and the server each get a core.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(load_in_process, (HOST, port, request, connections, seconds))
+
+
+def _event_body() -> bytes:
+    return orjson.dumps(
+        {
+            "event": {
+                "event_type": "error",
+                "level": "error",
+                "message": "NoMethodError in CheckoutService",
+                "fingerprint": "checkout-nomethoderror",
+                "context": {"environment": "production", "request_id": "abc123", "metadata": {"user_id": 42}},
+            }
+        }
+    )
+
+
+def _batch_body(n: int) -> bytes:
+    event = orjson.loads(_event_body())["event"]
+    lines = [orjson.dumps({"event": {**event, "uuid": str(uuid.uuid4())}}) for _ in range(n)]
+    return gzip.compress(b"\n".join(lines) + b"\n")
+
+
+def bench_http(data_dir: Path, seconds: float) -> list[Row]:
+    """Gateway vs a bare Starlette app; and the load generator's own ceiling."""
+    rows: list[Row] = []
+    env = {
+        **os.environ,
+        "FORGELINE_DATA_DIR": str(data_dir),
+        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
+    }
+    from services.bench.fixtures import bootstrap_tokens
+
+    token = bootstrap_tokens(data_dir)["logister_token"]
+    single, batch = _event_body(), _batch_body(100)
+    json_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    batch_headers = {
+        "Content-Type": "application/x-ndjson",
+        "Content-Encoding": "gzip",
+        "Authorization": f"Bearer {token}",
+    }
+
+    trivial_port, bare_port, gw_port = _free_port(), _free_port(), _free_port()
+    me = [sys.executable, "-m"]
+    with _process([*me, "services.bench.servers", "trivial", str(trivial_port)]):
+        time.sleep(1.0)
+        ceiling = _load(trivial_port, "/", single, json_headers, 32, seconds)
+    with _process([*me, "services.bench.servers", "bare", str(bare_port)]):
+        _wait_http(f"http://{HOST}:{bare_port}/")
+        bare_single = _load(bare_port, "/api/v1/ingest_events", single, json_headers, 32, seconds)
+        bare_batch = _load(
+            bare_port,
+            "/api/v1/ingest_events/batch",
+            batch,
+            {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
+            16,
+            seconds,
+        )
+    gw_env = {**env, "FORGELINE_PORT": str(gw_port)}
+    with _process([*me, "services.cli.main", "gateway"], gw_env):
+        _wait_http(f"http://{HOST}:{gw_port}/ready")
+        gw_single = _load(gw_port, "/api/v1/ingest_events", single, json_headers, 32, seconds)
+        gw_batch = _load(gw_port, "/api/v1/ingest_events/batch", batch, batch_headers, 16, seconds)
+
+    rows.append(
+        Row(
+            "load generator vs the fastest server (trivial asyncio 201)",
+            ceiling.rate,
+            bare_single.rate,
+            "req/s",
+            "≫ 1 (generator not the bottleneck)",
+            "ratio = generator ceiling / bare app",
+        )
+    )
+    rows.append(
+        Row(
+            "gateway: Logister single-event POST (fsync'd) vs bare Starlette",
+            gw_single.rate,
+            bare_single.rate,
+            "req/s",
+            "≥ 0.60",
+            f"p50 {gw_single.percentile(50):.1f} ms, p99 {gw_single.percentile(99):.1f} ms; "
+            f"statuses {gw_single.statuses}",
+        )
+    )
+    rows.append(
+        Row(
+            "gateway: Logister batch of 100 (gzip NDJSON) vs bare Starlette",
+            gw_batch.rate * 100,
+            bare_batch.rate * 100,
+            "events/s",
+            "≥ 0.60",
+            f"statuses {gw_batch.statuses}",
+        )
+    )
+    rows.append(
+        Row(
+            "gateway: batch route vs single route (events/s)",
+            gw_batch.rate * 100,
+            gw_single.rate,
+            "events/s",
+            "> 1",
+        )
+    )
+    return rows
+
+
+def bench_bus(root: Path, total: int) -> list[Row]:
+    """Embedded log group-committed appends vs raw write+fsync of the same batches."""
+    from forgeline.bus.embedded import EmbeddedBus
+    from forgeline.bus.port import OutgoingRecord
+
+    value = _event_body()
+    batch = 100
+
+    async def ours() -> float:
+        bus = EmbeddedBus(root / "bus", default_partitions=1)
+        producer = bus.producer()
+        await producer.start()
+        records = [OutgoingRecord("bench", value, key=b"k") for _ in range(batch)]
+        started = time.perf_counter()
+        for _ in range(total // batch):
+            await producer.send_many(records)
+        elapsed = time.perf_counter() - started
+        await producer.stop()
+        return total / elapsed
+
+    def raw() -> float:
+        path = root / "raw.log"
+        chunk = b"".join(len(value).to_bytes(4, "big") + value for _ in range(batch))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        started = time.perf_counter()
+        try:
+            for _ in range(total // batch):
+                os.write(fd, chunk)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return total / (time.perf_counter() - started)
+
+    baseline = raw()
+    mine = asyncio.run(ours())
+    return [
+        Row(
+            f"bus: embedded append, batches of {batch} (fsync each) vs raw append+fsync",
+            mine,
+            baseline,
+            "records/s",
+            "≥ 0.50",
+            f"{len(value)}-byte records",
+        )
+    ]
+
+
+def bench_writer(root: Path, total: int) -> list[Row]:
+    """The writer (typed records → rows → insert → commit) vs a raw clickhouse-connect insert."""
+    from forgeline.bus.embedded import EmbeddedBus
+    from forgeline.bus.port import OutgoingRecord
+    from forgeline.schemas.records import ERROR
+    from forgeline.warehouse.client import ClickHouseWarehouse
+    from forgeline.warehouse.migrations import migrate
+    from services.writer.main import Writer
+    from services.writer.steps import typed_row
+
+    warehouse = ClickHouseWarehouse(f"chdb://{root / 'warehouse'}")
+    migrate(warehouse)
+    bus = EmbeddedBus(root / "writer-bus", default_partitions=2)
+    now = int(time.time() * 1000)
+    docs = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "legacy_id": i,
+            "organisation_id": "org",
+            "project_id": "bench",
+            "environment": "production",
+            "occurred_at": now,
+            "received_at": now,
+            "level": "error",
+            "message": "NoMethodError in CheckoutService",
+            "fingerprint": "checkout",
+            "exception_class": "NoMethodError",
+            "release": "1.0",
+            "trace_id": "",
+            "request_id": "abc123",
+            "session_id": "",
+            "user_id": "42",
+            "context": '{"environment":"production","request_id":"abc123"}',
+        }
+        for i in range(total)
+    ]
+    batch_rows = 5000
+
+    async def fill() -> None:
+        producer = bus.producer()
+        await producer.start()
+        for start in range(0, total, 1000):
+            await producer.send_many(
+                [
+                    OutgoingRecord(ERROR.topic, orjson.dumps(d), key=str(d["event_id"]).encode())
+                    for d in docs[start : start + 1000]
+                ]
+            )
+        await producer.stop()
+
+    asyncio.run(fill())
+
+    async def ours() -> float:
+        writer = Writer(bus, warehouse, batch_rows=batch_rows, flush_seconds=0.2)
+        task = asyncio.create_task(writer.run())
+        started = time.perf_counter()
+        while warehouse.query_rows("SELECT count() FROM forgeline.errors")[0][0] < total:
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        writer.stop()
+        await task
+        return total / elapsed
+
+    mine = asyncio.run(ours())
+
+    # Baseline: the same rows, already converted, inserted in the same batch size.
+    from forgeline.bus.port import Record
+
+    rows = [
+        typed_row(Record(ERROR.topic, 0, i, None, orjson.dumps({**d, "project_id": "raw"}), 0))[2]
+        for i, d in enumerate(docs)
+    ]
+    started = time.perf_counter()
+    for start in range(0, total, batch_rows):
+        warehouse.insert("errors", rows[start : start + batch_rows], ERROR.column_names)
+    baseline = total / (time.perf_counter() - started)
+    warehouse.close()
+    return [
+        Row(
+            f"writer: bus → rows → chDB insert → commit, batches of {batch_rows} vs raw insert",
+            mine,
+            baseline,
+            "rows/s",
+            "≥ 0.80",
+            "baseline skips decoding and conversion",
+        )
+    ]
+
+
+def bench_pipeline(data_dir: Path, seconds: float) -> list[Row]:
+    """`forgeline up`: ingest → queryable latency (marked events) and throughput."""
+    port, admin = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
+        "FORGELINE_WRITER_FLUSH_SECONDS": "0.5",
+    }
+    argv = [sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir)]
+    argv += ["--port", str(port), "--admin-port", str(admin)]
+    with _process(argv, env):
+        _wait_http(f"http://{HOST}:{port}/ready")
+        _wait_http(f"http://{HOST}:{admin}/ready")
+        token = orjson.loads((data_dir / "bootstrap-tokens.json").read_bytes())["logister_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def count(where: str) -> int:
+            sql = f"SELECT count() FROM forgeline.errors WHERE {where}"
+            out = httpx.post(f"http://{HOST}:{admin}/query", json={"sql": sql, "format": "TSV"}, timeout=30)
+            return int(out.text.strip() or 0)
+
+        # Latency: one marked event at a time, polled until queryable.
+        latencies: list[float] = []
+        with httpx.Client(base_url=f"http://{HOST}:{port}", headers=headers) as client:
+            for _ in range(20):
+                marker = uuid.uuid4().hex
+                sent = time.perf_counter()
+                client.post("/api/v1/ingest_events", json={"event": {"event_type": "error", "message": marker}})
+                while count(f"message = '{marker}'") == 0:
+                    time.sleep(0.02)
+                latencies.append((time.perf_counter() - sent) * 1000)
+        latencies.sort()
+
+        # Throughput: load for `seconds`, then wait until every acknowledged event is queryable.
+        before = count("1")
+        started = time.perf_counter()
+        result = _load(
+            port,
+            "/api/v1/ingest_events",
+            _event_body(),
+            {"Content-Type": "application/json", **headers},
+            32,
+            seconds,
+        )
+        acknowledged = result.statuses.get(201, 0)
+        while count("1") < before + acknowledged:
+            time.sleep(0.1)
+        pipeline_rate = acknowledged / (time.perf_counter() - started)
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
+    return [
+        Row(
+            "pipeline: gateway → queryable rows vs the gateway's acknowledgement rate",
+            pipeline_rate,
+            result.rate,
+            "events/s",
+            "≥ 0.50",
+            "baseline = the slowest raw stage here (the fsync'd single-event route)",
+        ),
+        Row(
+            "pipeline: ingest → queryable p99 vs 2 × writer flush interval",
+            p99,
+            2 * 500.0,
+            "ms",
+            "≤ 1.00",
+            f"p50 {p50:.0f} ms over {len(latencies)} marked events",
+        ),
+    ]
+
+
+def run_bench(quick: bool, out: Path) -> list[Row]:
+    seconds = 3.0 if quick else 10.0
+    rows: list[Row] = []
+    steps: list[Callable[[Path], list[Row]]] = [
+        lambda d: bench_http(d, seconds),
+        lambda d: bench_bus(d, 5_000 if quick else 50_000),
+        lambda d: bench_writer(d, 20_000 if quick else 200_000),
+        lambda d: bench_pipeline(d, seconds),
+    ]
+    for step in steps:
+        with tempfile.TemporaryDirectory(prefix="forgeline-bench-") as tmp:
+            found = step(Path(tmp))
+            for row in found:
+                print(
+                    f"  {row.scenario}: {row.ours:,.0f} vs {row.baseline:,.0f} {row.unit} → {row.ratio:.2f}", flush=True
+                )
+            rows.extend(found)
+    _print_table(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "cpus": os.cpu_count(),
+        "rows": [{**asdict(r), "ratio": round(r.ratio, 3)} for r in rows],
+    }
+    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    print(f"\nwritten to {out}")
+    return rows
+
+
+def _print_table(rows: list[Row]) -> None:
+    print()
+    header = f"{'scenario':78} {'ours':>12} {'baseline':>12} {'unit':>10} {'ratio':>7}  target"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r.scenario[:78]:78} {r.ours:12,.0f} {r.baseline:12,.0f} {r.unit:>10} {r.ratio:7.2f}  {r.target}")
+        if r.note:
+            print(f"{'':4}{r.note}")

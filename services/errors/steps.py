@@ -1,0 +1,304 @@
+"""Error grouping: typed errors and status changes → group state, inbox rows, notifications.
+
+Pure: no I/O and no clock. ``ErrorGrouper.apply(records)`` folds a batch into the groups
+it holds and returns what changed; ``main.py`` writes it and commits.
+
+Guarantees:
+
+- Exact counts under redelivery. Each group remembers the highest bus offset it has
+  applied per topic (a group lives in one partition: ``typed.errors`` and
+  ``control.error_groups`` are both keyed by project/fingerprint), so a batch replayed
+  after a crash — state written, offsets not yet committed — is skipped record by record.
+  Client retries of one event (same event id, a new bus record) are caught by the last
+  ``RECENT_IDS`` event ids kept per group; ``error_group_events`` (one row per event id,
+  ReplacingMergeTree) is the exact count whatever the window.
+- Order does not matter for the aggregates: first/last seen are min/max of
+  ``occurred_at``, the last level is the level of the latest event (ties: larger event
+  id), releases and environments are sets. Any split of a stream across batches (or
+  replicas owning disjoint groups) gives the same groups.
+- Status: a new group is ``unresolved`` and emits a ``new`` record. A ``resolved`` group
+  that sees an event that occurred after it was resolved becomes ``unresolved`` with
+  ``regressed = 1`` and emits a ``regressed`` record. ``ignored`` groups count silently.
+  Notification ids are derived (group, kind, triggering event id), so a replay re-emits
+  the same ids and the notifier drops duplicates.
+
+Failure modes: a record that is not a JSON object with the expected fields raises
+``InvalidMessage`` (dead-lettered by ``main.py``); nothing else raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from forgeline.bus.port import OutgoingRecord, Record
+from forgeline.bus.topics import CONTROL_ERROR_GROUPS, EVENTS_ERROR_GROUPS, TYPED_ERRORS
+from forgeline.grouping import first_line, group_fingerprint, group_id, group_key
+from forgeline.ids import derived_uuid
+from forgeline.processing.deadletter import InvalidMessage
+
+Status = Literal["unresolved", "resolved", "ignored"]
+STATUSES: tuple[Status, ...] = ("unresolved", "resolved", "ignored")
+ACTIONS = {"resolve": "resolved", "ignore": "ignored", "unresolve": "unresolved"}
+RECENT_IDS = 256
+
+GROUP_COLUMNS = [
+    "project_id",
+    "group_id",
+    "fingerprint",
+    "organisation_id",
+    "title",
+    "exception_class",
+    "first_seen",
+    "last_seen",
+    "event_count",
+    "last_level",
+    "releases",
+    "environments",
+    "status",
+    "regressed",
+    "status_changed_at",
+    "recent_event_ids",
+    "applied_event_offset",
+    "applied_control_offset",
+    "version",
+]
+EVENT_COLUMNS = ["project_id", "group_id", "event_id", "occurred_at", "environment", "release", "level"]
+
+
+@dataclass
+class ErrorGroup:
+    project_id: str
+    fingerprint: str
+    organisation_id: str = ""
+    title: str = ""
+    exception_class: str = ""
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    event_count: int = 0
+    last_level: str = ""
+    last_level_key: tuple[int, str] = (0, "")
+    first_key: tuple[int, str] = (0, "")
+    releases: set[str] = field(default_factory=set)
+    environments: set[str] = field(default_factory=set)
+    status: Status = "unresolved"
+    regressed: bool = False
+    status_changed_ms: int = 0
+    recent_event_ids: list[str] = field(default_factory=list)
+    applied_event_offset: int = -1
+    applied_control_offset: int = -1
+    version: int = 0
+
+    @property
+    def group_id(self) -> str:
+        return group_id(self.project_id, self.fingerprint)
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``error_groups`` row (timestamps as epoch ms; main.py converts)."""
+        return (
+            self.project_id,
+            self.group_id,
+            self.fingerprint,
+            self.organisation_id,
+            self.title,
+            self.exception_class,
+            self.first_seen_ms,
+            self.last_seen_ms,
+            self.event_count,
+            self.last_level,
+            sorted(self.releases),
+            sorted(self.environments),
+            self.status,
+            int(self.regressed),
+            self.status_changed_ms,
+            list(self.recent_event_ids),
+            self.applied_event_offset,
+            self.applied_control_offset,
+            self.version,
+        )
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ErrorGroup:
+        """Rebuild from an ``error_groups`` row (timestamps as epoch ms)."""
+        group = cls(
+            project_id=str(row["project_id"]),
+            fingerprint=str(row["fingerprint"]),
+            organisation_id=str(row["organisation_id"]),
+            title=str(row["title"]),
+            exception_class=str(row["exception_class"]),
+            first_seen_ms=int(row["first_seen"]),
+            last_seen_ms=int(row["last_seen"]),
+            event_count=int(row["event_count"]),
+            last_level=str(row["last_level"]),
+            releases=set(row["releases"]),
+            environments=set(row["environments"]),
+            status=_status(str(row["status"])),
+            regressed=bool(row["regressed"]),
+            status_changed_ms=int(row["status_changed_at"]),
+            recent_event_ids=[str(x) for x in row["recent_event_ids"]],
+            applied_event_offset=int(row["applied_event_offset"]),
+            applied_control_offset=int(row["applied_control_offset"]),
+            version=int(row["version"]),
+        )
+        # The exact tie-break key of the last level is not stored; last_seen is enough to
+        # keep "latest event wins" for every event that is not a same-millisecond tie.
+        group.last_level_key = (group.last_seen_ms, "")
+        group.first_key = (group.first_seen_ms, "")
+        return group
+
+
+def _status(value: str) -> Status:
+    for status in STATUSES:
+        if status == value:
+            return status
+    return "unresolved"
+
+
+@dataclass
+class BatchResult:
+    """What one batch changed: group rows to upsert, event rows, notifications."""
+
+    groups: dict[str, ErrorGroup] = field(default_factory=dict)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    notifications: list[OutgoingRecord] = field(default_factory=list)
+    notification_kinds: list[str] = field(default_factory=list)  # "new" | "regressed", per notification
+    rejected: list[tuple[Record, InvalidMessage]] = field(default_factory=list)
+
+
+def control_record(project_id: str, fingerprint: str, action: str, at_ms: int) -> OutgoingRecord:
+    """A status change as the CLI sends it (``forgeline errors resolve|ignore|unresolve``)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    doc = {"project_id": project_id, "fingerprint": fingerprint, "action": action, "at_ms": at_ms}
+    return OutgoingRecord(CONTROL_ERROR_GROUPS, orjson.dumps(doc), key=group_key(project_id, fingerprint))
+
+
+class ErrorGrouper:
+    """All groups of the partitions this consumer owns, keyed by (project, fingerprint)."""
+
+    def __init__(self, groups: Iterable[ErrorGroup] = ()) -> None:
+        self.groups: dict[tuple[str, str], ErrorGroup] = {(g.project_id, g.fingerprint): g for g in groups}
+
+    def apply(self, records: Iterable[Record]) -> BatchResult:
+        """Fold records (typed.errors and control.error_groups) in. A record that cannot be
+        read is returned in ``rejected`` (state untouched for it); nothing raises."""
+        result = BatchResult()
+        for record in records:
+            try:
+                if record.topic == CONTROL_ERROR_GROUPS:
+                    self._apply_control(record, result)
+                elif record.topic == TYPED_ERRORS:
+                    self._apply_error(record, result)
+            except InvalidMessage as err:
+                result.rejected.append((record, err))
+        return result
+
+    def _apply_error(self, record: Record, result: BatchResult) -> None:
+        doc = _decode(record)
+        try:
+            project_id = str(doc["project_id"])
+            message = str(doc.get("message") or "")
+            exception_class = str(doc.get("exception_class") or "")
+            fingerprint = group_fingerprint(str(doc.get("fingerprint") or ""), message, exception_class)
+            event_id = str(doc["event_id"])
+            occurred = int(doc["occurred_at"])
+            level = str(doc.get("level") or "error")
+            environment = str(doc.get("environment") or "")
+            release = str(doc.get("release") or "")
+            organisation_id = str(doc.get("organisation_id") or "")
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidMessage("bad_typed_record", repr(err)) from err
+        key = (project_id, fingerprint)
+        group = self.groups.get(key)
+        is_new = group is None
+        if group is None:
+            group = ErrorGroup(project_id, fingerprint, organisation_id=organisation_id)
+            group.first_key = (occurred + 1, "")  # replaced by this event just below
+            group.first_seen_ms = occurred
+            group.last_seen_ms = occurred
+            self.groups[key] = group
+        elif record.offset <= group.applied_event_offset:
+            return  # already in the stored state: a redelivery after a crash
+        group.applied_event_offset = record.offset
+        if event_id in group.recent_event_ids:
+            result.groups[group.group_id] = group
+            group.version += 1
+            return  # a client retry of an event already counted
+        group.recent_event_ids.append(event_id)
+        del group.recent_event_ids[:-RECENT_IDS]
+        group.event_count += 1
+        group.first_seen_ms = min(group.first_seen_ms, occurred)
+        if (occurred, event_id) < group.first_key:
+            # Title and class come from the earliest event, whatever order events arrive in.
+            group.first_key = (occurred, event_id)
+            group.title = first_line(message)[:500]
+            group.exception_class = exception_class
+        group.last_seen_ms = max(group.last_seen_ms, occurred)
+        if (occurred, event_id) > group.last_level_key:
+            group.last_level_key = (occurred, event_id)
+            group.last_level = level
+        if release:
+            group.releases.add(release)
+        if environment:
+            group.environments.add(environment)
+        if is_new:
+            result.notifications.append(_notification(group, "new", event_id, occurred))
+            result.notification_kinds.append("new")
+        elif group.status == "resolved" and occurred > group.status_changed_ms:
+            group.status = "unresolved"
+            group.regressed = True
+            group.status_changed_ms = occurred
+            result.notifications.append(_notification(group, "regressed", event_id, occurred))
+            result.notification_kinds.append("regressed")
+        group.version += 1
+        result.groups[group.group_id] = group
+        result.events.append((project_id, group.group_id, event_id, occurred, environment, release, level))
+
+    def _apply_control(self, record: Record, result: BatchResult) -> None:
+        doc = _decode(record)
+        try:
+            key = (str(doc["project_id"]), str(doc["fingerprint"]))
+            new_status = ACTIONS[str(doc["action"])]
+            at_ms = int(doc["at_ms"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidMessage("bad_control_record", repr(err)) from err
+        group = self.groups.get(key)
+        if group is None or record.offset <= group.applied_control_offset:
+            return  # unknown group (nothing to change) or already applied
+        group.applied_control_offset = record.offset
+        group.status = _status(new_status)
+        group.regressed = False
+        group.status_changed_ms = at_ms
+        group.version += 1
+        result.groups[group.group_id] = group
+
+
+def _decode(record: Record) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(record.value)
+    except orjson.JSONDecodeError as err:
+        raise InvalidMessage("bad_typed_record", repr(err)) from err
+    if not isinstance(doc, dict):
+        raise InvalidMessage("bad_typed_record", "not a JSON object")
+    return doc
+
+
+def _notification(group: ErrorGroup, kind: str, event_id: str, occurred_ms: int) -> OutgoingRecord:
+    doc = {
+        "notification_id": str(derived_uuid("error_group_notification", group.group_id, kind, event_id)),
+        "kind": kind,
+        "project_id": group.project_id,
+        "organisation_id": group.organisation_id,
+        "group_id": group.group_id,
+        "fingerprint": group.fingerprint,
+        "title": group.title,
+        "exception_class": group.exception_class,
+        "level": group.last_level,
+        "event_id": event_id,
+        "occurred_at": occurred_ms,
+        "event_count": group.event_count,
+    }
+    return OutgoingRecord(EVENTS_ERROR_GROUPS, orjson.dumps(doc), key=group_key(group.project_id, group.fingerprint))

@@ -1,0 +1,216 @@
+"""OpenAPI paths of the game families (Forge Logger, MessagePack), merged into openapi.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forgeline.schemas.forge import (
+    ATTACHMENT_TYPES,
+    BUILD_CHANNELS,
+    EXPORT_PROVIDERS,
+    MAX_BATCH_EVENTS,
+    REPORTER_TYPES,
+    SEVERITIES,
+)
+from services.gateway.routes.msgpack import EVENT_PATHS
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "forgeToken": {"type": "http", "scheme": "bearer", "description": "Forge Logger token, flg_…"},
+    "publicToken": {"type": "apiKey", "in": "header", "name": "x-public-token"},
+}
+
+_FORGE_SECURITY: list[dict[str, list[str]]] = [{"forgeToken": []}]
+
+
+def _json_error(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+_VALIDATION = _json_error(
+    "Validation error: every bad field, with its batch index.",
+    {
+        "error": "Validation failed",
+        "code": "validation_error",
+        "details": [{"index": 3, "field": "sessionId", "message": "must be a UUID"}],
+    },
+)
+_FORGE_REFUSALS: dict[str, Any] = {
+    "400": _VALIDATION,
+    "401": _json_error("Missing or invalid token (only flg_ tokens).", {"error": "Missing or invalid token"}),
+    "403": _json_error("The body names another project/environment.", {"error": "Token does not have access"}),
+    "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
+    "429": _json_error("Rate limited; see Retry-After.", {"code": "rate_limited", "retry_after": 12}),
+    "503": _json_error("The event bus did not acknowledge; retry after Retry-After.", {"retry_after": 1}),
+}
+
+_SESSION = {
+    "type": "object",
+    "required": ["build"],
+    "properties": {
+        "build": {
+            "type": "object",
+            "required": ["version", "platform"],
+            "properties": {
+                "version": {"type": "string"},
+                "platform": {"type": "string"},
+                "gitCommit": {"type": "string"},
+                "channel": {"type": "string", "enum": list(BUILD_CHANNELS)},
+            },
+        },
+        "player": {"type": "object", "properties": {"externalId": {"type": "string"}, "deviceId": {"type": "string"}}},
+        "metadata": {"type": "object"},
+    },
+}
+_EVENT = {
+    "type": "object",
+    "required": ["sessionId", "type"],
+    "properties": {
+        "sessionId": {"type": "string", "format": "uuid"},
+        "type": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+        "properties": {"type": "object"},
+    },
+}
+_REPORT = {
+    "type": "object",
+    "required": ["sessionId", "title", "description", "severity", "reporterType"],
+    "properties": {
+        "sessionId": {"type": "string", "format": "uuid"},
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+        "reporterType": {"type": "string", "enum": list(REPORTER_TYPES)},
+        "eventIds": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "uploadIds": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "clientRequestId": {"type": "string", "format": "uuid", "description": "Makes the report idempotent."},
+        "export": {"type": "array", "items": {"type": "string", "enum": list(EXPORT_PROVIDERS)}},
+        "metadata": {"type": "object"},
+    },
+}
+_FILE = {
+    "type": "object",
+    "required": ["filename", "contentType", "size", "type"],
+    "properties": {
+        "filename": {"type": "string"},
+        "contentType": {"type": "string"},
+        "size": {"type": "integer", "minimum": 1},
+        "type": {"type": "string", "enum": list(ATTACHMENT_TYPES)},
+    },
+}
+
+
+def _forge_post(summary: str, schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": _FORGE_SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+            "responses": {
+                "201": {"description": "Created", "content": {"application/json": {"example": example}}},
+                **_FORGE_REFUSALS,
+            },
+        }
+    }
+
+
+def _msgpack_post(path: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": f"MessagePack: one event or a list, all-or-nothing ({path})",
+            "security": [{"publicToken": []}],
+            "requestBody": {"required": True, "content": {"application/msgpack": {"schema": {}}}},
+            "responses": {
+                "200": {"description": "Queued", "content": {"application/json": {"example": {"status": "queued"}}}},
+                "400": _json_error("Invalid or empty payload; every bad item listed.", {"error": "invalid_payload"}),
+                "401": _json_error("Missing or invalid token.", {"error": "unauthorized"}),
+                "403": _json_error("app_id of the token's application differs.", {"error": "forbidden"}),
+                "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
+                "415": _json_error("Explicit JSON (or other) content type.", {"error": "unsupported_media_type"}),
+                "429": _json_error("10 requests/second per source IP.", {"error": "rate_limited"}),
+            },
+        }
+    }
+
+
+def game_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/v1/ingest/sessions": _forge_post(
+            "Forge: start a game session", _SESSION, {"sessionId": "uuid", "buildId": "uuid", "startedAt": "…Z"}
+        ),
+        "/v1/ingest/events": _forge_post(
+            f"Forge: one event or an array of at most {MAX_BATCH_EVENTS}",
+            {"oneOf": [_EVENT, {"type": "array", "items": _EVENT, "maxItems": MAX_BATCH_EVENTS}]},
+            {"accepted": 1, "eventIds": ["uuid"]},
+        ),
+        "/v1/ingest/reports": _forge_post(
+            "Forge: a bug report (idempotent with clientRequestId)",
+            _REPORT,
+            {"reportId": "uuid", "sessionId": "uuid", "status": "received", "export": []},
+        ),
+        "/v1/ingest/uploads": _forge_post(
+            "Forge: signed PUT URLs for attachments",
+            {
+                "oneOf": [
+                    _FILE,
+                    {
+                        "type": "object",
+                        "properties": {"sessionId": {"type": "string"}, "files": {"type": "array", "items": _FILE}},
+                    },
+                ]
+            },
+            {"uploads": [{"uploadId": "uuid", "url": "…", "method": "PUT", "headers": {}, "expiresAt": "…Z"}]},
+        ),
+        "/v1/blobs/{upload_id}": {
+            "put": {
+                "summary": "The signed upload URL of the local blob store (the signature is the authorization)",
+                "parameters": [
+                    {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "201": _json_error("Stored.", {"uploadId": "uuid", "size": 1, "sha256": "…"}),
+                    "400": _json_error("Content-Type differs from the one signed.", {"code": "wrong_content_type"}),
+                    "403": _json_error("Tampered or expired URL.", {"code": "forbidden"}),
+                    "413": _json_error("More bytes than declared.", {"code": "payload_too_large"}),
+                },
+            }
+        },
+        "/api/models": {
+            "post": {
+                "summary": "MessagePack: upload a level model (secret key: x-api-key or Bearer)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["app_name", "level_name", "model_file"],
+                                "properties": {
+                                    "app_name": {"type": "string"},
+                                    "level_name": {"type": "string"},
+                                    "model_file": {"type": "string", "format": "binary"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json_error("Stored; metadata queued.", {"status": "queued", "model_id": "uuid"}),
+                    "400": _json_error("A field or the file is missing.", {"error": "invalid_payload"}),
+                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
+                    "403": _json_error("A public token, or another application's name.", {"error": "forbidden"}),
+                    "413": _json_error("Over FORGELINE_MAX_MODEL_BYTES.", {"error": "payload_too_large"}),
+                },
+            }
+        },
+        "/api/sql/select": {
+            "post": {
+                "summary": "Disabled by design",
+                "responses": {"501": _json_error("Always, after auth.", {"error": "sql_unavailable"})},
+            }
+        },
+    }
+    for path in EVENT_PATHS:
+        paths[path] = _msgpack_post(path)
+    return paths

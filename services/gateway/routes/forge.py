@@ -1,0 +1,348 @@
+"""Forge Logger ingest API (SPEC 4.1; seeds forge-logger-ingest-api.txt, forge-logger-sessions.txt).
+
+POST /v1/ingest/sessions  → 201 {sessionId, buildId, startedAt}     raw.forge (build + session)
+POST /v1/ingest/events    → 201 {accepted, eventIds}                raw.forge (one per event)
+POST /v1/ingest/reports   → 201 {reportId, …}                       raw.forge
+POST /v1/ingest/uploads   → 201 {uploads: [{uploadId, url, …}]}     nothing yet: a signed grant
+PUT  /v1/blobs/{uploadId} → 201 {uploadId, size, sha256}            raw.forge (upload completion)
+
+Order of checks: token (401), scope (403), rate limit (429), body (413, 400), content (400).
+The seed's status table has no 415, so a non-JSON content type is a 400 here.
+Only a fully valid request is enqueued; every id is derived from input or the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from forgeline.blobstore.local import UPLOAD_PATH
+from forgeline.blobstore.port import BlobStore, SignatureError, TooLarge, UploadGrant
+from forgeline.bus.port import OutgoingRecord
+from forgeline.bus.topics import RAW_FORGE
+from forgeline.clock import Clock
+from forgeline.config import Settings
+from forgeline.ids import derived_uuid
+from forgeline.schemas import forge
+from forgeline.schemas.checks import Invalid, Problem
+from forgeline.schemas.common import to_millis
+from forgeline.tenancy.model import TOKEN_PREFIXES, Principal, TenancyTable
+from services.gateway.body import BodyLimits, parse_json, read_body
+from services.gateway.errors import ApiError, JSONResponse
+from services.gateway.publish import Publisher
+from services.gateway.ratelimit import FixedWindowLimiter
+
+SESSIONS_PATH = "/v1/ingest/sessions"
+EVENTS_PATH = "/v1/ingest/events"
+REPORTS_PATH = "/v1/ingest/reports"
+UPLOADS_PATH = "/v1/ingest/uploads"
+BLOB_PUT_PATH = UPLOAD_PATH + "/{upload_id}"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def invalid(problems: Sequence[Problem]) -> ApiError:
+    return ApiError(
+        400,
+        {
+            "error": "Validation failed",
+            "code": "validation_error",
+            "details": [p.as_json() for p in problems],
+        },
+        reason="invalid",
+    )
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+@dataclass
+class ForgeApi:
+    settings: Settings
+    tenancy: TenancyTable
+    publisher: Publisher
+    clock: Clock
+    blobs: BlobStore
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.limiter = FixedWindowLimiter(s.forge_rate_limit_requests, s.forge_rate_limit_period_seconds, self.clock)
+        self.limits = BodyLimits(s.max_body_bytes, s.max_inflated_bytes, s.max_json_depth)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(SESSIONS_PATH, self.sessions, methods=["POST"], name="forge_sessions"),
+            Route(EVENTS_PATH, self.events, methods=["POST"], name="forge_events"),
+            Route(REPORTS_PATH, self.reports, methods=["POST"], name="forge_reports"),
+            Route(UPLOADS_PATH, self.uploads, methods=["POST"], name="forge_uploads"),
+            Route(BLOB_PUT_PATH, self.put_blob, methods=["PUT"], name="forge_blob_put"),
+        ]
+
+    # --- shared steps ------------------------------------------------------------------
+
+    def principal(self, request: Request) -> Principal:
+        """Only ``flg_`` logger tokens (seed "Token prefix"): a JWT or another family's key is 401."""
+        token = _bearer(request)
+        principal = None
+        if token.startswith(TOKEN_PREFIXES["forge"]):
+            principal = self.tenancy.authenticate(token, ("forge",))
+        if principal is None:
+            raise ApiError(401, {"error": "Missing or invalid token", "code": "unauthorized"}, reason="unauthorized")
+        decision = self.limiter.hit(principal.token_id)
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                {"error": "Rate limited", "code": "rate_limited", "retry_after": decision.retry_after},
+                reason="rate_limited",
+                headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
+            )
+        return principal
+
+    async def body(self, request: Request) -> tuple[Any, bytes]:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type not in ("", "application/json", "text/plain") and not content_type.endswith("+json"):
+            raise ApiError(
+                400,
+                {"error": f"Content-Type must be application/json, not {content_type!r}", "code": "invalid_json"},
+                reason="bad_content_type",
+            )
+        raw = await read_body(request, self.limits)
+        doc = parse_json(raw, self.limits)
+        if doc is None:
+            raise invalid([Problem("body", "is empty")])
+        return doc, raw
+
+    def scope(self, items: Sequence[Any], principal: Principal) -> None:
+        """403 (seed table) when a body names a project or environment the token is not for."""
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            project, environment = item.get("projectId"), item.get("environment")
+            if (project is not None and project != principal.project_id) or (
+                environment is not None and environment != principal.environment
+            ):
+                raise ApiError(
+                    403,
+                    {"error": "Token does not have access to this project/environment", "code": "forbidden"},
+                    reason="forbidden",
+                )
+
+    def context(self, principal: Principal) -> forge.ForgeContext:
+        return forge.ForgeContext(
+            principal.organisation_id,
+            principal.project_id,
+            principal.environment,
+            datetime.fromtimestamp(round(self.clock.time(), 3), UTC),
+        )
+
+    def record(
+        self, route: str, record_id: uuid.UUID, key: uuid.UUID, body: Any, ctx: forge.ForgeContext, principal: Principal
+    ) -> OutgoingRecord:
+        value = {
+            "v": 1,
+            "route": route,
+            "id": str(record_id),
+            **ctx.tenant(),
+            "token_id": principal.token_id,
+            "received_at": to_millis(ctx.received_at),
+            "body": body,
+        }
+        return OutgoingRecord(RAW_FORGE, orjson.dumps(value), key=key.bytes)
+
+    # --- routes ------------------------------------------------------------------------
+
+    async def sessions(self, request: Request) -> Response:
+        principal = self.principal(request)
+        doc, _ = await self.body(request)
+        self.scope([doc], principal)
+        info, check = forge.check_session(doc)
+        if check.problems:
+            raise invalid(check.problems)
+        ctx = self.context(principal)
+        # Not idempotent, as the seed says: every call is a new session.
+        session_id = uuid.uuid4()
+        build_id = forge.build_id(principal.project_id, info.version, info.platform, info.git_commit)
+        await self.publisher.publish(
+            [
+                self.record("build", build_id, build_id, doc, ctx, principal),
+                self.record("session", session_id, session_id, doc, ctx, principal),
+            ]
+        )
+        body = {"sessionId": str(session_id), "buildId": str(build_id), "startedAt": _iso(ctx.received_at)}
+        return JSONResponse(body, status_code=201)
+
+    async def events(self, request: Request) -> Response:
+        principal = self.principal(request)
+        doc, raw = await self.body(request)
+        try:
+            items, batch = forge.event_items(doc)
+        except Invalid as err:
+            raise invalid(err.problems) from None
+        self.scope(items, principal)
+        ctx = self.context(principal)
+        problems = forge.check_events(items, batch, ctx.received_at)
+        if problems:
+            raise invalid(problems)
+        # Derived from the request bytes: a retried batch maps onto the same rows.
+        digest = hashlib.sha256(raw).hexdigest()
+        ids = [
+            derived_uuid("forge_event", principal.project_id, principal.environment, digest, str(n))
+            for n in range(len(items))
+        ]
+        await self.publisher.publish(
+            [
+                self.record("event", event_id, uuid.UUID(item["sessionId"]), item, ctx, principal)
+                for event_id, item in zip(ids, items, strict=True)
+            ]
+        )
+        return JSONResponse({"accepted": len(ids), "eventIds": [str(i) for i in ids]}, status_code=201)
+
+    async def reports(self, request: Request) -> Response:
+        principal = self.principal(request)
+        doc, _ = await self.body(request)
+        self.scope([doc], principal)
+        refs, check = forge.check_report(doc)
+        if check.problems:
+            raise invalid(check.problems)
+        ctx = self.context(principal)
+        crid = refs.client_request_id
+        report_id = forge.report_id(principal.project_id, crid) if crid else uuid.uuid4()
+        await self.publisher.publish([self.record("report", report_id, report_id, doc, ctx, principal)])
+        # Only input-derived fields: the same request twice gets the same body (SPEC 4.1).
+        body: dict[str, Any] = {
+            "reportId": str(report_id),
+            "sessionId": str(doc["sessionId"]),
+            "clientRequestId": str(crid) if crid else None,
+            "status": "received",
+            "export": [{"provider": p, "status": "queued"} for p in refs.export],
+        }
+        return JSONResponse(body, status_code=201)
+
+    async def uploads(self, request: Request) -> Response:
+        principal = self.principal(request)
+        doc, _ = await self.body(request)
+        self.scope([doc], principal)
+        try:
+            session_id, files = forge.check_uploads(doc, self.settings.upload_size_limits)
+        except Invalid as err:
+            raise invalid(err.problems) from None
+        expires_at = int(self.clock.time()) + self.settings.upload_url_ttl_seconds
+        targets = []
+        for file in files:
+            upload_id = str(uuid.uuid4())
+            grant = UploadGrant(
+                upload_id=upload_id,
+                key=f"{principal.project_id}/{upload_id}/{file.filename}",
+                content_type=file.content_type,
+                max_bytes=file.size,
+                expires_at=expires_at,
+                meta={
+                    "organisation_id": principal.organisation_id,
+                    "project_id": principal.project_id,
+                    "environment": principal.environment,
+                    "token_id": principal.token_id,
+                    "session_id": session_id,
+                    "attachment_type": file.attachment_type,
+                    "filename": file.filename,
+                },
+            )
+            target = self.blobs.upload_target(grant)
+            targets.append(
+                {
+                    "uploadId": upload_id,
+                    "filename": file.filename,
+                    "type": file.attachment_type,
+                    "url": target.url,
+                    "method": target.method,
+                    "headers": target.headers,
+                    "expiresAt": _iso(target.expires_at),
+                }
+            )
+        return JSONResponse({"uploads": targets}, status_code=201)
+
+    async def put_blob(self, request: Request) -> Response:
+        """The PUT to a signed URL (local blob store): the signature is the authorization."""
+        try:
+            grant = self.blobs.verify(request.query_params.get("token", ""), self.clock.time())
+        except SignatureError:
+            raise ApiError(
+                403, {"error": "Upload URL is invalid or expired", "code": "forbidden"}, reason="forbidden"
+            ) from None
+        if grant.upload_id != request.path_params["upload_id"]:
+            raise ApiError(403, {"error": "Upload URL is invalid", "code": "forbidden"}, reason="forbidden")
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != grant.content_type.lower():
+            raise ApiError(
+                400,
+                {"error": f"Content-Type must be {grant.content_type}", "code": "wrong_content_type"},
+                reason="bad_content_type",
+            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > grant.max_bytes:
+            raise _upload_too_large(grant.max_bytes)
+        try:
+            stored = await self.blobs.receive(grant, _stream(request))
+        except TooLarge:
+            raise _upload_too_large(grant.max_bytes) from None
+        except ClientDisconnect:
+            raise ApiError(400, {"error": "Upload interrupted", "code": "disconnected"}, "disconnect") from None
+        meta = grant.meta
+        ctx = forge.ForgeContext(
+            meta["organisation_id"],
+            meta["project_id"],
+            meta["environment"],
+            datetime.fromtimestamp(round(self.clock.time(), 3), UTC),
+        )
+        completion = {
+            "session_id": meta.get("session_id", ""),
+            "attachment_type": meta["attachment_type"],
+            "filename": meta["filename"],
+            "content_type": stored.content_type,
+            "size_bytes": stored.size,
+            "sha256": stored.sha256,
+            "storage_key": stored.key,
+        }
+        upload_id = uuid.UUID(grant.upload_id)
+        value = self.record("upload", upload_id, upload_id, completion, ctx, _uploader(meta))
+        await self.publisher.publish([value])
+        return JSONResponse(
+            {"uploadId": grant.upload_id, "size": stored.size, "sha256": stored.sha256}, status_code=201
+        )
+
+
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
+def _upload_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        {"error": f"Upload exceeds {limit} bytes", "code": "payload_too_large", "limit_bytes": limit},
+        reason="too_large",
+    )
+
+
+def _uploader(meta: dict[str, str]) -> Principal:
+    return Principal(
+        token_id=meta.get("token_id", ""),
+        kind="forge",
+        organisation_id=meta["organisation_id"],
+        project_id=meta["project_id"],
+        environment=meta["environment"],
+        application_id=None,
+    )

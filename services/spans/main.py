@@ -1,0 +1,207 @@
+"""The span assembler service: typed.spans → span_tree and trace_summaries.
+
+Loop: poll → parse → reload traces not in memory from ``span_tree`` (they may have been
+summarized before an eviction or a restart) → ``Assembler.add`` → write the traces that
+have been quiet for ``quiet_s`` → commit.
+
+Commits never pass a span whose trace is not yet written: the committed offset of a
+partition is the smallest offset of an unwritten span on it (``Assembler.commit_floor``),
+so after a crash the open traces are rebuilt from the log and nothing is lost. A replay
+of spans already written is harmless: the rows are identical (same version) and
+ReplacingMergeTree keeps one. A graceful stop writes every open trace first.
+
+Kafka groups: before partitions move, every open trace is written and committed (as at a
+graceful stop) and the in-memory traces are dropped; whoever owns a partition next
+reloads a trace from ``span_tree`` when a late span of it arrives.
+
+Known limits: one warehouse read per batch that brings traces not in memory (a late span
+of an evicted trace, or any new trace); a trace that never goes quiet (a span every
+``quiet_s``) is only written when it does, or at stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from forgeline.bus.port import Bus, Record, TopicPartition
+from forgeline.bus.topics import TYPED_SPANS
+from forgeline.clock import Clock, SystemClock
+from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed
+from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
+from forgeline.telemetry.metrics import (
+    PROCESSOR_BATCH_SIZE,
+    PROCESSOR_DEAD_LETTERS,
+    SPANS_OPEN_TRACES,
+    SPANS_TRACES_SUMMARIZED,
+)
+from forgeline.warehouse.port import Warehouse
+from services.spans.steps import (
+    SUMMARY_COLUMNS,
+    TREE_COLUMNS,
+    Assembler,
+    Span,
+    SpanNode,
+    TraceSummary,
+    span_from_doc,
+)
+
+GROUP = "spans"
+log = logging.getLogger(__name__)
+
+_LOAD_COLUMNS = [
+    "project_id", "environment", "trace_id", "span_id", "parent_span_id", "event_id", "name", "kind", "status",
+    "level", "service", "started_at", "ended_at", "received_at", "duration_ms",
+]  # fmt: skip
+_MS = ("started_at", "ended_at", "received_at")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def load_sql(database: str, keys: list[tuple[str, str]]) -> str:
+    cols = ", ".join(f"toUnixTimestamp64Milli({c}) AS {c}" if c in _MS else c for c in _LOAD_COLUMNS)
+    pairs = ", ".join(f"({_quote(p)}, {_quote(t)})" for p, t in keys)
+    return f"SELECT {cols} FROM {database}.span_tree FINAL WHERE (project_id, trace_id) IN ({pairs})"
+
+
+def tree_row(node: SpanNode, version: int) -> tuple[Any, ...]:
+    s = node.span
+    return (
+        s.project_id, s.environment, s.trace_id, s.span_id, s.parent_span_id, s.event_id, s.name, s.kind,
+        s.status, s.level, s.service, to_datetime(s.started_ms), to_datetime(s.ended_ms),
+        to_datetime(s.received_ms), s.duration_ms, node.depth, int(node.is_orphan), node.child_count,
+        node.self_time_ms, version,
+    )  # fmt: skip
+
+
+def summary_row(t: TraceSummary) -> tuple[Any, ...]:
+    return (
+        t.project_id, t.environment, t.trace_id, t.root_span_id, t.root_name, to_datetime(t.started_ms),
+        to_datetime(t.ended_ms), t.duration_ms, t.span_count, t.max_depth, t.error_count, t.orphan_count,
+        list(t.services), t.version,
+    )  # fmt: skip
+
+
+class SpanAssemblerService:
+    def __init__(
+        self,
+        bus: Bus,
+        warehouse: Warehouse,
+        quiet_s: float = 5.0,
+        keep_s: float = 300.0,
+        batch: int = 1000,
+        clock: Clock | None = None,
+    ) -> None:
+        self._consumer = bus.consumer(GROUP, [TYPED_SPANS])
+        self._producer = bus.producer()
+        self._warehouse = warehouse
+        self._assembler = Assembler(quiet_s, keep_s)
+        self._clock = clock or SystemClock()
+        self._batch = batch
+        self._consumed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+        self.ready = False
+        self._quiet_s, self._keep_s = quiet_s, keep_s
+        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
+
+    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
+        """Write every open trace and commit (under the guard's lock), then forget them all."""
+        await self._flush(everything=True)
+        self._assembler = Assembler(self._quiet_s, self._keep_s)
+        self._consumed.clear()
+        self._committed.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        lag = LagReporter(GROUP, self._consumer)
+        self.ready = True
+        try:
+            while not self._stopping.is_set():
+                polled_at = self._guard.generation
+                records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._ingest(records)
+                    await self._flush(everything=False)
+                await lag.maybe_report({})
+            async with self._guard.lock:
+                await self._flush(everything=True)  # graceful stop: write every open trace
+        finally:
+            self.ready = False
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def _ingest(self, records: list[Record]) -> None:
+        parsed: list[tuple[Record, Span]] = []
+        dead = []
+        for record in records:
+            try:
+                doc = orjson.loads(record.value)
+                if not isinstance(doc, dict):
+                    raise InvalidMessage("bad_typed_record", "not a JSON object")
+                parsed.append((record, span_from_doc(doc)))
+            except (orjson.JSONDecodeError, InvalidMessage) as err:
+                reason = err if isinstance(err, InvalidMessage) else InvalidMessage("bad_typed_record", repr(err))
+                PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=reason.reason).inc()
+                dead.append(dead_letter(GROUP, record, reason))
+        await send_with_retry(self._producer, dead, GROUP)
+        missing = sorted(self._assembler.needs_load(span for _, span in parsed))
+        if missing:
+            stored: dict[tuple[str, str], list[Span]] = {key: [] for key in missing}
+            for i in range(0, len(missing), 500):
+                sql = load_sql(self._warehouse.database, missing[i : i + 500])
+                for row in await query_with_retry(self._warehouse, sql, None, GROUP):
+                    span = span_from_doc(dict(zip(_LOAD_COLUMNS, row, strict=True)))
+                    stored[(span.project_id, span.trace_id)].append(span)
+            for key, spans in stored.items():
+                self._assembler.restore(key, spans)
+        now = self._clock.monotonic()
+        for record, span in parsed:
+            self._assembler.add(span, record.partition, record.offset, now)
+        for record in records:
+            self._consumed[record.tp] = max(self._consumed.get(record.tp, 0), record.offset + 1)
+
+    async def _flush(self, everything: bool) -> None:
+        now = self._clock.monotonic()
+        due = self._assembler.due(now, everything=everything)
+        if due:
+            # Summaries first: span_tree is what a restart restores from, so a trace must not
+            # be there unless its summary is (a crash in between re-summarizes it).
+            now_dt = to_datetime(self._clock.time() * 1000)
+            summaries = [(*summary_row(summary), now_dt) for _, summary in due]
+            await insert_with_retry(
+                self._warehouse, "trace_summaries", summaries, [*SUMMARY_COLUMNS, "summarized_at"], GROUP
+            )
+            tree_rows = [tree_row(node, summary.version) for nodes, summary in due for node in nodes]
+            await insert_with_retry(self._warehouse, "span_tree", tree_rows, TREE_COLUMNS, GROUP)
+            for _, summary in due:
+                SPANS_TRACES_SUMMARIZED.labels(kind="orphaned" if summary.orphan_count else "complete").inc()
+        self._assembler.evict(now)
+        SPANS_OPEN_TRACES.set(len(self._assembler.traces))
+        offsets = {}
+        for tp, consumed in self._consumed.items():
+            floor = self._assembler.commit_floor(tp.partition)
+            offset = consumed if floor is None else min(floor, consumed)
+            if offset > self._committed.get(tp, -1):
+                offsets[tp] = offset
+        if offsets:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)

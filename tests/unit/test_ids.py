@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from forgeline.ids import derived_uuid, legacy_id, new_uuid4
+
+pytestmark = pytest.mark.unit
+
+
+def test_new_uuid4_is_version_4_and_unique() -> None:
+    ids = {new_uuid4() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
+    new_uuid4()  # fill the pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_uuid4().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = uuid.UUID(bytes=os.read(read, 16))
+    os.close(read)
+    os.close(write)
+    assert child != new_uuid4()
+
+
+def test_derived_ids_and_legacy_ids_are_deterministic() -> None:
+    assert derived_uuid("a", "b") == derived_uuid("a", "b") != derived_uuid("a", "c")
+    event = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
+    assert legacy_id(event) == 0x123456789ABC
