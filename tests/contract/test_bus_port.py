@@ -24,7 +24,8 @@ def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bus]:
         yield EmbeddedBus(tmp_path / "bus", default_partitions=PARTITIONS, fsync=False)
         return
     broker = request.getfixturevalue("kafka_broker")  # started only when a Kafka case runs
-    yield create_bus(f"kafka://{broker.bootstrap}", PARTITIONS)
+    # A patient send timeout: the contract is about what arrives, not how fast (shared hosts).
+    yield create_bus(f"kafka://{broker.bootstrap}?send_timeout_ms=10000", PARTITIONS)
 
 
 def _topic() -> str:
@@ -220,6 +221,14 @@ def test_consumers_of_one_group_share_partitions_or_are_refused(bus: Bus) -> Non
             revoked.append(partitions)
 
         first.on_revoke(on_revoke)
+        assigned: list[set[TopicPartition]] = []
+
+        async def on_assign(partitions: set[TopicPartition]) -> None:
+            # Called before any record of these partitions is polled: they are owned by now.
+            assert partitions <= first.assignment()
+            assigned.append(partitions)
+
+        first.on_assign(on_assign)
         await first.start()
         second = bus.consumer(group, [topic])
         try:
@@ -239,6 +248,9 @@ def test_consumers_of_one_group_share_partitions_or_are_refused(bus: Bus) -> Non
             assert first.assignment().isdisjoint(second.assignment())
             assert first.assignment() | second.assignment() == {TopicPartition(topic, p) for p in range(PARTITIONS)}
             assert revoked and revoked[0] == {TopicPartition(topic, p) for p in range(PARTITIONS)}
+            # Assigned everything at the join, then its share after the second one joined.
+            assert assigned[0] == revoked[0]
+            assert assigned[-1] == first.assignment()
         finally:
             await second.stop()
             await first.stop()

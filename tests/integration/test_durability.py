@@ -16,17 +16,29 @@ import pytest
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
-from tests.fixtures.kafka import BUSES, bus_env
+from tests.fixtures.kafka import BUSES, kafka_pipeline
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+ENV = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}
+
+
+@pytest.fixture(scope="module")
+def kafka_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+    with kafka_pipeline(tmp_path_factory.mktemp("durability-kafka"), ENV) as (_, pipeline):
+        yield pipeline
+
+
 @pytest.fixture(params=BUSES)
 def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgelineUp]:
+    """Embedded: a fresh pipeline per test. Kafka: one per module, on a broker of its own."""
+    if request.param == "kafka":
+        yield request.getfixturevalue("kafka_up")
+        return
     # Load, not abuse: lift the per-token limit so the stream measures durability only.
-    env = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000", **bus_env(request)}
-    pipeline = ForgelineUp(tmp_path / "data", env=env).start()
+    pipeline = ForgelineUp(tmp_path / "data", env=ENV).start()
     try:
         yield pipeline
     finally:
@@ -47,9 +59,15 @@ async def _send_stream(
         nonlocal fired
         while not queue.empty():
             i = queue.get_nowait()
-            body = {"event": {"event_type": "log", "message": f"stream line {i}", "release": release}}
-            for _attempt in range(20):
-                response = await client.post("/api/v1/ingest_events", json=body, headers=up.auth)
+            # A client uuid: a retry after a 503 whose record landed anyway is the same event.
+            event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{release}/{i}"))
+            body = {"event": {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": event_id}}
+            for _attempt in range(40):
+                try:
+                    response = await client.post("/api/v1/ingest_events", json=body, headers=up.auth)
+                except httpx.TransportError:  # no answer (a busy host): retry the same body
+                    await asyncio.sleep(0.1)
+                    continue
                 if response.status_code == 201:
                     break
                 assert response.status_code == 503, response.text  # only "bus busy" may be retried
@@ -104,6 +122,7 @@ def test_kill_9_gateway_right_after_201_keeps_the_event(up: ForgelineUp) -> None
     assert up.children()["gateway"] != victim
 
 
+@pytest.mark.parametrize("up", ["embedded"], indirect=True)  # on Kafka: the kill -9 tests only (suite time)
 def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: ForgelineUp) -> None:
     release = f"replay-{uuid.uuid4()}"
     for i in range(50):
@@ -131,6 +150,7 @@ def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: Forgeline
     assert up.scalar(f"SELECT sum(value) {where}") == sum(range(50))
 
 
+@pytest.mark.parametrize("up", ["embedded"], indirect=True)  # on Kafka: the kill -9 tests only (suite time)
 def test_unprocessable_record_goes_to_dead_letters_and_does_not_block(up: ForgelineUp) -> None:
     bus = create_bus(up.bus_url)
 

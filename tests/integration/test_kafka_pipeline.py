@@ -1,7 +1,7 @@
 """The pipeline in Kafka mode: `forgeline up` with FORGELINE_BUS_URL=kafka://… on a real broker.
 
-Each test gets a broker of its own (topics and consumer groups have fixed names, so two
-pipelines must not share one), started from the cached jars in a few seconds. Killing the
+The module has a broker of its own (topics and consumer groups have fixed names, so two
+pipelines must not share one), started from the cached jars. Killing the
 processors mid-stream is in test_durability, parametrized over both buses.
 """
 
@@ -12,28 +12,48 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures.kafka import LocalKafka
+from tests.fixtures.kafka import LocalKafka, kafka_env
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kafka")]
 
 
-@pytest.fixture
-def kafka_up(own_kafka: LocalKafka, tmp_path: Path) -> Iterator[ForgelineUp]:
-    env = {
-        "FORGELINE_BUS_URL": f"kafka://{own_kafka.bootstrap}?session_timeout_ms=3000",
-        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000",
-    }
-    up = ForgelineUp(tmp_path / "data", env=env).start()
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, ForgelineUp]]:
+    """One broker (always the local launcher: it restarts on the same ports) and a pipeline on it.
+
+    Both tests cut the pipeline off its broker and bring the broker back; each starts from
+    a broker that is up and a pipeline that recovered.
+    """
+    env = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka-outage"))
+    broker.start()
     try:
-        yield up
+        up = ForgelineUp(broker.work_dir / "up", env={**env, **kafka_env(broker.bootstrap)}).start()
+        try:
+            yield broker, up
+        finally:
+            up.stop()
     finally:
-        up.stop()
+        broker.stop()
+
+
+@pytest.fixture
+def own_kafka(kafka: tuple[LocalKafka, ForgelineUp]) -> LocalKafka:
+    broker, up = kafka
+    if broker.process is None:
+        broker.start()
+    up.wait_ready(120)
+    return broker
+
+
+@pytest.fixture
+def kafka_up(kafka: tuple[LocalKafka, ForgelineUp], own_kafka: LocalKafka) -> ForgelineUp:
+    return kafka[1]
 
 
 def _post_log(up: ForgelineUp, message: str, release: str, timeout: float = 10) -> httpx.Response:
@@ -46,6 +66,11 @@ def test_broker_down_means_fast_503_and_not_ready_then_recovers_without_restart(
 ) -> None:
     release = f"outage-{uuid.uuid4()}"
     before = _post_log(kafka_up, "before the outage", release)
+    for _ in range(20):  # a busy test host may time out a first send; the broker is up
+        if before.status_code != 503:
+            break
+        time.sleep(0.5)
+        before = _post_log(kafka_up, "before the outage", release)
     assert before.status_code == 201, before.text
     gateway_pid = kafka_up.children()["gateway"]
 
@@ -99,7 +124,12 @@ async def _send_with_ids(up: ForgelineUp, release: str, total: int, on_ack: int,
             event = {"event_type": "log", "message": f"line {i}", "release": release, "uuid": str(uuid.uuid4())}
             deadline = time.monotonic() + 120
             while True:
-                response = await client.post("/api/v1/ingest_events", json={"event": event}, headers=up.auth)
+                try:
+                    response = await client.post("/api/v1/ingest_events", json={"event": event}, headers=up.auth)
+                except httpx.TransportError:
+                    # No answer: maybe taken, maybe not; the same uuid makes the retry safe.
+                    await asyncio.sleep(0.2)
+                    continue
                 if response.status_code == 201 or time.monotonic() > deadline:
                     break
                 assert response.status_code == 503, response.text  # only "bus unavailable" may be retried

@@ -58,12 +58,15 @@ from forgeline.bus.port import (
     TopicPartition,
     partition_for,
 )
-from forgeline.bus.topics import FIXED_PARTITIONS
+from forgeline.bus.topics import FIXED_PARTITIONS, provisioned_topics
 
 log = logging.getLogger(__name__)
 
 _READY_CACHE_S = 1.0
 _READY_TIMEOUT_S = 0.5
+# Offset look-ups (lag reports) give up quickly instead of aiokafka's 40 s request timeout:
+# a loop must not stall on them while the cluster is away.
+_QUERY_TIMEOUT_S = 2.0
 
 
 class KafkaBus:
@@ -165,7 +168,11 @@ class KafkaProducer:
         )
         try:
             await self._producer.start()
-        except (KafkaConnectionError, KafkaError, OSError) as err:
+            # Warm up: the pipeline's topics exist and their metadata is cached, so the first
+            # send does not spend its (short) timeout on provisioning and a metadata round trip.
+            topics = list(await self._bus.ensure_topics(provisioned_topics()))
+            await self._producer.client.set_topics(topics)
+        except (KafkaConnectionError, KafkaError, OSError, BusUnavailable) as err:
             await self._producer.stop()
             self._producer = None
             raise BusUnavailable(f"cannot reach Kafka: {err!r}") from err
@@ -421,8 +428,9 @@ class KafkaConsumer:
         if self.group is None:
             return 0
         try:
-            offset = await self._consumer.committed(_theirs(tp))
-        except KafkaError as err:
+            async with asyncio.timeout(_QUERY_TIMEOUT_S):
+                offset = await self._consumer.committed(_theirs(tp))
+        except (KafkaError, TimeoutError) as err:
             raise BusUnavailable(f"cannot read committed offset: {err!r}") from err
         return int(offset) if offset is not None else 0
 
@@ -433,8 +441,9 @@ class KafkaConsumer:
         if not assigned:
             return {}
         try:
-            ends = await self._consumer.end_offsets(assigned)
-        except KafkaError as err:
+            async with asyncio.timeout(_QUERY_TIMEOUT_S):
+                ends = await self._consumer.end_offsets(assigned)
+        except (KafkaError, TimeoutError) as err:
             raise BusUnavailable(f"cannot read end offsets: {err!r}") from err
         return {_ours(tp): int(end) for tp, end in ends.items()}
 

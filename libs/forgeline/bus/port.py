@@ -76,6 +76,11 @@ RevokeHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
 AssignHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
 
 
+# How long operator commands (CLI, first-start bootstrap) wait for an acknowledgement: a
+# cluster that is still starting takes seconds to accept its first writes.
+ADMIN_SEND_TIMEOUT_S = 10.0
+
+
 class BusUnavailable(Exception):
     """The bus could not take or serve records in time (retriable)."""
 
@@ -138,7 +143,9 @@ class Consumer(Protocol):
 class Bus(Protocol):
     capabilities: Capabilities
 
-    def producer(self) -> Producer: ...
+    def producer(self, send_timeout_s: float | None = None) -> Producer:
+        """A producer; ``send_timeout_s`` overrides the adapter's default wait for an acknowledgement
+        (operator commands wait longer than a client request)."""
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         """A consumer of ``topics`` in ``group``; it starts at the group's committed offsets."""

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-from forgeline.bus.port import Consumer, Record, RevokeHandler, TopicPartition
+from forgeline.bus.port import BusUnavailable, Consumer, Record, RevokeHandler, TopicPartition
 from forgeline.telemetry.metrics import PROCESSOR_CONSUMED, PROCESSOR_LAG
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,18 @@ class LagReporter:
         if now - self._last < self._interval_s:
             return
         self._last = now
-        ends = await self._consumer.end_offsets()
         per_topic: dict[str, int] = {}
-        for tp, end in ends.items():
-            done = committed.get(tp)
-            if done is None:
-                done = await self._consumer.committed(tp)
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(end - done, 0)
+        try:
+            ends = await self._consumer.end_offsets()
+            for tp, end in ends.items():
+                done = committed.get(tp)
+                if done is None:
+                    done = await self._consumer.committed(tp)
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(end - done, 0)
+        except BusUnavailable as err:
+            # A metric is not worth stopping the service for: the next report retries.
+            log.warning("lag not reported: bus unavailable", extra={"service": self._service, "error": str(err)})
+            return
         for topic, lag in per_topic.items():
             PROCESSOR_LAG.labels(service=self._service, topic=topic).set(lag)
 
