@@ -430,7 +430,9 @@ def _selector(node: Any, known: Mapping[str, ExportedSeries], report: PromQLRepo
         if label == "__name__":
             continue
         if label not in labels:
-            report.problems.append(f"{name}{{{label}{op}…}}: {name} has no label {label!r} ({', '.join(sorted(labels))})")
+            report.problems.append(
+                f"{name}{{{label}{op}…}}: {name} has no label {label!r} ({', '.join(sorted(labels))})"
+            )
         elif op == "=" and label == "status":
             if not re.fullmatch(r"[1-5][0-9][0-9]", value):
                 report.problems.append(f'{name}{{status="{value}"}}: not an HTTP status code')
@@ -441,7 +443,9 @@ def _selector(node: Any, known: Mapping[str, ExportedSeries], report: PromQLRepo
 
 def _op(op: Any) -> str:
     p = promql_parser
-    return {p.MatchOp.Equal: "=", p.MatchOp.NotEqual: "!=", p.MatchOp.Re: "=~", p.MatchOp.NotRe: "!~"}[op]
+    # MatchOp is not hashable: compare instead of looking it up.
+    pairs = ((p.MatchOp.Equal, "="), (p.MatchOp.NotEqual, "!="), (p.MatchOp.Re, "=~"), (p.MatchOp.NotRe, "!~"))
+    return next(text for member, text in pairs if op == member)
 
 
 def _did_you_mean(name: str, known: Mapping[str, ExportedSeries]) -> str:

@@ -167,7 +167,12 @@ def _closed_port() -> int:
 
 
 def run_healthcheck(port: int, admin_port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FORGELINE_HOST": "0.0.0.0", "FORGELINE_PORT": str(port), "FORGELINE_ADMIN_PORT": str(admin_port)}
+    env = {
+        **os.environ,
+        "FORGELINE_HOST": "0.0.0.0",
+        "FORGELINE_PORT": str(port),
+        "FORGELINE_ADMIN_PORT": str(admin_port),
+    }
     return subprocess.run(
         [sys.executable, str(HEALTHCHECK), *args], env=env, capture_output=True, text=True, timeout=30, check=False
     )
