@@ -139,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _server(status: int) -> Iterator[int]:
     handler = type("Handler", (_Handler,), {"status": status})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
