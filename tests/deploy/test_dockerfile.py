@@ -206,3 +206,20 @@ def test_healthcheck_script_is_plain_python() -> None:
     imported = set(re.findall(r"^(?:from|import) ([a-z_.]+)", source, re.M))
     assert imported <= {"__future__", "argparse", "http.client", "os", "sys"}, imported
     assert Path(HEALTHCHECK).stat().st_mode & 0o444
+
+
+def test_dockerignore_sends_only_what_the_image_copies() -> None:
+    # The context is the repository root: without this, .venv/, .git/ and .forgeline/ (data)
+    # would be uploaded to the daemon on every build.
+    lines = [
+        line.strip()
+        for line in (support.REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "ignore everything, then allow what COPY needs"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    for keyword, args in instructions():
+        if keyword == "COPY" and "--from" not in args:
+            *sources, _ = args.split()
+            for source in sources:
+                assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
