@@ -400,6 +400,8 @@ def bench_pipeline(data_dir: Path, seconds: float) -> list[Row]:
 
 
 def run_bench(quick: bool, out: Path) -> list[Row]:
+    from services.bench.memory import bench_memory  # it builds on this module's helpers
+
     seconds = 3.0 if quick else 10.0
     rows: list[Row] = []
     steps: list[Callable[[Path], list[Row]]] = [
@@ -407,6 +409,7 @@ def run_bench(quick: bool, out: Path) -> list[Row]:
         lambda d: bench_bus(d, 5_000 if quick else 50_000),
         lambda d: bench_writer(d, 20_000 if quick else 200_000),
         lambda d: bench_pipeline(d, seconds),
+        lambda d: bench_memory(d, seconds),
     ]
     for step in steps:
         with tempfile.TemporaryDirectory(prefix="forgeline-bench-") as tmp:
