@@ -107,6 +107,23 @@ def _batch_body(n: int) -> bytes:
     return gzip.compress(b"\n".join(lines) + b"\n")
 
 
+def _forge_batch_body(n: int) -> bytes:
+    session = str(uuid.uuid4())
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps(
+        [
+            {
+                "sessionId": session,
+                "type": "level_complete",
+                "timestamp": now,
+                "severity": "low",
+                "properties": {"level": f"Level_{i % 12}", "score": i * 10, "deaths": i % 3},
+            }
+            for i in range(n)
+        ]
+    )
+
+
 def bench_http(data_dir: Path, seconds: float) -> list[Row]:
     """Gateway vs a bare Starlette app; and the load generator's own ceiling."""
     rows: list[Row] = []
@@ -114,11 +131,14 @@ def bench_http(data_dir: Path, seconds: float) -> list[Row]:
         **os.environ,
         "FORGELINE_DATA_DIR": str(data_dir),
         "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
+        "FORGELINE_FORGE_RATE_LIMIT_REQUESTS": "1000000000",
     }
     from services.bench.fixtures import bootstrap_tokens
 
-    token = bootstrap_tokens(data_dir)["logister_token"]
-    single, batch = _event_body(), _batch_body(100)
+    tokens = bootstrap_tokens(data_dir)
+    token = tokens["logister_token"]
+    single, batch, forge = _event_body(), _batch_body(100), _forge_batch_body(200)
+    forge_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['forge_token']}"}
     json_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     batch_headers = {
         "Content-Type": "application/x-ndjson",
@@ -142,11 +162,13 @@ def bench_http(data_dir: Path, seconds: float) -> list[Row]:
             16,
             seconds,
         )
+        bare_forge = _load(bare_port, "/v1/ingest/events", forge, {"Content-Type": "application/json"}, 16, seconds)
     gw_env = {**env, "FORGELINE_PORT": str(gw_port)}
     with _process([*me, "services.cli.main", "gateway"], gw_env):
         _wait_http(f"http://{HOST}:{gw_port}/ready")
         gw_single = _load(gw_port, "/api/v1/ingest_events", single, json_headers, 32, seconds)
         gw_batch = _load(gw_port, "/api/v1/ingest_events/batch", batch, batch_headers, 16, seconds)
+        gw_forge = _load(gw_port, "/v1/ingest/events", forge, forge_headers, 16, seconds)
 
     rows.append(
         Row(
@@ -177,6 +199,16 @@ def bench_http(data_dir: Path, seconds: float) -> list[Row]:
             "events/s",
             "≥ 0.60",
             f"statuses {gw_batch.statuses}",
+        )
+    )
+    rows.append(
+        Row(
+            "gateway: Forge Logger batch of 200 events vs bare Starlette",
+            gw_forge.rate * 200,
+            bare_forge.rate * 200,
+            "events/s",
+            "≥ 0.60",
+            f"{gw_forge.rate:,.0f} req/s; statuses {gw_forge.statuses}",
         )
     )
     rows.append(
