@@ -331,6 +331,24 @@ def source_string_literals() -> frozenset[str]:
     return frozenset(found)
 
 
+def blob_store_error(settings: Any, tmp_dir: Path) -> str | None:
+    """Why the gateway would refuse its blob store settings at start, or None. Builds the
+    adapter as the gateway does (an s3:// store makes no request until used)."""
+    from forgeline.blobstore.factory import create_blob_store
+
+    try:
+        create_blob_store(
+            settings.resolved_blob_store_url,
+            settings.blob_signing_key,
+            tmp_dir / "blob-signing.key",
+            settings.public_url or f"http://{settings.host}:{settings.port}",
+            (settings.s3_access_key, settings.s3_secret_key),
+        )
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 # --- PromQL --------------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -142,6 +143,26 @@ def test_forgeline_services_use_the_distributed_backends(compose: dict[str, Any]
         assert dsn.username == svcs[dsn.hostname]["environment"]["CLICKHOUSE_USER"], name
         assert dsn.password == support.interpolate(svcs[dsn.hostname]["environment"]["CLICKHOUSE_PASSWORD"]), name
         assert settings.host == "0.0.0.0", f"{name}: must listen on all interfaces inside its container"
+
+
+def test_the_gateway_stores_uploads_in_minio(compose: dict[str, Any], tmp_path: Path) -> None:
+    svcs = services(compose)
+    gateway = next(svc for svc in forgeline_services(compose).values() if svc["command"] == ["forgeline", "gateway"])
+    settings = Settings.from_env(support.env_mapping(gateway["environment"]))
+    assert support.blob_store_error(settings, tmp_path) is None
+    url = urlparse(settings.resolved_blob_store_url)
+    assert url.scheme == "s3", "the gateway would keep uploads on its own volume"
+    endpoint = urlparse(parse_qs(url.query)["endpoint"][0])
+    assert endpoint.hostname in svcs and svcs[endpoint.hostname]["image"].startswith("minio/minio:")
+    minio_env = support.env_mapping(svcs[endpoint.hostname]["environment"])
+    assert (settings.s3_access_key, settings.s3_secret_key) == (
+        minio_env["MINIO_ROOT_USER"],
+        minio_env["MINIO_ROOT_PASSWORD"],
+    )
+    # The bucket the gateway writes to is the one the setup job creates, before the gateway starts.
+    bucket_job = gateway["depends_on"]["minio-buckets"]
+    assert bucket_job["condition"] == "service_completed_successfully"
+    assert f"mc mb --ignore-existing forgeline/{url.netloc}" in " ".join(svcs["minio-buckets"]["command"])
 
 
 def test_depends_on_conditions_are_satisfiable(compose: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -166,11 +167,24 @@ def test_configuration_is_read_by_settings(config: dict[str, str]) -> None:
     assert settings.host == "0.0.0.0"
 
 
-def test_the_password_is_in_the_secret_not_the_configmap(resources: list[dict[str, Any]]) -> None:
+def test_the_blob_store_settings_are_accepted(config: dict[str, str], tmp_path: Path) -> None:
+    settings = Settings.from_env(config)
+    assert support.blob_store_error(settings, tmp_path) is None
+    assert urlparse(settings.resolved_blob_store_url).scheme == "s3", "replicas cannot share a local blob store"
+
+
+def test_credentials_are_in_the_secret_not_the_configmap(resources: list[dict[str, Any]]) -> None:
+    secret_names = (
+        "FORGELINE_WAREHOUSE_DSN",
+        "FORGELINE_BLOB_SIGNING_KEY",
+        "FORGELINE_S3_ACCESS_KEY",
+        "FORGELINE_S3_SECRET_KEY",
+    )
     for doc in resources:
         if doc["kind"] == "ConfigMap":
-            assert "FORGELINE_WAREHOUSE_DSN" not in doc["data"]
-            assert "FORGELINE_BLOB_SIGNING_KEY" not in doc["data"]
+            assert not set(secret_names) & set(doc["data"])
+        if doc["kind"] == "Secret":
+            assert set(secret_names) <= set(doc["stringData"])
 
 
 def test_envfrom_refers_to_generated_objects(resources: list[dict[str, Any]]) -> None:
