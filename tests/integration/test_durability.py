@@ -50,6 +50,7 @@ async def _send_stream(
 ) -> list[str]:
     """POST ``total`` log events; call ``action()`` once ``on_ack`` have been acknowledged."""
     ids: list[str] = []
+    sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
@@ -61,7 +62,9 @@ async def _send_stream(
             i = queue.get_nowait()
             # A client uuid: a retry after a 503 whose record landed anyway is the same event.
             event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{release}/{i}"))
-            body = {"event": {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": event_id}}
+            # And its own time: a retry is the identical event (occurred_at is in the table's key).
+            event = {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": event_id}
+            body = {"event": {**event, "occurred_at": sent_at}}
             for _attempt in range(40):
                 try:
                     response = await client.post("/api/v1/ingest_events", json=body, headers=up.auth)

@@ -112,6 +112,7 @@ async def _send_with_ids(up: ForgelineUp, release: str, total: int, on_ack: int,
     event, not a new one. Returns the acknowledged event ids.
     """
     acked: set[str] = set()
+    sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
@@ -121,7 +122,9 @@ async def _send_with_ids(up: ForgelineUp, release: str, total: int, on_ack: int,
         nonlocal fired
         while not queue.empty():
             i = queue.get_nowait()
-            event = {"event_type": "log", "message": f"line {i}", "release": release, "uuid": str(uuid.uuid4())}
+            # A retry is the identical event: same uuid, same time (occurred_at is in the table's key).
+            event = {"event_type": "log", "message": f"line {i}", "release": release, "uuid": str(uuid.uuid4()),
+                     "occurred_at": sent_at}  # fmt: skip
             deadline = time.monotonic() + 120
             while True:
                 try:
