@@ -55,6 +55,9 @@ class Settings:
     publish_timeout_seconds: float = 2.0
     # Concurrent requests one gateway worker serves before answering 503 (load shedding).
     max_in_flight: int = 1024
+    # Idle keep-alive connections are kept longer than clients' own pools keep them (httpx: 5 s),
+    # so a client never sends a request on a connection the server is closing at that moment.
+    keep_alive_seconds: int = 75
     token_refresh_seconds: float = 1.0
 
     # Game telemetry (Forge Logger, MessagePack, uploads).
@@ -156,6 +159,7 @@ class Settings:
             max_batch_lines=reader.get("FORGELINE_MAX_BATCH_LINES", _positive_int, d.max_batch_lines),
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
             max_in_flight=reader.get("FORGELINE_MAX_IN_FLIGHT", _positive_int, d.max_in_flight),
+            keep_alive_seconds=reader.get("FORGELINE_KEEP_ALIVE_SECONDS", _positive_int, d.keep_alive_seconds),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
             ),
