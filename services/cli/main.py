@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
     sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
-    process.add_argument("name", help="normalizer | writer | errors | spans | monitors")
+    process.add_argument("name", help="normalizer | writer | errors | spans | monitors | exporter")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")

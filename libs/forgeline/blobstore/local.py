@@ -5,18 +5,25 @@ plus an HMAC-SHA256 over it: stateless, so any gateway sharing the key can check
 any change to the grant breaks the signature. Bytes stream into a temp file in the same
 directory, are fsynced, then renamed into place: a reader never sees a partial object.
 
+``put_object`` (the exporter's files) writes a temp file under ``.tmp/`` in the root (same
+file system, so the rename is atomic), fsyncs it, renames it into place and fsyncs the
+directory; a process killed before the rename leaves only a ``.tmp/`` file, which no key
+lists and which a later store removes once it is an hour old.
+
 Limits: one machine (the directory is not shared between hosts); disk writes run on the
 event loop in 64 KiB pieces, fine for an embedded deployment, not for heavy upload traffic.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +41,8 @@ from forgeline.blobstore.port import (
 )
 
 UPLOAD_PATH = "/v1/blobs"
+TEMP_DIR = ".tmp"
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _b64(data: bytes) -> str:
@@ -64,6 +73,7 @@ class LocalBlobStore:
         self._key = signing_key
         self._public_url = public_url.rstrip("/")
         root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(root / TEMP_DIR)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -144,3 +154,63 @@ class LocalBlobStore:
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    async def put_object(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        return await asyncio.to_thread(self._put, key, data, content_type)
+
+    def _put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp_dir = self.root / TEMP_DIR
+        temp_dir.mkdir(exist_ok=True)
+        temp = temp_dir / f"{secrets.token_hex(8)}.part"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        # The rename is durable only once its directory is.
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), content_type)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[str]:
+        folder, _, _ = prefix.rpartition("/")
+        start = self._path(folder) if folder else self.root.resolve()
+        if not start.is_dir():
+            return []
+        root = self.root.resolve()
+        keys: list[str] = []
+        for directory, dirnames, filenames in os.walk(start):
+            # Hidden names are temp files (``.tmp/``, ``.<name>.part`` of uploads in progress).
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            relative = Path(directory).relative_to(root).as_posix()
+            base = "" if relative == "." else relative + "/"
+            keys.extend(base + f for f in filenames if not f.startswith(".") and (base + f).startswith(prefix))
+        return sorted(keys)
+
+
+def _remove_stale_temps(temp_dir: Path) -> None:
+    """Temp files of puts that a kill interrupted; an hour old, so never one still being written."""
+    if not temp_dir.is_dir():
+        return
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for path in temp_dir.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()

@@ -5,6 +5,10 @@ Guarantees every adapter gives:
   with the content type and a maximum size bound into it; nothing else can be written there.
 - An object is either absent or complete: a PUT cut short leaves nothing under its key.
 - ``read`` returns exactly the bytes stored (callers compare checksums).
+- ``put_object`` is atomic: readers (and ``list_keys``) see the old object, no object, or
+  the complete new one, never part of it (local: temp file, fsync, rename; S3: one PUT).
+  Putting the same bytes under the same key again is harmless (the exporter's replays).
+- ``list_keys`` returns the complete objects under a key prefix, sorted.
 
 What differs between adapters is a field of ``Capabilities``, not a ``hasattr`` test.
 """
@@ -75,3 +79,9 @@ class BlobStore(Protocol):
 
     def read(self, key: str) -> bytes:
         """The stored bytes; FileNotFoundError when absent."""
+
+    async def put_object(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Store ``data`` under ``key`` whole or not at all; durable when this returns."""
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Keys of the complete objects whose key starts with ``prefix`` (sorted; never temp files)."""
