@@ -168,9 +168,7 @@ def parse_name(key: str) -> FileName | None:
     match = _NAME.match(key.rsplit("/", 1)[-1])
     if match is None:
         return None
-    return FileName(
-        int(match["partition"]), int(match["first"]), int(match["last"]), match["suffix"] == GZIP_SUFFIX
-    )
+    return FileName(int(match["partition"]), int(match["first"]), int(match["last"]), match["suffix"] == GZIP_SUFFIX)
 
 
 def backfill_key(kind: RecordKind, date: str, hour: str, start_ms: int, end_ms: int, compress: bool) -> str:

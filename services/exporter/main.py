@@ -216,8 +216,12 @@ class Exporter:
         open_range.pinned_last, open_range.pinned_gzip = found.last, found.compressed
         log.info(
             "replaying a flush a crash interrupted",
-            extra={"topic": open_range.tp.topic, "partition": open_range.tp.partition,
-                   "first": found.first, "last": found.last},  # fmt: skip
+            extra={
+                "topic": open_range.tp.topic,
+                "partition": open_range.tp.partition,
+                "first": found.first,
+                "last": found.last,
+            },  # fmt: skip
         )
 
     async def _flush(self, reason: str) -> None:

@@ -1,0 +1,189 @@
+"""The exporter loop on a real embedded bus and a real local store: crash replay, ticks, flush requests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from forgeline.blobstore.local import LocalBlobStore
+from forgeline.blobstore.port import StoredObject
+from forgeline.bus.embedded import EmbeddedBus
+from forgeline.bus.port import OutgoingRecord, TopicPartition
+from forgeline.bus.topics import CONTROL_EXPORTER, FIXED_PARTITIONS, TICK_HEADER, TYPED_CHECKINS, TYPED_ERRORS
+from forgeline.telemetry.metrics import EXPORTER_FLUSHES, EXPORTER_REQUESTS
+from services.exporter.files import parse_name, read_lines
+from services.exporter.main import GROUP, Exporter
+
+pytestmark = pytest.mark.unit
+
+HOUR = 3_600_000
+BASE = 1_763_856_000_000  # 2025-11-23 00:00:00 UTC
+
+
+def error_doc(i: int) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "legacy_id": i, "organisation_id": "org", "project_id": "p",
+        "environment": "production", "occurred_at": BASE + (i % 3) * HOUR + i, "received_at": BASE + 3 * HOUR,
+        "level": "error", "message": f"boom {i}", "fingerprint": "f", "exception_class": "E", "release": "1",
+        "trace_id": "", "request_id": "", "session_id": "", "user_id": "", "context": "{}",
+    }  # fmt: skip
+
+
+def checkin_doc(i: int) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "legacy_id": 0, "organisation_id": "org", "project_id": "p",
+        "environment": "production", "occurred_at": BASE + i, "received_at": BASE + i, "slug": "nightly",
+        "status": "ok", "expected_interval_seconds": 60, "duration_ms": None, "source": "http", "release": "",
+        "trace_id": "", "request_id": "", "context": "{}",
+    }  # fmt: skip
+
+
+async def append(bus: EmbeddedBus, records: list[OutgoingRecord]) -> None:
+    producer = bus.producer()
+    await producer.start()
+    await producer.send_many(records)
+    await producer.stop()
+
+
+def errors(n: int) -> list[OutgoingRecord]:
+    return [OutgoingRecord(TYPED_ERRORS, orjson.dumps(error_doc(i)), key=f"k{i}".encode()) for i in range(n)]
+
+
+def exported(root: Path, table: str) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / table).rglob("*")) if p.is_file()}
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, nothing is retried."""
+
+
+class CrashingStore(LocalBlobStore):
+    def __init__(self, root: Path, puts_before_crash: int) -> None:
+        super().__init__(root, b"key", "http://127.0.0.1")
+        self.left = puts_before_crash
+
+    async def put_object(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        if self.left == 0:
+            raise Crash
+        self.left -= 1
+        return await super().put_object(key, data, content_type)
+
+
+async def run_until(exporter: Exporter, done: Any, timeout_s: float = 30.0) -> None:
+    task = asyncio.create_task(exporter.run())
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.05)
+    exporter.stop()
+    await task
+
+
+async def committed(bus: EmbeddedBus, tp: TopicPartition) -> int:
+    consumer = bus.consumer(GROUP, [tp.topic])
+    await consumer.start()
+    try:
+        return await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("compress_after", [False, True])
+def test_a_crash_mid_flush_is_replayed_into_the_same_files(tmp_path: Path, compress_after: bool) -> None:
+    bus = EmbeddedBus(tmp_path / "bus", default_partitions=2)
+    asyncio.run(append(bus, errors(300)))
+    out = tmp_path / "exports"
+    replays = EXPORTER_FLUSHES.labels(reason="replay")._value.get()
+
+    # Flushes of ~40 rows over 2 partitions × 3 hours: the crash lands inside the first flush.
+    crashing = Exporter(bus, CrashingStore(out, 5), max_rows=40, max_bytes=1 << 30, flush_seconds=60, compress=False)
+    with pytest.raises(Crash):
+        asyncio.run(run_until(crashing, lambda: False))
+    before = exported(out, "errors")
+    assert len(before) == 5
+    assert all(asyncio.run(committed(bus, TopicPartition(TYPED_ERRORS, p))) == 0 for p in range(2))
+
+    # Restart with other flush settings: the interrupted range is still written as it was.
+    store = LocalBlobStore(out, b"key", "http://127.0.0.1")
+    lines = lambda: sum(len(read_lines(b)) for b in exported(out, "errors").values())  # noqa: E731
+    again = Exporter(bus, store, max_rows=10_000, max_bytes=1 << 30, flush_seconds=0.2, compress=compress_after)
+    asyncio.run(run_until(again, lambda: lines() >= 300))  # stopping flushes whatever else is buffered
+    after = exported(out, "errors")
+    for key, data in before.items():
+        assert after[key] == data  # same name, same bytes
+    ids = Counter(row["event_id"] for data in after.values() for row in read_lines(data))
+    assert len(ids) == 300 and set(ids.values()) == {1}
+    assert EXPORTER_FLUSHES.labels(reason="replay")._value.get() > replays
+    # Ranges of one partition never overlap; files of one range share it.
+    for p in range(2):
+        ranges = sorted({(n.first, n.last) for n in map(parse_name, after) if n and n.partition == p})
+        assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False)), ranges
+    assert all(asyncio.run(committed(bus, TopicPartition(TYPED_ERRORS, p))) > 0 for p in range(2))
+    assert not list(out.rglob(".*.part"))
+
+
+def test_ticks_are_skipped_and_committed(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus", default_partitions=1)
+    tick = OutgoingRecord(TYPED_CHECKINS, b'{"tick": 1}', headers=((TICK_HEADER, b"1"),))
+    records = [tick]
+    for i in range(20):
+        records += [OutgoingRecord(TYPED_CHECKINS, orjson.dumps(checkin_doc(i))), tick]
+    asyncio.run(append(bus, records))
+    out = tmp_path / "exports"
+    exporter = Exporter(
+        bus, LocalBlobStore(out, b"k", "http://x"), max_rows=1000, max_bytes=1 << 30, flush_seconds=0.1, compress=False
+    )
+    tp = TopicPartition(TYPED_CHECKINS, 0)
+    asyncio.run(run_until(exporter, lambda: bool(exported(out, "check_ins"))))
+    files = exported(out, "check_ins")
+    assert list(files) == ["check_ins/date=2025-11-23/hour=00/0-1-40.ndjson"]  # first data record 1, last tick 40
+    rows = read_lines(next(iter(files.values())))
+    assert [r["occurred_at"] for r in rows] == [f"2025-11-23 00:00:00.{i:03d}" for i in range(20)]
+    assert asyncio.run(committed(bus, tp)) == 41
+
+
+def test_flush_requests_flush_at_once_and_coalesce(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus", default_partitions=2, partitions=FIXED_PARTITIONS)
+    requests = [OutgoingRecord(CONTROL_EXPORTER, b'{"v":1,"action":"flush"}') for _ in range(5)]
+    asyncio.run(append(bus, errors(10) + requests))
+    flushed = EXPORTER_REQUESTS.labels(outcome="flushed")._value.get()
+    coalesced = EXPORTER_REQUESTS.labels(outcome="coalesced")._value.get()
+    by_request = EXPORTER_FLUSHES.labels(reason="request")._value.get()
+    out = tmp_path / "exports"
+    # Neither the row limit nor the timer would flush within the test.
+    exporter = Exporter(
+        bus, LocalBlobStore(out, b"k", "http://x"), max_rows=10_000, max_bytes=1 << 30, flush_seconds=3600,
+        compress=True,
+    )  # fmt: skip
+    lines = lambda: sum(len(read_lines(b)) for b in exported(out, "errors").values())  # noqa: E731
+    asyncio.run(run_until(exporter, lambda: lines() >= 10))
+    assert lines() == 10
+    assert all(key.endswith(".ndjson.gz") for key in exported(out, "errors"))
+    assert EXPORTER_FLUSHES.labels(reason="request")._value.get() == by_request + 1
+    assert EXPORTER_REQUESTS.labels(outcome="flushed")._value.get() == flushed + 1
+    assert EXPORTER_REQUESTS.labels(outcome="coalesced")._value.get() == coalesced + 4
+    assert asyncio.run(committed(bus, TopicPartition(CONTROL_EXPORTER, 0))) == 5
+
+
+def test_the_local_store_puts_atomically_and_lists_by_prefix(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "s", b"k", "http://x")
+    asyncio.run(store.put_object("errors/date=2025-11-23/hour=01/0-5-9.ndjson", b"a\n", "application/x-ndjson"))
+    asyncio.run(store.put_object("errors/date=2025-11-23/hour=01/0-50-59.ndjson", b"b\n", "application/x-ndjson"))
+    stored = asyncio.run(store.put_object("spans/x.ndjson", b"c\n", "application/x-ndjson"))
+    assert stored.size == 2
+    (tmp_path / "s" / "errors" / "date=2025-11-23" / "hour=01" / ".0-6-7.ndjson.abc.part").write_bytes(b"half")
+    assert asyncio.run(store.list_keys("errors/date=2025-11-23/hour=01/0-5-")) == [
+        "errors/date=2025-11-23/hour=01/0-5-9.ndjson"
+    ]
+    assert len(asyncio.run(store.list_keys("errors/"))) == 2
+    assert asyncio.run(store.list_keys("nothing/here/")) == []
+    assert store.read("spans/x.ndjson") == b"c\n"
+    assert list((tmp_path / "s" / ".tmp").iterdir()) == []  # no temp file outlives a put
+    with pytest.raises(ValueError, match="escapes"):
+        asyncio.run(store.put_object("../outside", b"x", "text/plain"))
