@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("processors", "process"):
         from services.supervisor.processors import PROCESSORS, run_processors
 
-        names = PROCESSORS if command == "processors" else (args.name,)
+        names = (settings.processors or PROCESSORS) if command == "processors" else (args.name,)
         configure_logging("processors" if command == "processors" else args.name, settings.log_level)
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":

@@ -89,6 +89,9 @@ class Settings:
     monitor_margin_seconds: float = 60.0
     monitor_tick_seconds: float = 5.0
     normalizer_batch: int = 1000
+    # Which processors `forgeline processors` (and so `forgeline up`) runs; () = all of them.
+    # Leave one out to run it as its own service (`forgeline process exporter`).
+    processors: tuple[str, ...] = field(default=())
     # NDJSON exporter (services/exporter). "" means: a directory under data_dir.
     export_url: str = ""
     export_gzip: bool = False
@@ -178,6 +181,7 @@ class Settings:
             monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
+            processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
             export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),
             export_gzip=reader.get("FORGELINE_EXPORT_GZIP", _bool, d.export_gzip),
             export_max_rows=reader.get("FORGELINE_EXPORT_MAX_ROWS", _positive_int, d.export_max_rows),
