@@ -15,10 +15,11 @@ a replay after a crash can find what was written and rewrite exactly the same fi
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ GZIP_SUFFIX = ".ndjson.gz"
 CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NAME = re.compile(r"^(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)(?P<suffix>\.ndjson(?:\.gz)?)$")
 
 
@@ -69,43 +71,57 @@ def kind_for(name: str) -> RecordKind:
     raise ValueError(f"unknown kind {name!r}; choose one of: {choices}")
 
 
+@functools.lru_cache(maxsize=8192)
+def _second_text(seconds: int) -> str:
+    # Telemetry timestamps cluster in time: the formatted second is nearly always cached.
+    return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%d %H:%M:%S}"
+
+
 def format_millis(millis: int) -> str:
     """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic)."""
     seconds, milli = divmod(int(millis), 1000)
-    moment = _EPOCH + timedelta(seconds=seconds)
-    return f"{moment:%Y-%m-%d %H:%M:%S}.{milli:03d}"
+    return f"{_second_text(seconds)}.{milli:03d}"
 
 
-def _cell(value: Any, kind: ColumnType) -> Any:
-    """A typed record's value → the JSON value of its column (mirrors the writer's conversion)."""
-    if kind == "str":
-        return "" if value is None else str(value)
-    if kind == "uuid":
-        return str(uuid.UUID(str(value)))
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind == "millis":
-        return format_millis(value)
-    if kind == "str_array":
-        return [str(item) for item in value or ()]
-    if kind == "float_array":
-        return [float(item) for item in value or ()]
-    if value is None:
-        return None
-    if kind == "nullable_float":
-        return float(value)
-    if kind == "nullable_int":
-        return int(value)
-    return format_millis(value)  # nullable_millis
+def _str(value: Any) -> str:
+    return value if type(value) is str else ("" if value is None else str(value))
+
+
+def _uuid(value: Any) -> str:
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(str(value)))
+
+
+def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+# A typed record's value → the JSON value of its column (mirrors the writer's conversion).
+_CONVERT: dict[ColumnType, Callable[[Any], Any]] = {
+    "str": _str,
+    "uuid": _uuid,
+    "int": int,
+    "float": float,
+    "millis": format_millis,
+    "str_array": lambda value: [str(item) for item in value or ()],
+    "float_array": lambda value: [float(item) for item in value or ()],
+    "nullable_float": _nullable(float),
+    "nullable_int": _nullable(int),
+    "nullable_millis": _nullable(format_millis),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(kind: RecordKind) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((name, _CONVERT[ctype]) for name, ctype in kind.columns)
 
 
 def row_from_record(kind: RecordKind, value: bytes) -> dict[str, Any]:
     """A typed record's bytes → its row; BadRow when the writer could not insert it either."""
     try:
         doc = orjson.loads(value)
-        return {name: _cell(doc.get(name), ctype) for name, ctype in kind.columns}
+        return {name: convert(doc.get(name)) for name, convert in _plan(kind)}
     except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, AttributeError) as err:
         raise BadRow(repr(err)) from err
 

@@ -133,6 +133,7 @@ class Exporter:
                 count_consumed(GROUP, records)
                 for record in records:
                     await self._add(record)
+                EXPORTER_BUFFERED.set(self._rows)
                 reason = self._due(caught_up=len(records) < room)
                 if reason is not None:
                     await self._flush(reason)
@@ -202,7 +203,6 @@ class Exporter:
         open_range.size += len(line)
         self._rows += 1
         self._bytes += len(line)
-        EXPORTER_BUFFERED.set(self._rows)
 
     async def _check_replay(self, open_range: _Range) -> None:
         """Did a crashed run already write files of this range? Then hold it to their range."""
