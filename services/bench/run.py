@@ -191,6 +191,72 @@ def bench_http(data_dir: Path, seconds: float) -> list[Row]:
     return rows
 
 
+def _msgpack_batch(app_id: str, n: int) -> bytes:
+    """``n`` MessagePack items, the four kinds of the seed in turn (realtime with 30 points)."""
+    import msgpack
+
+    common = {"app_id": app_id, "build_id": "Win64_Shipping_1.0.2", "player_id": "p-1", "session_id": "s-1"}
+    kinds: list[dict[str, Any]] = [
+        {
+            "event_name": "Player_Jump",
+            "level_id": "Level_1",
+            "position": [10.5, 0.0, -5.2],
+            "custom_data": {"ammo": 10},
+        },
+        {"funnel_step_name": "Tutorial_Start", "level_id": "Level_1"},
+        {"event_name": "Create_Player", "region": "EU-West", "hardware": {"gpu": "RTX 4090"}},
+        {
+            "status": "Gameplay",
+            "fps": {"mean": 60, "low_5": 55, "low_1": 30},
+            "positions": [float(i) for i in range(30)],
+            "timestamp_start": "2026-02-12T10:00:00Z",
+            "timestamp_end": "2026-02-12T10:00:05Z",
+        },
+    ]
+    items = []
+    for i in range(n):
+        item = {**common, **kinds[i % 4]}
+        if "positions" not in item:
+            item["timestamp"] = "2026-02-12T10:00:00Z"
+        items.append(item)
+    return bytes(msgpack.packb(items, use_bin_type=True))
+
+
+def bench_msgpack(data_dir: Path, seconds: float, batch: int = 500) -> list[Row]:
+    """POST /api/events, 500-item MessagePack batches: one gateway worker vs bare Starlette + unpackb."""
+    from services.bench.fixtures import bootstrap_tokens
+
+    tokens = bootstrap_tokens(data_dir)
+    body = _msgpack_batch(tokens["msgpack_app_id"], batch)
+    headers = {"Content-Type": "application/msgpack", "x-public-token": tokens["msgpack_public_token"]}
+    bare_port, gw_port = _free_port(), _free_port()
+    me = [sys.executable, "-m"]
+    with _process([*me, "services.bench.servers", "bare", str(bare_port)]):
+        _wait_http(f"http://{HOST}:{bare_port}/")
+        bare = _load(bare_port, "/api/events", body, headers, 8, seconds)
+    gw_env = {
+        **os.environ,
+        "FORGELINE_DATA_DIR": str(data_dir),
+        "FORGELINE_PORT": str(gw_port),
+        # The seed's 10 requests/s per source IP would measure the limiter, not the gateway.
+        "FORGELINE_MSGPACK_RATE_LIMIT_REQUESTS": "1000000000",
+    }
+    with _process([*me, "services.cli.main", "gateway"], gw_env):
+        _wait_http(f"http://{HOST}:{gw_port}/ready")
+        ours = _load(gw_port, "/api/events", body, headers, 8, seconds)
+    return [
+        Row(
+            f"gateway: MessagePack batch of {batch} (1 worker, validated, fsync'd) vs bare Starlette + unpackb",
+            ours.rate * batch,
+            bare.rate * batch,
+            "events/s",
+            "report",
+            f"{len(body):,} B per batch; p50 {ours.percentile(50):.1f} ms, p99 {ours.percentile(99):.1f} ms; "
+            f"statuses {ours.statuses} (baseline {bare.statuses})",
+        )
+    ]
+
+
 def bench_bus(root: Path, total: int) -> list[Row]:
     """Embedded log group-committed appends vs raw write+fsync of the same batches."""
     from forgeline.bus.embedded import EmbeddedBus
@@ -501,16 +567,21 @@ def bench_pipeline(data_dir: Path, seconds: float) -> list[Row]:
     ]
 
 
-def run_bench(quick: bool, out: Path) -> list[Row]:
+def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row]:
     seconds = 3.0 if quick else 10.0
     rows: list[Row] = []
-    steps: list[Callable[[Path], list[Row]]] = [
-        lambda d: bench_http(d, seconds),
-        lambda d: bench_bus(d, 5_000 if quick else 50_000),
-        lambda d: bench_writer(d, 20_000 if quick else 200_000),
-        lambda d: bench_exporter(d, 20_000 if quick else 200_000),
-        lambda d: bench_pipeline(d, seconds),
-    ]
+    scenarios: dict[str, Callable[[Path], list[Row]]] = {
+        "http": lambda d: bench_http(d, seconds),
+        "msgpack": lambda d: bench_msgpack(d, seconds),
+        "bus": lambda d: bench_bus(d, 5_000 if quick else 50_000),
+        "writer": lambda d: bench_writer(d, 20_000 if quick else 200_000),
+        "exporter": lambda d: bench_exporter(d, 20_000 if quick else 200_000),
+        "pipeline": lambda d: bench_pipeline(d, seconds),
+    }
+    unknown = set(only or ()) - set(scenarios)
+    if unknown:
+        raise SystemExit(f"forgeline bench: unknown scenario(s) {sorted(unknown)}; known: {sorted(scenarios)}")
+    steps = [step for name, step in scenarios.items() if not only or name in only]
     for step in steps:
         with tempfile.TemporaryDirectory(prefix="forgeline-bench-") as tmp:
             found = step(Path(tmp))

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
     bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
+    bench.add_argument(
+        "--only", action="append", help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline"
+    )
     bench.add_argument("--out", default="bench/results.json")
 
     admin_commands.add_tenancy_commands(sub, common)
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "bench":
         from services.bench.run import run_bench
 
-        run_bench(args.quick, Path(args.out))
+        run_bench(args.quick, Path(args.out), only=args.only)
         return 0
     if command == "export":
         from services.exporter.backfill import backfill_command

@@ -190,7 +190,7 @@ async def backfill(
             stamp = format_millis(low)
             key = backfill_key(kind, stamp[:10], stamp[11:13], start_ms, end_ms, compress)
             data = encode_file(lines, compress)
-            await store.put_object(key, data, GZIP_CONTENT_TYPE if compress else CONTENT_TYPE)
+            await asyncio.to_thread(store.put, key, data, GZIP_CONTENT_TYPE if compress else CONTENT_TYPE)
             rows += len(lines)
             files.append(key)
         progress.update(done, rows, len(files))

@@ -209,7 +209,8 @@ class Exporter:
         assert open_range.anchor is not None and open_range.first_data is not None
         name_start = f"{open_range.tp.partition}-{open_range.first_data}-"
         prefix = hour_prefix(open_range.kind, *open_range.anchor) + name_start
-        names = [n for n in map(parse_name, await self._retry("list", self._store.list_keys, prefix)) if n]
+        listed = await self._retry("list", asyncio.to_thread, self._store.list_objects, prefix)
+        names = [n for n in (parse_name(info.key) for info in listed) if n]
         if not names:
             return
         found = max(names, key=lambda n: n.last)
@@ -260,7 +261,7 @@ class Exporter:
             lines = open_range.hours[hour]
             key = file_key(kind, *hour, tp.partition, open_range.first_data, open_range.last, compress)
             data = await asyncio.to_thread(encode_file, lines, compress) if compress else encode_file(lines, False)
-            await self._retry("put", self._store.put_object, key, data, content_type)
+            await self._retry("put", asyncio.to_thread, self._store.put, key, data, content_type)
             EXPORTER_FILES.labels(table=kind.table).inc()
             EXPORTER_LINES.labels(table=kind.table).inc(len(lines))
             EXPORTER_BYTES.labels(table=kind.table).inc(len(data))

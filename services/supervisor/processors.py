@@ -58,6 +58,7 @@ def export_store(settings: Settings, url: str) -> BlobStore:
         settings.blob_signing_key,
         settings.data_dir / "blob-signing.key",
         settings.public_url or f"http://{settings.host}:{settings.port}",
+        (settings.s3_access_key, settings.s3_secret_key),
     )
 
 

@@ -69,6 +69,9 @@ class Settings:
     # HMAC key of the local blob store's upload URLs; "" means: generated once into data_dir.
     blob_signing_key: str = ""
     public_url: str = ""  # base of the upload URLs handed to clients; "" = http://host:port
+    # Credentials of an s3:// blob store (kept out of the URL so the URL can be logged).
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
     upload_url_ttl_seconds: int = 900
     max_upload_bytes: tuple[tuple[str, int], ...] = (
         ("screenshot", 20 * 1024 * 1024),
@@ -213,6 +216,8 @@ class Settings:
             blob_store_url=reader.get("FORGELINE_BLOB_STORE_URL", str, d.blob_store_url),
             blob_signing_key=reader.get("FORGELINE_BLOB_SIGNING_KEY", str, d.blob_signing_key),
             public_url=reader.get("FORGELINE_PUBLIC_URL", str, d.public_url),
+            s3_access_key=reader.get("FORGELINE_S3_ACCESS_KEY", str, d.s3_access_key),
+            s3_secret_key=reader.get("FORGELINE_S3_SECRET_KEY", str, d.s3_secret_key),
             upload_url_ttl_seconds=reader.get(
                 "FORGELINE_UPLOAD_URL_TTL_SECONDS", _positive_int, d.upload_url_ttl_seconds
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
@@ -69,11 +70,11 @@ class CrashingStore(LocalBlobStore):
         super().__init__(root, b"key", "http://127.0.0.1")
         self.left = puts_before_crash
 
-    async def put_object(self, key: str, data: bytes, content_type: str) -> StoredObject:
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
         if self.left == 0:
             raise Crash
         self.left -= 1
-        return await super().put_object(key, data, content_type)
+        return super().put(key, data, content_type)
 
 
 async def run_until(exporter: Exporter, done: Any, timeout_s: float = 30.0) -> None:
@@ -171,19 +172,24 @@ def test_flush_requests_flush_at_once_and_coalesce(tmp_path: Path) -> None:
     assert asyncio.run(committed(bus, TopicPartition(CONTROL_EXPORTER, 0))) == 5
 
 
-def test_the_local_store_puts_atomically_and_lists_by_prefix(tmp_path: Path) -> None:
+def test_the_local_store_puts_durably_outside_the_key_directories(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "s", b"k", "http://x")
-    asyncio.run(store.put_object("errors/date=2025-11-23/hour=01/0-5-9.ndjson", b"a\n", "application/x-ndjson"))
-    asyncio.run(store.put_object("errors/date=2025-11-23/hour=01/0-50-59.ndjson", b"b\n", "application/x-ndjson"))
-    stored = asyncio.run(store.put_object("spans/x.ndjson", b"c\n", "application/x-ndjson"))
-    assert stored.size == 2
-    (tmp_path / "s" / "errors" / "date=2025-11-23" / "hour=01" / ".0-6-7.ndjson.abc.part").write_bytes(b"half")
-    assert asyncio.run(store.list_keys("errors/date=2025-11-23/hour=01/0-5-")) == [
-        "errors/date=2025-11-23/hour=01/0-5-9.ndjson"
-    ]
-    assert len(asyncio.run(store.list_keys("errors/"))) == 2
-    assert asyncio.run(store.list_keys("nothing/here/")) == []
-    assert store.read("spans/x.ndjson") == b"c\n"
+    store.put("errors/date=2025-11-23/hour=01/0-5-9.ndjson", b"a\n", "application/x-ndjson")
+    store.put("errors/date=2025-11-23/hour=01/0-50-59.ndjson", b"b\n", "application/x-ndjson")
+    assert store.put("spans/x.ndjson", b"c\n", "application/x-ndjson").size == 2
+    keys = [info.key for info in store.list_objects("errors/date=2025-11-23/hour=01/0-5-")]
+    assert keys == ["errors/date=2025-11-23/hour=01/0-5-9.ndjson"]
+    assert store.get("spans/x.ndjson") == b"c\n"
     assert list((tmp_path / "s" / ".tmp").iterdir()) == []  # no temp file outlives a put
-    with pytest.raises(ValueError, match="escapes"):
-        asyncio.run(store.put_object("../outside", b"x", "text/plain"))
+    assert not [p for p in (tmp_path / "s" / "errors").rglob("*") if p.name.startswith(".")]
+
+
+def test_temp_files_of_killed_puts_are_removed_once_stale(tmp_path: Path) -> None:
+    temp = tmp_path / "s" / ".tmp"
+    temp.mkdir(parents=True)
+    stale, fresh = temp / "a.part", temp / "b.part"
+    stale.write_bytes(b"half"), fresh.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    store = LocalBlobStore(tmp_path / "s", b"k", "http://x")
+    assert not stale.exists() and fresh.exists()
+    assert store.list_objects("") == []
