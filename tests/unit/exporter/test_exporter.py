@@ -6,7 +6,6 @@ import asyncio
 import os
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,11 @@ import orjson
 import pytest
 
 from forgeline.blobstore.local import LocalBlobStore
-from forgeline.blobstore.port import StoredObject
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.port import OutgoingRecord, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, FIXED_PARTITIONS, TICK_HEADER, TYPED_CHECKINS, TYPED_ERRORS
 from forgeline.telemetry.metrics import EXPORTER_FLUSHES, EXPORTER_REQUESTS
-from services.exporter.files import parse_name, read_lines
+from services.exporter.files import read_lines
 from services.exporter.main import GROUP, Exporter
 
 pytestmark = pytest.mark.unit
@@ -61,22 +59,6 @@ def exported(root: Path, table: str) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / table).rglob("*")) if p.is_file()}
 
 
-class Crash(BaseException):
-    """Stands for kill -9: nothing after it runs, nothing is retried."""
-
-
-class CrashingStore(LocalBlobStore):
-    def __init__(self, root: Path, puts_before_crash: int) -> None:
-        super().__init__(root, b"key", "http://127.0.0.1")
-        self.left = puts_before_crash
-
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
-        if self.left == 0:
-            raise Crash
-        self.left -= 1
-        return super().put(key, data, content_type)
-
-
 async def run_until(exporter: Exporter, done: Any, timeout_s: float = 30.0) -> None:
     task = asyncio.create_task(exporter.run())
     deadline = time.monotonic() + timeout_s
@@ -93,40 +75,6 @@ async def committed(bus: EmbeddedBus, tp: TopicPartition) -> int:
         return await consumer.committed(tp)
     finally:
         await consumer.stop()
-
-
-@pytest.mark.parametrize("compress_after", [False, True])
-def test_a_crash_mid_flush_is_replayed_into_the_same_files(tmp_path: Path, compress_after: bool) -> None:
-    bus = EmbeddedBus(tmp_path / "bus", default_partitions=2)
-    asyncio.run(append(bus, errors(300)))
-    out = tmp_path / "exports"
-    replays = EXPORTER_FLUSHES.labels(reason="replay")._value.get()
-
-    # Flushes of ~40 rows over 2 partitions × 3 hours: the crash lands inside the first flush.
-    crashing = Exporter(bus, CrashingStore(out, 5), max_rows=40, max_bytes=1 << 30, flush_seconds=60, compress=False)
-    with pytest.raises(Crash):
-        asyncio.run(run_until(crashing, lambda: False))
-    before = exported(out, "errors")
-    assert len(before) == 5
-    assert all(asyncio.run(committed(bus, TopicPartition(TYPED_ERRORS, p))) == 0 for p in range(2))
-
-    # Restart with other flush settings: the interrupted range is still written as it was.
-    store = LocalBlobStore(out, b"key", "http://127.0.0.1")
-    lines = lambda: sum(len(read_lines(b)) for b in exported(out, "errors").values())  # noqa: E731
-    again = Exporter(bus, store, max_rows=10_000, max_bytes=1 << 30, flush_seconds=0.2, compress=compress_after)
-    asyncio.run(run_until(again, lambda: lines() >= 300))  # stopping flushes whatever else is buffered
-    after = exported(out, "errors")
-    for key, data in before.items():
-        assert after[key] == data  # same name, same bytes
-    ids = Counter(row["event_id"] for data in after.values() for row in read_lines(data))
-    assert len(ids) == 300 and set(ids.values()) == {1}
-    assert EXPORTER_FLUSHES.labels(reason="replay")._value.get() > replays
-    # Ranges of one partition never overlap; files of one range share it.
-    for p in range(2):
-        ranges = sorted({(n.first, n.last) for n in map(parse_name, after) if n and n.partition == p})
-        assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False)), ranges
-    assert all(asyncio.run(committed(bus, TopicPartition(TYPED_ERRORS, p))) > 0 for p in range(2))
-    assert not list(out.rglob(".*.part"))
 
 
 def test_ticks_are_skipped_and_committed(tmp_path: Path) -> None:
