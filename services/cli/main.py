@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
     process.add_argument("name", help="normalizer | writer | errors | spans | monitors | exporter")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
+    sub.add_parser(
+        "bootstrap",
+        parents=[common],
+        help="first start of a distributed deployment: default organisation, project and tokens (idempotent)",
+    )
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")
     sql.add_argument("query")
@@ -101,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":
         return admin_commands.migrate_command(settings)
+    if command == "bootstrap":
+        return admin_commands.bootstrap_command(settings)
     if command == "bench":
         from services.bench.run import run_bench
 

@@ -115,7 +115,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     known = frozenset(route.path for route in routes)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMetrics, known_paths=known)],
+        middleware=[Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight)],
         exception_handlers={
             ApiError: render_api_error,
             HTTPException: render_http_exception,

@@ -53,6 +53,8 @@ class Settings:
     max_batch_lines: int = 1000
     max_json_depth: int = 32
     publish_timeout_seconds: float = 2.0
+    # Concurrent requests one gateway worker serves before answering 503 (load shedding).
+    max_in_flight: int = 1024
     token_refresh_seconds: float = 1.0
 
     # Game telemetry (Forge Logger, MessagePack, uploads).
@@ -169,6 +171,7 @@ class Settings:
             ),
             max_batch_lines=reader.get("FORGELINE_MAX_BATCH_LINES", _positive_int, d.max_batch_lines),
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
+            max_in_flight=reader.get("FORGELINE_MAX_IN_FLIGHT", _positive_int, d.max_in_flight),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
             ),
