@@ -54,6 +54,8 @@ GZIP_SUFFIX = ".ndjson.gz"
 CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_MS = -2_208_988_800_000  # DateTime64's range, as the writer checks it
+_MAX_MS = 10_413_791_999_999
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NAME = re.compile(r"^(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)(?P<suffix>\.ndjson(?:\.gz)?)$")
 
@@ -78,8 +80,14 @@ def _second_text(seconds: int) -> str:
 
 
 def format_millis(millis: int) -> str:
-    """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic)."""
-    seconds, milli = divmod(int(millis), 1000)
+    """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic).
+
+    ValueError outside DateTime64's range (1900–2299), which the writer refuses too.
+    """
+    millis = int(millis)
+    if not _MIN_MS <= millis <= _MAX_MS:
+        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
+    seconds, milli = divmod(millis, 1000)
     return f"{_second_text(seconds)}.{milli:03d}"
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
 from forgeline.bus.port import Record
+from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas.records import ERROR, KINDS, METRIC, REPORT, SPAN, TRAJECTORY
 from services.exporter.files import (
     TIME_COLUMNS,
@@ -80,13 +80,27 @@ def test_a_row_holds_what_the_writer_inserts(kind_name: str) -> None:
     _, columns, inserted = typed_row(record)
     row = row_from_record(kind, record.value)
     assert list(row) == columns  # same names, same order
+    types = dict(kind.columns)
     for name, ours, theirs in zip(columns, row.values(), inserted, strict=True):
-        if isinstance(theirs, datetime):
-            assert ours == theirs.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{theirs.microsecond // 1000:03d}"
-        elif isinstance(theirs, uuid.UUID):
-            assert ours == str(theirs), name  # canonical lower case, as ClickHouse prints it
+        ctype = types[name]
+        if theirs is None:
+            assert ours is None, name
+        elif ctype in ("millis", "nullable_millis"):
+            assert ours == format_millis(theirs), name  # the writer inserts epoch ms
+        elif ctype == "uuid":
+            assert ours == str(uuid.UUID(str(theirs))), name  # canonical lower case, as ClickHouse prints it
+        elif ctype in ("float", "nullable_float"):
+            assert type(ours) is float and ours == float(theirs), name  # Float64 prints as a float
         else:
             assert ours == theirs and type(ours) is type(theirs), name
+
+
+def test_timestamps_outside_datetime64_make_no_row_as_in_the_writer() -> None:
+    for millis in (-2_208_988_800_001, 10_413_792_000_000):
+        with pytest.raises(BadRow):
+            row_from_record(ERROR, orjson.dumps(_sample("error") | {"occurred_at": millis}))
+        with pytest.raises(InvalidMessage):
+            typed_row(Record(ERROR.topic, 0, 0, None, orjson.dumps(_sample("error") | {"occurred_at": millis}), 0))
 
 
 def test_floats_stay_floats_and_nulls_stay_null() -> None:
