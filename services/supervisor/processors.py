@@ -12,6 +12,8 @@ import logging
 import signal
 from typing import Protocol
 
+from forgeline.blobstore.factory import create_blob_store
+from forgeline.blobstore.port import BlobStore
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.warehouse.client import ClickHouseWarehouse
@@ -19,12 +21,13 @@ from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
 from services.admin import admin_app, admin_server
 from services.errors.main import ErrorGrouperService
+from services.exporter.main import Exporter
 from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
 from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors")
+PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter")
 # Processors that read or write the warehouse (chDB: one owning process).
 WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
@@ -46,6 +49,17 @@ def open_warehouse(settings: Settings) -> Warehouse:
     applied = migrate(warehouse)
     log.info("warehouse ready", extra={"migrations_applied": applied})
     return warehouse
+
+
+def export_store(settings: Settings, url: str) -> BlobStore:
+    """The exporter's destination (``file://DIR`` or ``s3://…``), through the blob-store port."""
+    return create_blob_store(
+        url,
+        settings.blob_signing_key,
+        settings.data_dir / "blob-signing.key",
+        settings.public_url or f"http://{settings.host}:{settings.port}",
+        (settings.s3_access_key, settings.s3_secret_key),
+    )
 
 
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
@@ -70,6 +84,16 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
             margin_s=settings.monitor_margin_seconds,
             tick_s=settings.monitor_tick_seconds,
             slack_s=settings.publish_timeout_seconds + 1.0,
+        )
+
+    if "exporter" in names:
+        processors["exporter"] = Exporter(
+            bus,
+            export_store(settings, settings.resolved_export_url),
+            max_rows=settings.export_max_rows,
+            max_bytes=settings.export_max_bytes,
+            flush_seconds=settings.export_flush_seconds,
+            compress=settings.export_gzip,
         )
 
     def readiness() -> dict[str, bool]:

@@ -82,3 +82,27 @@ MONITOR_STATE_CHANGES = Counter(
 MONITOR_STREAM_CLOCK = Gauge(
     "forgeline_monitors_stream_clock_seconds", "The monitor evaluator's stream clock (epoch seconds)."
 )
+
+# NDJSON exporter (services/exporter).
+EXPORTER_LINES = Counter("forgeline_exporter_lines_written_total", "NDJSON lines written, by table.", ["table"])
+EXPORTER_FILES = Counter("forgeline_exporter_files_written_total", "NDJSON files written, by table.", ["table"])
+EXPORTER_BYTES = Counter(
+    "forgeline_exporter_bytes_written_total", "File bytes written (after gzip), by table.", ["table"]
+)
+EXPORTER_FLUSHES = Counter(
+    "forgeline_exporter_flushes_total", "Flushes, by reason (rows, bytes, time, request, replay, stop).", ["reason"]
+)
+EXPORTER_FLUSH_LATENCY = Histogram(
+    "forgeline_exporter_flush_duration_seconds",
+    "Time to write a flush's files durably and commit its offsets.",
+    buckets=_LATENCY_BUCKETS,
+)
+EXPORTER_SKIPPED = Counter(
+    "forgeline_exporter_records_skipped_total", "Typed records with no row (the writer dead-letters them).", ["table"]
+)
+EXPORTER_REQUESTS = Counter(
+    "forgeline_exporter_flush_requests_total",
+    "Flush requests read from control.exporter, by outcome (flushed, coalesced).",
+    ["outcome"],
+)
+EXPORTER_BUFFERED = Gauge("forgeline_exporter_buffered_rows", "Rows read and not yet written to a file.")
