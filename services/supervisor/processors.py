@@ -13,6 +13,7 @@ import signal
 from typing import Protocol
 
 from forgeline.bus.factory import create_bus
+from forgeline.bus.port import Bus
 from forgeline.config import Settings
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
@@ -21,10 +22,11 @@ from services.admin import admin_app, admin_server
 from services.errors.main import ErrorGrouperService
 from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
+from services.notifier.main import NotifierService, NotifyPolicy
 from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors")
+PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors", "notifier")
 # Processors that read or write the warehouse (chDB: one owning process).
 WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
@@ -48,6 +50,19 @@ def open_warehouse(settings: Settings) -> Warehouse:
     return warehouse
 
 
+def notifier_service(settings: Settings, bus: Bus) -> NotifierService:
+    from forgeline.notify.crypto import SecretBox, load_key
+
+    policy = NotifyPolicy(
+        max_attempts=settings.notify_max_attempts,
+        backoff_s=settings.notify_backoff_seconds,
+        backoff_max_s=settings.notify_backoff_max_seconds,
+        timeout_s=settings.notify_timeout_seconds,
+        concurrency=settings.notify_concurrency,
+    )
+    return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve())), policy)
+
+
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
@@ -63,6 +78,8 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         processors["errors"] = ErrorGrouperService(bus, warehouse)
     if warehouse is not None and "spans" in names:
         processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
+    if "notifier" in names:
+        processors["notifier"] = notifier_service(settings, bus)
     if warehouse is not None and "monitors" in names:
         processors["monitors"] = MonitorEvaluatorService(
             bus,

@@ -33,7 +33,7 @@ from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic, typed_row
 
 GROUP = "writer"
-DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP))
+DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP), dead_letter_topic("notifier"))
 log = logging.getLogger(__name__)
 
 

@@ -89,6 +89,13 @@ class Settings:
     monitor_margin_seconds: float = 60.0
     monitor_tick_seconds: float = 5.0
     normalizer_batch: int = 1000
+    # Notifier: a delivery is dead-lettered after this many attempts; retries wait
+    # base·2^(n-1) seconds (half of it jittered), capped; each provider request has a timeout.
+    notify_max_attempts: int = 6
+    notify_backoff_seconds: float = 0.5
+    notify_backoff_max_seconds: float = 60.0
+    notify_timeout_seconds: float = 10.0
+    notify_concurrency: int = 32
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
@@ -164,6 +171,17 @@ class Settings:
             ),
             monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
+            notify_max_attempts=reader.get("FORGELINE_NOTIFY_MAX_ATTEMPTS", _positive_int, d.notify_max_attempts),
+            notify_backoff_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_SECONDS", _positive_float, d.notify_backoff_seconds
+            ),
+            notify_backoff_max_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_MAX_SECONDS", _positive_float, d.notify_backoff_max_seconds
+            ),
+            notify_timeout_seconds=reader.get(
+                "FORGELINE_NOTIFY_TIMEOUT_SECONDS", _positive_float, d.notify_timeout_seconds
+            ),
+            notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
             forge_rate_limit_requests=reader.get(
                 "FORGELINE_FORGE_RATE_LIMIT_REQUESTS", _positive_int, d.forge_rate_limit_requests
