@@ -194,6 +194,14 @@ class NotifierService:
         await asyncio.gather(*jobs.values())
         await self._consumer.commit(next_offsets(records))
 
+    async def lag(self) -> int:
+        """Records of the input topics not yet committed (0: every delivery so far is settled)."""
+        ends = await self._consumer.end_offsets()
+        total = 0
+        for tp, end in ends.items():
+            total += max(end - await self._consumer.committed(tp), 0)
+        return total
+
     def _bucket(self, target: Target) -> TokenBucket:
         bucket = self._buckets.get(target.id)
         rate = target.rate or target.spec.rate

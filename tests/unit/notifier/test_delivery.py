@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from cryptography.fernet import Fernet
 
 from forgeline.notify.crypto import SecretBox, SecretError, load_key

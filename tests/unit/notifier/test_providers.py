@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import orjson
@@ -77,7 +77,9 @@ def test_jira_v2_plain_text_and_v3_document_format() -> None:
 
 def test_discord_message_limits() -> None:
     many = tuple((f"f{i}", "v" * 2000) for i in range(40))
-    req = providers.discord_request(_target("discord"), "https://d.example/api/webhooks/1/t", _n(title="t" * 3000, fields=many), DID)
+    req = providers.discord_request(
+        _target("discord"), "https://d.example/api/webhooks/1/t", _n(title="t" * 3000, fields=many), DID
+    )
     assert req.url == "https://d.example/api/webhooks/1/t?wait=true"
     body = orjson.loads(req.body)
     assert len(body["content"]) <= 2000 and body["allowed_mentions"] == {"parse": []}
@@ -93,7 +95,9 @@ def test_webhook_signature_verifies_and_rejects_tampering_and_replay() -> None:
     assert providers.verify("sekrit", ts, req.body, sig)
     assert not providers.verify("other", ts, req.body, sig)
     assert not providers.verify("sekrit", ts, req.body + b" ", sig)
-    old = providers.webhook_request(_target("webhook", url="https://h.example/in"), "sekrit", _n(), DID, now_s=time.time() - 3600)
+    old = providers.webhook_request(
+        _target("webhook", url="https://h.example/in"), "sekrit", _n(), DID, now_s=time.time() - 3600
+    )
     assert not providers.verify(
         "sekrit", old.headers[providers.TIMESTAMP_HEADER], old.body, old.headers[providers.SIGNATURE_HEADER]
     )
@@ -115,7 +119,20 @@ def test_retry_after_sources() -> None:
     assert providers.is_retriable(github) and 5 < (providers.retry_after_s(github) or 0) <= 10
 
 
-@pytest.mark.parametrize(("status", "retriable"), [(500, True), (502, True), (429, True), (408, True), (400, False), (401, False), (403, False), (404, False), (422, False)])
+@pytest.mark.parametrize(
+    ("status", "retriable"),
+    [
+        (500, True),
+        (502, True),
+        (429, True),
+        (408, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+    ],
+)
 def test_retriable_statuses(status: int, retriable: bool) -> None:
     assert providers.is_retriable(_response(status)) is retriable
 
@@ -126,16 +143,33 @@ def _record(topic: str, doc: object) -> Record:
 
 def test_subjects_from_each_topic() -> None:
     report = {
-        "report_id": "r1", "project_id": "p1", "title": "Stuck in wall", "description": "at level 3",
-        "severity": "high", "reporter_type": "player", "export_providers": ["github", "webhook"], "received_at": 0,
+        "report_id": "r1",
+        "project_id": "p1",
+        "title": "Stuck in wall",
+        "description": "at level 3",
+        "severity": "high",
+        "reporter_type": "player",
+        "export_providers": ["github", "webhook"],
+        "received_at": 0,
     }
     n = parse(_record(TYPED_REPORTS, report))
     assert n is not None and n.subject == "report" and n.requested == ("github", "webhook") and n.severity == "error"
     assert wants(_target("github", repo="a/b"), n) and not wants(_target("jira"), n)
     assert parse(_record(TYPED_REPORTS, {**report, "export_providers": []})) is None
-    err = {"notification_id": "n1", "kind": "regressed", "project_id": "p1", "title": "boom", "exception_class": "ValueError"}
+    err = {
+        "notification_id": "n1",
+        "kind": "regressed",
+        "project_id": "p1",
+        "title": "boom",
+        "exception_class": "ValueError",
+    }
     n = parse(_record(EVENTS_ERROR_GROUPS, err))
-    assert n is not None and n.subject == "error_regressed" and n.title == "Regressed error: boom" and n.text == "ValueError: boom"
+    assert (
+        n is not None
+        and n.subject == "error_regressed"
+        and n.title == "Regressed error: boom"
+        and n.text == "ValueError: boom"
+    )
     mon = {"change_id": "c1", "project_id": "p1", "environment": "prod", "slug": "nightly", "state": "missed"}
     n = parse(_record(EVENTS_MONITORS, mon))
     assert n is not None and n.subject == "monitor_missed" and "nightly" in n.title
