@@ -109,7 +109,7 @@ class Harness:
             service = NotifierService(self.bus, self.box, self.policy)
             task = asyncio.create_task(service.run())
             deadline = time.monotonic() + timeout_s
-            while not await asyncio.to_thread(done):
+            while not service.ready or not await asyncio.to_thread(done):
                 assert not task.done(), task.exception()
                 assert time.monotonic() < deadline, "condition not reached in time"
                 await asyncio.sleep(0.05)
