@@ -102,12 +102,19 @@ class DeliveryLog:
             self.pending.pop(delivery_id, None)
 
     async def mark(self, delivery_id: str, state: str, detail: str = "") -> None:
+        await self.mark_many([delivery_id], state, detail)
+
+    async def mark_many(self, delivery_ids: list[str], state: str, detail: str = "") -> None:
         """Durable before return (the bus fsyncs); concurrent marks share one flush."""
+        if not delivery_ids:
+            return
         at = int(time.time() * 1000)
-        doc = {"id": delivery_id, "state": state, "at": at}
-        if detail:
-            doc["detail"] = detail
-        await self._producer.send(
-            OutgoingRecord(CONTROL_NOTIFY_DELIVERIES, orjson.dumps(doc), key=delivery_id.encode())
-        )
-        self._apply(delivery_id, state, at)
+        records = []
+        for delivery_id in delivery_ids:
+            doc = {"id": delivery_id, "state": state, "at": at}
+            if detail:
+                doc["detail"] = detail
+            records.append(OutgoingRecord(CONTROL_NOTIFY_DELIVERIES, orjson.dumps(doc), key=delivery_id.encode()))
+        await self._producer.send_many(records)
+        for delivery_id in delivery_ids:
+            self._apply(delivery_id, state, at)

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import orjson
@@ -41,7 +40,7 @@ from forgeline.telemetry.metrics import (
     PROCESSOR_DEAD_LETTERS,
 )
 from services.notifier import providers
-from services.notifier.delivery import DeliveryLog, TokenBucket, backoff_s
+from services.notifier.delivery import DeliveryLog, Pending, TokenBucket, backoff_s
 from services.notifier.subjects import TOPICS, Notification, delivery_id, parse
 
 GROUP = "notifier"
@@ -57,7 +56,7 @@ class NotifyPolicy:
     backoff_s: float = 0.5
     backoff_max_s: float = 60.0
     timeout_s: float = 10.0
-    concurrency: int = 32
+    concurrency: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +133,8 @@ class NotifierService:
                 extra={"targets": len(self._targets.table.targets), "delivery_log_records": loaded},
             )
             timeout = httpx.Timeout(self._policy.timeout_s)
-            limits = httpx.Limits(max_connections=self._policy.concurrency * 2)
+            # httpcore scans its whole pool per request: a small pool is faster than one per task.
+            limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
             async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
                 lag = LagReporter(GROUP, self._consumer)
                 self.ready = True
@@ -171,7 +171,7 @@ class NotifierService:
         return False
 
     async def _process(self, client: httpx.AsyncClient, records: list[Record]) -> None:
-        jobs: dict[str, Any] = {}
+        jobs: dict[str, tuple[Target, Notification, Record, Pending | None]] = {}
         rejected: list[OutgoingRecord] = []
         for record in records:
             try:
@@ -189,9 +189,16 @@ class NotifierService:
                 if did in self._log.done or did in jobs:
                     NOTIFIER_DUPLICATES.labels(provider=target.provider).inc()
                     continue
-                jobs[did] = self._deliver(client, target, n, did, record)
+                jobs[did] = (target, n, record, self._log.pending.get(did))
         await send_with_retry(self._producer, rejected, GROUP)
-        await asyncio.gather(*jobs.values())
+        # "pending" for the whole batch in one durable append, before the first request.
+        await self._log.mark_many([did for did, job in jobs.items() if job[3] is None], "pending")
+        await asyncio.gather(
+            *(
+                self._deliver(client, target, n, did, record, pending)
+                for did, (target, n, record, pending) in jobs.items()
+            )
+        )
         await self._consumer.commit(next_offsets(records))
 
     async def lag(self) -> int:
@@ -210,7 +217,13 @@ class NotifierService:
         return bucket
 
     async def _deliver(
-        self, client: httpx.AsyncClient, target: Target, n: Notification, did: str, record: Record
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        n: Notification,
+        did: str,
+        record: Record,
+        pending: Pending | None,
     ) -> None:
         async with self._semaphore:
             provider = target.provider
@@ -220,10 +233,8 @@ class NotifierService:
             except SecretError as err:
                 await self._dead(target, n, did, record, "secret", str(err), 0)
                 return
-            pending = self._log.pending.get(did)
+            # Pending from an earlier run: it may have reached the provider; look before sending.
             pending_since = pending.since_ms if pending is not None else None
-            if pending is None:
-                await self._log.mark(did, "pending")
             bucket = self._bucket(target)
             tries = 0
             while True:

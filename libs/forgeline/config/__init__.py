@@ -95,7 +95,7 @@ class Settings:
     notify_backoff_seconds: float = 0.5
     notify_backoff_max_seconds: float = 60.0
     notify_timeout_seconds: float = 10.0
-    notify_concurrency: int = 32
+    notify_concurrency: int = 64
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
