@@ -126,7 +126,8 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
             for t in sorted(admin.table.targets.values(), key=lambda t: t.created_at):
                 project = tenancy.table.projects.get(t.project_id)
                 pname = project.name if project else t.project_id
-                print(f"{t.id:36}  {t.provider:8}  {t.name:16}  {pname:16}  {','.join(t.subjects):40}  {t.describe()}")
+                on = "all" if set(t.subjects) == set(SUBJECTS) else ",".join(t.subjects)
+                print(f"{t.id:36}  {t.provider:8}  {t.name:16}  {pname:16}  {on:40}  {t.describe()}")
         elif args.action == "remove":
             target = await admin.remove(args.target)
             print(f"removed {target.id} ({target.provider} {target.name})")
