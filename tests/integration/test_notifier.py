@@ -125,7 +125,7 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:
-    return Harness(tmp_path, NotifyPolicy(max_attempts=4, backoff_s=0.05, backoff_max_s=2.0, timeout_s=5.0))
+    return Harness(tmp_path, NotifyPolicy(max_attempts=4, backoff_s=0.05, backoff_max_s=2.0, timeout_s=30.0))
 
 
 def test_every_provider_once_through_500_and_429_and_no_resend_on_redelivery(
