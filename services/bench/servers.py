@@ -1,7 +1,8 @@
 """Baseline servers started by `forgeline bench`, each as its own process.
 
 - ``bare``: Starlette + uvicorn (uvloop, httptools) that parses the JSON body with orjson
-  and answers 201 — the ceiling for our stack, the gateway's baseline.
+  and answers 201 (a MessagePack body: msgpack.unpackb, 200 queued) — the ceiling for our
+  stack, the gateway's baseline.
 - ``trivial``: a raw asyncio server that answers a fixed 201 without parsing — used only
   to show the load generator can go faster than anything it measures.
 """
@@ -12,6 +13,7 @@ import asyncio
 import gzip
 import sys
 
+import msgpack
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -22,8 +24,15 @@ from starlette.routing import Route
 _CREATED = b'{"id":"00000000-0000-0000-0000-000000000000","legacy_id":1,"status":"accepted"}'
 
 
+_QUEUED = b'{"status":"queued"}'
+
+
 async def _accept(request: Request) -> Response:
     body = await request.body()
+    if request.headers.get("content-type") == "application/msgpack":
+        # The MessagePack baseline: decode the batch (the gateway's first step), answer 200.
+        msgpack.unpackb(body, raw=False)
+        return Response(_QUEUED, status_code=200, media_type="application/json")
     if request.headers.get("content-encoding") == "gzip":
         body = gzip.decompress(body)
     lines = body.split(b"\n") if request.headers.get("content-type") == "application/x-ndjson" else [body]

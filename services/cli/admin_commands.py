@@ -110,6 +110,20 @@ def migrate_command(settings: Settings) -> int:
     return 0
 
 
+def bootstrap_command(settings: Settings) -> int:
+    """What `forgeline up` does on its first start, for deployments that never run `up`."""
+    from services.supervisor.bootstrap import bootstrap_tenancy
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    bus = create_bus(settings.resolved_bus_url, settings.partitions)
+    written = asyncio.run(bootstrap_tenancy(bus, settings.data_dir))
+    if written is None:
+        print("an organisation exists already: nothing to do (create more with `forgeline projects|tokens`)")
+    else:
+        print(f"default organisation, project and tokens created; the tokens are in {written} (mode 0600)")
+    return 0
+
+
 def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None) -> int:
     from services.supervisor.up import read_run_file
 

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
     process.add_argument("name", help="normalizer | writer | errors | spans | monitors | notifier")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
+    sub.add_parser(
+        "bootstrap",
+        parents=[common],
+        help="first start of a distributed deployment: default organisation, project and tokens (idempotent)",
+    )
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only query through the running processors")
     sql.add_argument("query")
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
     bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
+    bench.add_argument("--only", action="append", help="run only these scenarios: http, msgpack, bus, writer, pipeline")
     bench.add_argument("--out", default="bench/results.json")
 
     admin_commands.add_tenancy_commands(sub, common)
@@ -91,10 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":
         return admin_commands.migrate_command(settings)
+    if command == "bootstrap":
+        return admin_commands.bootstrap_command(settings)
     if command == "bench":
         from services.bench.run import run_bench
 
-        run_bench(args.quick, Path(args.out))
+        run_bench(args.quick, Path(args.out), only=args.only)
         return 0
     if command == "errors":
         return errors_command(settings, args)

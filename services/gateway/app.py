@@ -57,6 +57,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         settings.blob_signing_key,
         settings.data_dir / "blob-signing.key",
         settings.public_url or f"http://{settings.host}:{settings.port}",
+        (settings.s3_access_key, settings.s3_secret_key),
     )
     forge_api = ForgeApi(settings=settings, tenancy=tenancy.table, publisher=publisher, clock=clock, blobs=blobs)
     msgpack_api = MsgpackApi(
@@ -114,7 +115,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     known = frozenset(route.path for route in routes)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMetrics, known_paths=known)],
+        middleware=[Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight)],
         exception_handlers={
             ApiError: render_api_error,
             HTTPException: render_http_exception,

@@ -1,4 +1,9 @@
-"""Request metrics as pure ASGI middleware: count and time every request by route and status."""
+"""Pure ASGI middleware: count and time every request by route and status, and shed load.
+
+Load shedding: beyond ``max_in_flight`` concurrent requests the gateway answers 503 with
+Retry-After at once instead of queueing them — under overload (clients faster than the bus)
+memory stays bounded and clients back off. Probes and /metrics are never shed.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,23 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REQUESTS
+from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REJECTIONS, GATEWAY_REQUESTS
+
+_NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
+_OVERLOADED_BODY = b'{"error":"Service Unavailable: too many requests in flight","retry_after":1}'
+_OVERLOADED_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_OVERLOADED_BODY)).encode()),
+    (b"retry-after", b"1"),
+]
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp, known_paths: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, known_paths: frozenset[str], max_in_flight: int) -> None:
         self.app = app
         self.known_paths = known_paths
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -22,6 +37,13 @@ class RequestMetrics:
         route = scope["path"] if scope["path"] in self.known_paths else "unmatched"
         scope["forgeline.route"] = route
         started = time.perf_counter()
+        if self.in_flight >= self.max_in_flight and route not in _NEVER_SHED:
+            await send({"type": "http.response.start", "status": 503, "headers": _OVERLOADED_HEADERS})
+            await send({"type": "http.response.body", "body": _OVERLOADED_BODY})
+            GATEWAY_REJECTIONS.labels(route=route, reason="overloaded").inc()
+            GATEWAY_REQUESTS.labels(route=route, status="503").inc()
+            return
+        self.in_flight += 1
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -33,5 +55,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.in_flight -= 1
             GATEWAY_REQUESTS.labels(route=route, status=str(status)).inc()
             GATEWAY_LATENCY.labels(route=route).observe(time.perf_counter() - started)

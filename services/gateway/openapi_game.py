@@ -159,7 +159,18 @@ def game_paths() -> dict[str, Any]:
                     },
                 ]
             },
-            {"uploads": [{"uploadId": "uuid", "url": "…", "method": "PUT", "headers": {}, "expiresAt": "…Z"}]},
+            {
+                "uploads": [
+                    {
+                        "uploadId": "uuid",
+                        "url": "…",
+                        "method": "PUT",
+                        "headers": {},
+                        "expiresAt": "…Z",
+                        "completeUrl": "… (S3 store only: POST it after the PUT)",
+                    }
+                ]
+            },
         ),
         "/v1/blobs/{upload_id}": {
             "put": {
@@ -173,6 +184,24 @@ def game_paths() -> dict[str, Any]:
                     "400": _json_error("Content-Type differs from the one signed.", {"code": "wrong_content_type"}),
                     "403": _json_error("Tampered or expired URL.", {"code": "forbidden"}),
                     "413": _json_error("More bytes than declared.", {"code": "payload_too_large"}),
+                },
+            }
+        },
+        "/v1/blobs/{upload_id}/complete": {
+            "post": {
+                "summary": "S3 blob store: after the PUT to object storage, record the upload (completeUrl)",
+                "parameters": [
+                    {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "201": _json_error("Checked and recorded.", {"uploadId": "uuid", "size": 1, "sha256": "…"}),
+                    "400": _json_error(
+                        "Nothing uploaded yet, or another Content-Type (the object is deleted).",
+                        {"code": "upload_missing | wrong_content_type"},
+                    ),
+                    "403": _json_error("Tampered or expired completion URL.", {"code": "forbidden"}),
+                    "413": _json_error("Larger than the grant allows (deleted).", {"code": "payload_too_large"}),
                 },
             }
         },

@@ -98,7 +98,7 @@ def _secret(args: argparse.Namespace, provider: str) -> tuple[str, bool]:
 async def _notify(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = settings.data_dir.resolve()
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
-    box = SecretBox(load_key(data_dir))
+    box = SecretBox(load_key(data_dir, settings.notify_key))
     async with TenancyAdmin(bus) as tenancy, TargetAdmin(bus, box) as admin:
         if args.action == "add":
             project = tenancy.table.project_by_name_or_id(args.project)

@@ -60,7 +60,7 @@ def notifier_service(settings: Settings, bus: Bus) -> NotifierService:
         timeout_s=settings.notify_timeout_seconds,
         concurrency=settings.notify_concurrency,
     )
-    return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve())), policy)
+    return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)), policy)
 
 
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:

@@ -12,6 +12,7 @@ to the rows that fail alone, which go to ``dlq.writer`` so they never block a pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
 from forgeline.bus.topics import TICK_HEADER, dead_letter_topic
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
-from forgeline.schemas.records import KINDS_BY_TOPIC
+from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
     PROCESSOR_DEAD_LETTERS,
@@ -30,7 +31,7 @@ from forgeline.telemetry.metrics import (
     WRITER_ROWS,
 )
 from forgeline.warehouse.port import Warehouse, WarehouseError
-from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic, typed_row
+from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, decode_typed, is_dead_letter_topic, to_columns
 
 GROUP = "writer"
 DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP), dead_letter_topic("notifier"))
@@ -39,8 +40,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _TableBatch:
+    """One table's share of a batch: typed documents (converted to columns at flush time,
+    a column at a time) or, for dead letters, rows already built."""
+
     columns: list[str]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    kind: RecordKind | None
+    items: list[Any] = field(default_factory=list)
     sources: list[Record] = field(default_factory=list)
 
 
@@ -57,22 +62,34 @@ class _Batch:
         self.records.append(record)
         if record.header(TICK_HEADER) is not None:
             return  # a stream-clock tick (services/monitors) has no row; it commits with the batch
+        kind: RecordKind | None = None
+        item: tuple[Any, ...] | dict[str, Any]
         try:
             if is_dead_letter_topic(record.topic):
-                table, columns, row = "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row(record)
+                table, columns, item = "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row(record)
             else:
-                table, columns, row = typed_row(record)
+                kind = KINDS_BY_TOPIC[record.topic]
+                table, columns, item = kind.table, kind.column_names, decode_typed(record)
         except InvalidMessage as err:
             self.reject(record, err)
             return
-        batch = self.tables.setdefault(table, _TableBatch(columns))
-        batch.rows.append(row)
+        batch = self.tables.setdefault(table, _TableBatch(columns, kind))
+        batch.items.append(item)
         batch.sources.append(record)
 
     def reject(self, record: Record, err: InvalidMessage) -> None:
         PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
         log.warning("dead-lettered", extra={"reason": err.reason, "topic": record.topic, "offset": record.offset})
         self.dead.append(dead_letter(GROUP, record, err))
+
+    def columns_of(self, tb: _TableBatch) -> tuple[list[list[Any]], list[Record]]:
+        """The table's columns and the records they hold (those that do not fit are rejected)."""
+        if tb.kind is None:
+            return [list(column) for column in zip(*tb.items, strict=True)], tb.sources
+        data, bad = to_columns(tb.kind, tb.items)
+        for index, err in bad.items():
+            self.reject(tb.sources[index], err)
+        return data, [source for i, source in enumerate(tb.sources) if i not in bad]
 
 
 class Writer:
@@ -97,6 +114,10 @@ class Writer:
         await self._consumer.start()
         lag = LagReporter(GROUP, self._consumer)
         batch = _Batch()
+        # One flush in flight while the next batch is read and converted: the insert runs in a
+        # thread, so decoding overlaps it. Flushes still run (and commit) strictly in order, and
+        # at most two batches are held in memory.
+        flushing: asyncio.Task[None] | None = None
         self.ready = True
         try:
             while not self._stopping.is_set():
@@ -104,19 +125,32 @@ class Writer:
                 wait = 0.2
                 if batch.records:
                     wait = max(0.0, min(wait, batch.opened_at + self._flush_seconds - time.monotonic()))
-                records = await self._consumer.poll(room, timeout_s=wait)
-                count_consumed(GROUP, records)
-                for record in records:
-                    batch.add(record)
+                if room > 0:
+                    records = await self._consumer.poll(room, timeout_s=wait)
+                    count_consumed(GROUP, records)
+                    for record in records:
+                        batch.add(record)
                 due = batch.opened_at + self._flush_seconds <= time.monotonic()
                 if batch.records and (len(batch.records) >= self._batch_rows or due):
-                    await self._flush(batch)
+                    if flushing is not None:
+                        await flushing
+                    flushing = asyncio.create_task(self._flush(batch))
                     batch = _Batch()
+                elif flushing is not None and flushing.done():
+                    await flushing  # surfaces its exception, if any
+                    flushing = None
                 await lag.maybe_report({})
+            if flushing is not None:
+                await flushing
+                flushing = None
             if batch.records:
                 # Graceful stop: write and commit what is buffered before leaving.
                 await self._flush(batch)
         finally:
+            if flushing is not None and not flushing.done():
+                flushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await flushing
             self.ready = False
             await self._consumer.stop()
             await self._producer.stop()
@@ -130,10 +164,11 @@ class Writer:
         await self._consumer.commit(next_offsets(batch.records))
 
     async def _insert(self, table: str, tb: _TableBatch, batch: _Batch) -> None:
+        data, sources = batch.columns_of(tb)
         attempt = 0
         while True:
             try:
-                await self._insert_or_bisect(table, tb.columns, tb.rows, tb.sources, batch)
+                await self._insert_or_bisect(table, tb.columns, data, sources, batch)
                 return
             except WarehouseError as err:
                 if self._stopping.is_set():
@@ -147,25 +182,30 @@ class Writer:
         self,
         table: str,
         columns: list[str],
-        rows: list[tuple[Any, ...]],
+        data: list[list[Any]],
         sources: list[Record],
         batch: _Batch,
     ) -> None:
+        if not sources:
+            return
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self._warehouse.insert, table, rows, columns)
+            await asyncio.to_thread(self._warehouse.insert_columns, table, data, columns)
         except WarehouseError as err:
             if err.retriable:
                 raise
-            if len(rows) == 1:
+            if len(sources) == 1:
                 batch.reject(sources[0], InvalidMessage("insert_rejected", str(err)[:1000]))
                 return
-            middle = len(rows) // 2
-            await self._insert_or_bisect(table, columns, rows[:middle], sources[:middle], batch)
-            await self._insert_or_bisect(table, columns, rows[middle:], sources[middle:], batch)
+            # Bisect down to the rows the warehouse refuses alone; the rest are written.
+            middle = len(sources) // 2
+            left = [column[:middle] for column in data]
+            right = [column[middle:] for column in data]
+            await self._insert_or_bisect(table, columns, left, sources[:middle], batch)
+            await self._insert_or_bisect(table, columns, right, sources[middle:], batch)
             return
         WRITER_INSERT_LATENCY.labels(table=table).observe(time.perf_counter() - started)
-        WRITER_ROWS.labels(table=table).inc(len(rows))
+        WRITER_ROWS.labels(table=table).inc(len(sources))
 
     async def _send_dead_letters(self, dead: list[OutgoingRecord]) -> None:
         attempt = 0

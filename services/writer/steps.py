@@ -1,8 +1,10 @@
-"""Typed record → table row. Pure: the same record always gives the same row."""
+"""Typed records → table columns. Pure: the same records always give the same columns."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +14,7 @@ from forgeline.bus.port import Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas.records import KINDS_BY_TOPIC, ColumnType
+from forgeline.schemas.records import KINDS_BY_TOPIC, ColumnType, RecordKind
 
 DEAD_LETTER_COLUMNS = [
     "dead_letter_id",
@@ -30,39 +32,120 @@ def _millis(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
-def _cell(value: Any, kind: ColumnType) -> Any:
-    if kind == "str":
-        return "" if value is None else str(value)
-    if kind == "uuid":
-        return uuid.UUID(str(value))
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind == "millis":
-        return _millis(value)
-    if kind == "str_array":
-        return [str(item) for item in value or ()]
-    if kind == "float_array":
-        return [float(item) for item in value or ()]
-    if value is None:
-        return None
-    if kind == "nullable_float":
-        return float(value)
-    if kind == "nullable_int":
-        return int(value)
-    return _millis(value)  # nullable_millis
+# DateTime64(3) columns take epoch milliseconds as plain ints (clickhouse-connect writes them
+# as ticks), which skips a datetime per cell. The bounds are DateTime64's range, 1900–2299,
+# so an out-of-range value is rejected here instead of being stored as a wrapped date.
+_MIN_MS = -2_208_988_800_000
+_MAX_MS = 10_413_791_999_999
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_NONE = type(None)
+
+
+def _ms(value: Any) -> int:
+    millis = int(value)
+    if not _MIN_MS <= millis <= _MAX_MS:
+        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
+    return millis
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if type(value) is str else str(value)
+
+
+def _uuid_text(value: Any) -> str:
+    return str(uuid.UUID(str(value)))
+
+
+def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+# One cell at a time: the slow path, taken only for a column whose fast check failed.
+_CONVERTERS: dict[ColumnType, Callable[[Any], Any]] = {
+    "str": _text,
+    "uuid": _uuid_text,
+    "int": int,
+    "float": float,
+    "millis": _ms,
+    "str_array": lambda value: [str(item) for item in value or ()],
+    "float_array": lambda value: [float(item) for item in value or ()],
+    "nullable_float": _nullable(float),
+    "nullable_int": _nullable(int),
+    "nullable_millis": _nullable(_ms),
+}
+
+
+def _in_range(values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return not present or (_MIN_MS <= min(present) and max(present) <= _MAX_MS)
+
+
+def _already_fits(ctype: ColumnType, values: list[Any]) -> bool:
+    """Whether a whole column can be inserted as it is: a few C-level passes instead of a
+    Python call per cell (the writer's hot path; see docs/performance.md)."""
+    types = set(map(type, values))
+    if ctype == "str":
+        return types <= {str}
+    if ctype == "uuid":
+        return types <= {str} and all(map(_UUID.fullmatch, values))
+    if ctype == "int":
+        return types <= {int}
+    if ctype == "float":
+        return types <= {float, int}
+    if ctype == "millis":
+        return types <= {int} and _in_range(values)
+    if ctype == "nullable_millis":
+        return types <= {int, _NONE} and _in_range(values)
+    if ctype == "nullable_float":
+        return types <= {float, int, _NONE}
+    if ctype == "nullable_int":
+        return types <= {int, _NONE}
+    return False  # arrays: converted per cell
+
+
+def decode_typed(record: Record) -> dict[str, Any]:
+    """A typed record's JSON object; InvalidMessage if it is not one."""
+    try:
+        doc = orjson.loads(record.value)
+    except orjson.JSONDecodeError as err:
+        raise InvalidMessage("bad_typed_record", repr(err)) from err
+    if not isinstance(doc, dict):
+        raise InvalidMessage("bad_typed_record", f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def to_columns(kind: RecordKind, docs: Sequence[dict[str, Any]]) -> tuple[list[list[Any]], dict[int, InvalidMessage]]:
+    """Typed documents → one list per column of ``kind``, in column order.
+
+    Returns the columns without the documents that do not fit, and those documents' indexes
+    with the reason, so the caller can dead-letter exactly them.
+    """
+    columns: list[list[Any]] = []
+    bad: dict[int, InvalidMessage] = {}
+    for name, ctype in kind.columns:
+        values = [doc.get(name) for doc in docs]
+        if not _already_fits(ctype, values):
+            convert = _CONVERTERS[ctype]
+            for i, value in enumerate(values):
+                try:
+                    values[i] = convert(value)
+                except (TypeError, ValueError, OverflowError, AttributeError) as err:
+                    bad.setdefault(i, InvalidMessage("bad_typed_record", f"{name}: {err!r}"))
+                    values[i] = None
+        columns.append(values)
+    if bad:
+        keep = [i for i in range(len(docs)) if i not in bad]
+        columns = [[column[i] for i in keep] for column in columns]
+    return columns, bad
 
 
 def typed_row(record: Record) -> tuple[str, list[str], tuple[Any, ...]]:
-    """(table, columns, row) for a typed record; InvalidMessage if it does not fit."""
+    """(table, columns, row) for one typed record; InvalidMessage if it does not fit."""
     kind = KINDS_BY_TOPIC[record.topic]
-    try:
-        doc = orjson.loads(record.value)
-        row = tuple(_cell(doc.get(name), ctype) for name, ctype in kind.columns)
-    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, AttributeError) as err:
-        raise InvalidMessage("bad_typed_record", repr(err)) from err
-    return kind.table, kind.column_names, row
+    columns, bad = to_columns(kind, [decode_typed(record)])
+    if bad:
+        raise bad[0]
+    return kind.table, kind.column_names, tuple(column[0] for column in columns)
 
 
 def dead_letter_row(record: Record) -> tuple[Any, ...]:

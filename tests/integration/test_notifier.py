@@ -81,7 +81,7 @@ def report_doc(export: list[str]) -> dict[str, Any]:
 class Harness:
     def __init__(self, tmp_path: Path, policy: NotifyPolicy) -> None:
         self.bus = EmbeddedBus(tmp_path / "bus", default_partitions=2, partitions=FIXED_PARTITIONS)
-        self.box = SecretBox(load_key(tmp_path, environ={}))
+        self.box = SecretBox(load_key(tmp_path))
         self.policy = policy
 
     def add(self, provider: str, settings: dict[str, str], secret: str, rate: float = 1000.0) -> Target:

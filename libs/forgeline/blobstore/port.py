@@ -1,11 +1,18 @@
-"""The blob-store port: where attachments (screenshots, save states, level models) live.
+"""The blob-store port: where attachments (screenshots, save states, level models) and
+exported files live.
 
 Guarantees every adapter gives:
-- ``upload_target`` hands out a URL a client can PUT one object to, until ``expires_at``,
-  with the content type and a maximum size bound into it; nothing else can be written there.
-- An object is either absent or complete: a PUT cut short leaves nothing under its key.
-- ``read`` returns exactly the bytes stored (callers compare checksums).
+- ``upload_target`` hands out a URL a client can PUT one object to, until ``expires_at``;
+  the content type and maximum size of the grant are enforced before the upload counts as
+  complete (by the gateway during the PUT, or by ``complete`` afterwards: see Capabilities).
+- An object is either absent or complete: a PUT cut short, or a ``put``, leaves nothing
+  partial under its key; a reader sees the old object or the new one.
+- ``get`` returns exactly the bytes stored (callers compare checksums); an absent key is
+  ``FileNotFoundError`` on every adapter.
+- ``list_objects`` returns every object whose key starts with a prefix, sorted by key.
 
+Object operations (put, get, stat, list_objects, delete, complete) are blocking calls: async callers
+run them in a thread (``asyncio.to_thread``). ``receive`` is async (it consumes a request).
 What differs between adapters is a field of ``Capabilities``, not a ``hasattr`` test.
 """
 
@@ -20,7 +27,9 @@ from typing import Protocol, runtime_checkable
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     # True: the gateway itself receives the PUT (local directory) and records completion.
-    # False: the client PUTs straight to object storage (S3/MinIO); the gateway never proxies bytes.
+    # False: the client PUTs straight to object storage (S3/MinIO); the gateway never proxies
+    # bytes, and the client then POSTs the target's ``complete_url`` so the gateway checks the
+    # object against its grant (``complete``) and records completion.
     gateway_receives_uploads: bool
 
 
@@ -34,6 +43,8 @@ class UploadGrant:
     max_bytes: int
     expires_at: int  # epoch seconds
     meta: dict[str, str] = field(default_factory=dict)
+    # When the grant was made (epoch seconds; 0 = now): the S3 adapter signs its URL as of then.
+    issued_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +53,8 @@ class UploadTarget:
     method: str
     headers: dict[str, str]
     expires_at: datetime
+    # Where the client reports the upload finished; None when the PUT itself completes it.
+    complete_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +65,44 @@ class StoredObject:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    # "" where the adapter does not know it: a listing on S3, any object of the local adapter.
+    content_type: str
+    modified: datetime
+
+
 class SignatureError(Exception):
     """The upload URL was tampered with or has expired (→ 403)."""
 
 
 class TooLarge(Exception):
     """More bytes arrived than the grant allows (→ 413); nothing was kept."""
+
+
+class WrongContentType(Exception):
+    """The uploaded object's content type is not the grant's (→ 400); nothing was kept."""
+
+
+class InvalidKey(ValueError):
+    """An object key that is empty, absolute, has an empty or dot-led segment ('..'), or a NUL."""
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/")
+    # No segment may start with a dot: the local adapter's temp files do, and ".." climbs.
+    if not key or any(p == "" or p.startswith(".") for p in parts) or "\x00" in key:
+        raise InvalidKey(f"bad object key {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: "" (everything) or a key-like string (it may end with '/')."""
+    if prefix.startswith("/") or any(p in (".", "..") for p in prefix.split("/")) or "\x00" in prefix:
+        raise InvalidKey(f"bad key prefix {prefix!r}")
+    return prefix
 
 
 @runtime_checkable
@@ -68,10 +113,29 @@ class BlobStore(Protocol):
         """A URL the client PUTs the object to (pre-signed; expires at ``grant.expires_at``)."""
 
     def verify(self, token: str, now: float) -> UploadGrant:
-        """The grant a gateway-received PUT carries; SignatureError when forged or expired."""
+        """The grant a signed gateway URL carries; SignatureError when forged or expired."""
 
     async def receive(self, grant: UploadGrant, chunks: AsyncIterator[bytes]) -> StoredObject:
-        """Store a streamed PUT under ``grant.key``: all of it, or nothing (TooLarge, disconnect)."""
+        """Store a streamed body under ``grant.key``: all of it, or nothing (TooLarge, disconnect)."""
 
-    def read(self, key: str) -> bytes:
+    def complete(self, grant: UploadGrant) -> StoredObject:
+        """Check the object a client uploaded against its grant and checksum it.
+
+        FileNotFoundError when nothing was uploaded; TooLarge / WrongContentType when it breaks
+        the grant, and then the object is deleted.
+        """
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
+        """Store ``data`` under ``key`` atomically (replacing any object there)."""
+
+    def get(self, key: str) -> bytes:
         """The stored bytes; FileNotFoundError when absent."""
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, content type and time of one object; FileNotFoundError when absent."""
+
+    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every complete object whose key starts with ``prefix``, sorted by key."""
+
+    def delete(self, key: str) -> None:
+        """Remove an object; no error when it is already absent."""

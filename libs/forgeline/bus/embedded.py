@@ -547,7 +547,10 @@ class EmbeddedProducer:
             return
         try:
             async with asyncio.timeout(self._send_timeout_s):
-                items = [(await self._place(r), r) for r in records]
+                # Partition counts once per topic (a batch is usually one topic), then place
+                # every record without a coroutine each.
+                counts = {topic: await self._partition_count(topic) for topic in {r.topic for r in records}}
+                items = [(self._place(r, counts[r.topic]), r) for r in records]
                 if self._closed:  # stopped while the topic was being created
                     raise BusUnavailable("producer is stopped")
                 request = _SendRequest(items, asyncio.get_running_loop().create_future())
@@ -579,8 +582,7 @@ class EmbeddedProducer:
         for plog in logs:
             plog.close()
 
-    async def _place(self, record: OutgoingRecord) -> TopicPartition:
-        count = await self._partition_count(record.topic)
+    def _place(self, record: OutgoingRecord, count: int) -> TopicPartition:
         if record.partition is not None:
             if not 0 <= record.partition < count:
                 raise ValueError(f"partition {record.partition} out of range for {record.topic!r} ({count})")

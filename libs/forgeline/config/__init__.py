@@ -53,6 +53,8 @@ class Settings:
     max_batch_lines: int = 1000
     max_json_depth: int = 32
     publish_timeout_seconds: float = 2.0
+    # Concurrent requests one gateway worker serves before answering 503 (load shedding).
+    max_in_flight: int = 1024
     token_refresh_seconds: float = 1.0
 
     # Game telemetry (Forge Logger, MessagePack, uploads).
@@ -69,6 +71,9 @@ class Settings:
     # HMAC key of the local blob store's upload URLs; "" means: generated once into data_dir.
     blob_signing_key: str = ""
     public_url: str = ""  # base of the upload URLs handed to clients; "" = http://host:port
+    # Credentials of an s3:// blob store (kept out of the URL so the URL can be logged).
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
     upload_url_ttl_seconds: int = 900
     max_upload_bytes: tuple[tuple[str, int], ...] = (
         ("screenshot", 20 * 1024 * 1024),
@@ -96,6 +101,8 @@ class Settings:
     notify_backoff_max_seconds: float = 60.0
     notify_timeout_seconds: float = 10.0
     notify_concurrency: int = 64
+    # Fernet key of the notify secrets; "" means: generated once into data_dir/notify.key.
+    notify_key: str = ""
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
@@ -157,6 +164,7 @@ class Settings:
             ),
             max_batch_lines=reader.get("FORGELINE_MAX_BATCH_LINES", _positive_int, d.max_batch_lines),
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
+            max_in_flight=reader.get("FORGELINE_MAX_IN_FLIGHT", _positive_int, d.max_in_flight),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
             ),
@@ -182,6 +190,7 @@ class Settings:
                 "FORGELINE_NOTIFY_TIMEOUT_SECONDS", _positive_float, d.notify_timeout_seconds
             ),
             notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
+            notify_key=reader.get("FORGELINE_NOTIFY_KEY", str, d.notify_key),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
             forge_rate_limit_requests=reader.get(
                 "FORGELINE_FORGE_RATE_LIMIT_REQUESTS", _positive_int, d.forge_rate_limit_requests
@@ -203,6 +212,8 @@ class Settings:
             blob_store_url=reader.get("FORGELINE_BLOB_STORE_URL", str, d.blob_store_url),
             blob_signing_key=reader.get("FORGELINE_BLOB_SIGNING_KEY", str, d.blob_signing_key),
             public_url=reader.get("FORGELINE_PUBLIC_URL", str, d.public_url),
+            s3_access_key=reader.get("FORGELINE_S3_ACCESS_KEY", str, d.s3_access_key),
+            s3_secret_key=reader.get("FORGELINE_S3_SECRET_KEY", str, d.s3_secret_key),
             upload_url_ttl_seconds=reader.get(
                 "FORGELINE_UPLOAD_URL_TTL_SECONDS", _positive_int, d.upload_url_ttl_seconds
             ),

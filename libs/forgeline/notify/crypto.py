@@ -21,9 +21,9 @@ class SecretError(ValueError):
     """The key is unusable, or a stored secret does not decrypt with it."""
 
 
-def load_key(data_dir: Path, environ: dict[str, str] | None = None) -> bytes:
-    env = os.environ if environ is None else environ
-    raw = env.get(KEY_ENV, "").strip()
+def load_key(data_dir: Path, configured: str = "") -> bytes:
+    """``configured`` is Settings.notify_key (FORGELINE_NOTIFY_KEY); empty: the key file."""
+    raw = configured.strip()
     if raw:
         key = raw.encode()
         _check(key, KEY_ENV)

@@ -54,18 +54,20 @@ def to_millis(value: datetime) -> int:
 
 
 def json_depth_exceeds(doc: object, limit: int) -> bool:
-    """Whether ``doc`` nests containers deeper than ``limit`` (iterative: no recursion limit)."""
-    stack: list[tuple[object, int]] = [(doc, 1)]
+    """Whether ``doc`` nests containers deeper than ``limit`` (iterative: no recursion limit).
+
+    Only containers are stacked: scalars, most of a document, cost one isinstance each.
+    """
+    if not isinstance(doc, dict | list):
+        return False
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in node)
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return False
 
 

@@ -10,6 +10,7 @@ a lock around every call, and a single owning process in embedded mode.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +41,14 @@ class ClickHouseWarehouse:
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         if not rows:
             return
-        with self._lock, _translated():
+        with self._lock, _translated(inserting=True):
             self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns))
+
+    def insert_columns(self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        if not data or not data[0]:
+            return
+        with self._lock, _translated(inserting=True):
+            self._client.insert(f"{self.database}.{table}", data, column_names=list(columns), column_oriented=True)
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock, _translated():
@@ -73,11 +80,20 @@ class ClickHouseWarehouse:
 class _translated:
     """Map clickhouse-connect errors onto the port's WarehouseError (retriable or not)."""
 
+    def __init__(self, inserting: bool = False) -> None:
+        self._inserting = inserting
+
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or not isinstance(exc, ClickHouseError):
+        if exc is None:
+            return
+        if self._inserting and isinstance(exc, TypeError | ValueError | OverflowError | struct.error):
+            # clickhouse-connect serialises in Python: a value that does not fit its column
+            # (e.g. 2**70 in an Int64) fails here, before the server sees the batch.
+            raise WarehouseError(f"a value does not fit its column: {exc!r}"[:2000], retriable=False) from exc
+        if not isinstance(exc, ClickHouseError):
             return
         retriable = isinstance(exc, OperationalError) or not isinstance(exc, DatabaseError)
         raise WarehouseError(str(exc).strip()[:2000], retriable=retriable) from exc

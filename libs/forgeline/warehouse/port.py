@@ -26,6 +26,9 @@ class Warehouse(Protocol):
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None: ...
 
+    def insert_columns(self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Like ``insert``, with ``data`` given one sequence per column (no transposing)."""
+
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
     def query_formatted(self, sql: str, fmt: str) -> bytes:

@@ -4,7 +4,9 @@ POST /v1/ingest/sessions  → 201 {sessionId, buildId, startedAt}     raw.forge 
 POST /v1/ingest/events    → 201 {accepted, eventIds}                raw.forge (one per event)
 POST /v1/ingest/reports   → 201 {reportId, …}                       raw.forge
 POST /v1/ingest/uploads   → 201 {uploads: [{uploadId, url, …}]}     nothing yet: a signed grant
-PUT  /v1/blobs/{uploadId} → 201 {uploadId, size, sha256}            raw.forge (upload completion)
+PUT  /v1/blobs/{uploadId} → 201 {uploadId, size, sha256}            raw.forge (upload completion, local store)
+POST /v1/blobs/{uploadId}/complete → 201 {uploadId, size, sha256}   raw.forge (upload completion, S3 store:
+                            the client PUT the bytes to S3 itself; the gateway checks the object)
 
 Order of checks: token (401), scope (403), rate limit (429), body (413, 400), content (400).
 The seed's status table has no 415, so a non-JSON content type is a 400 here.
@@ -13,6 +15,7 @@ Only a fully valid request is enqueued; every id is derived from input or the to
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -25,8 +28,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from forgeline.blobstore.local import UPLOAD_PATH
-from forgeline.blobstore.port import BlobStore, SignatureError, TooLarge, UploadGrant
+from forgeline.blobstore.grants import COMPLETE_PATH, UPLOAD_PATH
+from forgeline.blobstore.port import BlobStore, SignatureError, StoredObject, TooLarge, UploadGrant, WrongContentType
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
@@ -89,6 +92,7 @@ class ForgeApi:
             Route(REPORTS_PATH, self.reports, methods=["POST"], name="forge_reports"),
             Route(UPLOADS_PATH, self.uploads, methods=["POST"], name="forge_uploads"),
             Route(BLOB_PUT_PATH, self.put_blob, methods=["PUT"], name="forge_blob_put"),
+            Route(COMPLETE_PATH, self.complete_blob, methods=["POST"], name="forge_blob_complete"),
         ]
 
     # --- shared steps ------------------------------------------------------------------
@@ -239,7 +243,8 @@ class ForgeApi:
             session_id, files = forge.check_uploads(doc, self.settings.upload_size_limits)
         except Invalid as err:
             raise invalid(err.problems) from None
-        expires_at = int(self.clock.time()) + self.settings.upload_url_ttl_seconds
+        issued_at = int(self.clock.time())
+        expires_at = issued_at + self.settings.upload_url_ttl_seconds
         targets = []
         for file in files:
             upload_id = str(uuid.uuid4())
@@ -249,6 +254,7 @@ class ForgeApi:
                 content_type=file.content_type,
                 max_bytes=file.size,
                 expires_at=expires_at,
+                issued_at=issued_at,
                 meta={
                     "organisation_id": principal.organisation_id,
                     "project_id": principal.project_id,
@@ -260,29 +266,38 @@ class ForgeApi:
                 },
             )
             target = self.blobs.upload_target(grant)
-            targets.append(
-                {
-                    "uploadId": upload_id,
-                    "filename": file.filename,
-                    "type": file.attachment_type,
-                    "url": target.url,
-                    "method": target.method,
-                    "headers": target.headers,
-                    "expiresAt": _iso(target.expires_at),
-                }
-            )
+            entry = {
+                "uploadId": upload_id,
+                "filename": file.filename,
+                "type": file.attachment_type,
+                "url": target.url,
+                "method": target.method,
+                "headers": target.headers,
+                "expiresAt": _iso(target.expires_at),
+            }
+            if target.complete_url:
+                # S3: the PUT goes to object storage; POST here afterwards to record it.
+                entry["completeUrl"] = target.complete_url
+            targets.append(entry)
         return JSONResponse({"uploads": targets}, status_code=201)
 
-    async def put_blob(self, request: Request) -> Response:
-        """The PUT to a signed URL (local blob store): the signature is the authorization."""
+    def grant(self, request: Request, grace_seconds: int = 0) -> UploadGrant:
+        """The grant of a gateway upload URL: the signature is the authorization (403 otherwise)."""
         try:
-            grant = self.blobs.verify(request.query_params.get("token", ""), self.clock.time())
+            grant = self.blobs.verify(request.query_params.get("token", ""), self.clock.time() - grace_seconds)
         except SignatureError:
             raise ApiError(
                 403, {"error": "Upload URL is invalid or expired", "code": "forbidden"}, reason="forbidden"
             ) from None
         if grant.upload_id != request.path_params["upload_id"]:
             raise ApiError(403, {"error": "Upload URL is invalid", "code": "forbidden"}, reason="forbidden")
+        return grant
+
+    async def put_blob(self, request: Request) -> Response:
+        """The PUT to a signed URL (local blob store)."""
+        if not self.blobs.capabilities.gateway_receives_uploads:
+            raise ApiError(404, {"error": "Uploads go to object storage", "code": "not_found"}, reason="not_found")
+        grant = self.grant(request)
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != grant.content_type.lower():
             raise ApiError(
@@ -299,6 +314,37 @@ class ForgeApi:
             raise _upload_too_large(grant.max_bytes) from None
         except ClientDisconnect:
             raise ApiError(400, {"error": "Upload interrupted", "code": "disconnected"}, "disconnect") from None
+        return await self.record_upload(grant, stored)
+
+    async def complete_blob(self, request: Request) -> Response:
+        """After the client PUT to object storage: check the object against its grant, record it.
+
+        The token may be used for one TTL past the PUT URL's expiry, so an upload that ended
+        just in time can still be completed. Calling it again records the same upload id again
+        (the uploads table keeps one row per id).
+        """
+        grant = self.grant(request, grace_seconds=self.settings.upload_url_ttl_seconds)
+        try:
+            stored = await asyncio.to_thread(self.blobs.complete, grant)
+        except FileNotFoundError:
+            raise ApiError(
+                400, {"error": "Nothing was uploaded to this URL yet", "code": "upload_missing"}, "upload_missing"
+            ) from None
+        except TooLarge:
+            raise _upload_too_large(grant.max_bytes) from None
+        except WrongContentType as err:
+            raise ApiError(
+                400,
+                {
+                    "error": f"Content-Type must be {grant.content_type}, the upload was {err.args[0]!r}",
+                    "code": "wrong_content_type",
+                },
+                reason="bad_content_type",
+            ) from None
+        return await self.record_upload(grant, stored)
+
+    async def record_upload(self, grant: UploadGrant, stored: StoredObject) -> Response:
+        """The completion record reports reference (uploads table), and the 201 both paths give."""
         meta = grant.meta
         ctx = forge.ForgeContext(
             meta["organisation_id"],

@@ -45,15 +45,15 @@ def test_penalise_holds_the_target_for_retry_after() -> None:
 
 
 def test_key_file_is_private_and_secrets_round_trip(tmp_path: Path) -> None:
-    key = load_key(tmp_path, environ={})
+    key = load_key(tmp_path)
     assert stat.S_IMODE(os.stat(tmp_path / "notify.key").st_mode) == 0o600
-    assert load_key(tmp_path, environ={}) == key  # read back, not regenerated
+    assert load_key(tmp_path) == key  # read back, not regenerated
     box = SecretBox(key)
     token = box.encrypt("ghp_secret")
     assert "ghp_secret" not in token and box.decrypt(token) == "ghp_secret"
     with pytest.raises(SecretError):
-        SecretBox(load_key(tmp_path / "other", environ={})).decrypt(token)
+        SecretBox(load_key(tmp_path / "other")).decrypt(token)
     with pytest.raises(SecretError, match="FORGELINE_NOTIFY_KEY"):
-        load_key(tmp_path, environ={"FORGELINE_NOTIFY_KEY": "short"})
+        load_key(tmp_path, "short")
     fresh = Fernet.generate_key().decode()
-    assert load_key(tmp_path, environ={"FORGELINE_NOTIFY_KEY": fresh}) == fresh.encode()
+    assert load_key(tmp_path, fresh) == fresh.encode()

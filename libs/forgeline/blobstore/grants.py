@@ -1,0 +1,88 @@
+"""HMAC-signed upload grants, shared by both adapters.
+
+A token carries its grant (key, content type, size cap, expiry, tenancy) as base64url JSON
+plus an HMAC-SHA256 over it: stateless, so any gateway sharing the key can check it, and
+any change to the grant breaks the signature. The local adapter puts it in the PUT URL; the
+S3 adapter puts it in the completion URL (S3 checks its own pre-signed PUT URL).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import orjson
+
+from forgeline.blobstore.port import SignatureError, UploadGrant
+
+# Gateway paths the tokens are good for: the local store's PUT, the S3 store's completion.
+UPLOAD_PATH = "/v1/blobs"
+COMPLETE_PATH = UPLOAD_PATH + "/{upload_id}/complete"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The signing key of this data dir, created once with mode 0600."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class GrantSigner:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def token(self, grant: UploadGrant) -> str:
+        payload = _b64(
+            orjson.dumps(
+                {
+                    "id": grant.upload_id,
+                    "k": grant.key,
+                    "ct": grant.content_type,
+                    "max": grant.max_bytes,
+                    "exp": grant.expires_at,
+                    "m": grant.meta,
+                }
+            )
+        )
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify(self, token: str, now: float) -> UploadGrant:
+        """The grant of a token; SignatureError when forged, malformed, or expired at ``now``."""
+        payload, _, signature = token.partition(".")
+        if not signature or not hmac.compare_digest(signature, self._sign(payload)):
+            raise SignatureError("bad signature")
+        try:
+            doc = orjson.loads(_unb64(payload))
+            grant = UploadGrant(
+                upload_id=str(doc["id"]),
+                key=str(doc["k"]),
+                content_type=str(doc["ct"]),
+                max_bytes=int(doc["max"]),
+                expires_at=int(doc["exp"]),
+                meta={str(k): str(v) for k, v in doc["m"].items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise SignatureError("bad grant") from err
+        if now >= grant.expires_at:
+            raise SignatureError("expired")
+        return grant

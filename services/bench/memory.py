@@ -1,0 +1,80 @@
+"""Memory under sustained load and under overload, with `forgeline up` as users run it.
+
+Flat memory: RSS of the gateway and the processors after 1× and after 10× the run length at
+full load (ratio ≤ 1.10). Overload: far more connections than the gateway serves at once —
+it must shed (503 + Retry-After, or 429) rather than queue, and its RSS stays where it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from services.bench.run import HOST, Row, _event_body, _free_port, _load, _process, _wait_http
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
+    port, admin = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
+        "FORGELINE_MAX_IN_FLIGHT": "64",
+    }
+    argv = [sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir)]
+    argv += ["--port", str(port), "--admin-port", str(admin)]
+    with _process(argv, env):
+        _wait_http(f"http://{HOST}:{port}/ready")
+        _wait_http(f"http://{HOST}:{admin}/ready")
+        token = orjson.loads((data_dir / "bootstrap-tokens.json").read_bytes())["logister_token"]
+        pids: dict[str, int] = orjson.loads((data_dir / "run.json").read_bytes())["children"]
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        body = _event_body()
+
+        def load(connections: int, duration: float) -> dict[int, int]:
+            return _load(port, "/api/v1/ingest_events", body, headers, connections, duration).statuses
+
+        load(32, seconds)  # warm-up: caches, allocator arenas, the first chDB parts
+        load(32, seconds)
+        at_1x = {name: rss_bytes(pid) for name, pid in pids.items()}
+        load(32, 9 * seconds)
+        at_10x = {name: rss_bytes(pid) for name, pid in pids.items()}
+        # Overload: 8× more connections than the gateway serves at once.
+        overload_statuses = load(512, seconds)
+        after_overload = rss_bytes(pids["gateway"])
+        time.sleep(0.5)
+
+    rows = [
+        Row(
+            f"memory: {name} RSS after 10× vs 1× the run at full load",
+            at_10x[name] / 2**20,
+            at_1x[name] / 2**20,
+            "MiB",
+            "≤ 1.10",
+        )
+        for name in sorted(pids)
+    ]
+    shed = sum(count for status, count in overload_statuses.items() if status in (429, 503))
+    total = sum(overload_statuses.values()) or 1
+    rows.append(
+        Row(
+            "memory: gateway RSS after overload (512 connections, 64 in flight) vs before",
+            after_overload / 2**20,
+            at_10x["gateway"] / 2**20,
+            "MiB",
+            "≤ 1.10",
+            f"shed {shed / total:.0%} of {total:,} requests with 429/503; statuses {overload_statuses}",
+        )
+    )
+    return rows
