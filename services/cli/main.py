@@ -16,6 +16,7 @@ from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
 from services.cli import admin_commands
 from services.errors.cli import add_errors_commands, errors_command
+from services.notifier.cli import add_notify_commands, notify_command
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
     sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
-    process.add_argument("name", help="normalizer | writer | errors | spans | monitors | exporter")
+    process.add_argument("name", help="normalizer | writer | errors | spans | monitors | exporter | notifier")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
     sub.add_parser(
         "bootstrap",
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_commands.add_tenancy_commands(sub, common)
     add_errors_commands(sub, common)
+    add_notify_commands(sub, common)
     return parser
 
 
@@ -120,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 args.admin_url)  # fmt: skip
     if command == "errors":
         return errors_command(settings, args)
+    if command == "notify":
+        return notify_command(settings, args)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
     return admin_commands.tenancy_command(settings, args)

@@ -109,6 +109,15 @@ class Settings:
     # POST /api/export: at most one flush request per window per gateway (the rest coalesce).
     export_request_interval_seconds: float = 1.0
     export_requires_secret_key: bool = False
+    # Notifier: a delivery is dead-lettered after this many attempts; retries wait
+    # base·2^(n-1) seconds (half of it jittered), capped; each provider request has a timeout.
+    notify_max_attempts: int = 6
+    notify_backoff_seconds: float = 0.5
+    notify_backoff_max_seconds: float = 60.0
+    notify_timeout_seconds: float = 10.0
+    notify_concurrency: int = 64
+    # Fernet key of the notify secrets; "" means: generated once into data_dir/notify.key.
+    notify_key: str = ""
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
@@ -190,6 +199,18 @@ class Settings:
             ),
             monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
+            notify_max_attempts=reader.get("FORGELINE_NOTIFY_MAX_ATTEMPTS", _positive_int, d.notify_max_attempts),
+            notify_backoff_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_SECONDS", _positive_float, d.notify_backoff_seconds
+            ),
+            notify_backoff_max_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_MAX_SECONDS", _positive_float, d.notify_backoff_max_seconds
+            ),
+            notify_timeout_seconds=reader.get(
+                "FORGELINE_NOTIFY_TIMEOUT_SECONDS", _positive_float, d.notify_timeout_seconds
+            ),
+            notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
+            notify_key=reader.get("FORGELINE_NOTIFY_KEY", str, d.notify_key),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
             processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
             export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),

@@ -106,3 +106,36 @@ EXPORTER_REQUESTS = Counter(
     ["outcome"],
 )
 EXPORTER_BUFFERED = Gauge("forgeline_exporter_buffered_rows", "Rows read and not yet written to a file.")
+# Notifier (services/notifier). The provider label is one of five fixed names.
+NOTIFIER_SENT = Counter("forgeline_notifier_sent_total", "Notifications delivered, by provider.", ["provider"])
+NOTIFIER_FAILED_ATTEMPTS = Counter(
+    "forgeline_notifier_failed_attempts_total",
+    "Delivery attempts that failed, by provider and reason (timeout, connect, lookup, http_<status>).",
+    ["provider", "reason"],
+)
+NOTIFIER_RETRIES = Counter(
+    "forgeline_notifier_retries_total",
+    "Delivery attempts scheduled again, by provider and reason.",
+    ["provider", "reason"],
+)
+NOTIFIER_DEAD_LETTERS = Counter(
+    "forgeline_notifier_dead_letters_total",
+    "Deliveries given up (dlq.notifier), by provider and reason.",
+    ["provider", "reason"],
+)
+NOTIFIER_DUPLICATES = Counter(
+    "forgeline_notifier_duplicates_skipped_total",
+    "Deliveries skipped because their id was already delivered or dead (replays, redeliveries).",
+    ["provider"],
+)
+NOTIFIER_RECOVERED = Counter(
+    "forgeline_notifier_recovered_total",
+    "Deliveries left pending by a crash that the provider turned out to have (not sent again).",
+    ["provider"],
+)
+NOTIFIER_SEND_LATENCY = Histogram(
+    "forgeline_notifier_send_duration_seconds",
+    "Provider request time, by provider.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+)
