@@ -34,7 +34,7 @@ from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, decode_typed, is_dead_letter_topic, to_columns
 
 GROUP = "writer"
-DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP))
+DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP), dead_letter_topic("notifier"))
 log = logging.getLogger(__name__)
 
 

@@ -42,7 +42,6 @@ K8S = DEPLOY / "k8s"
 # the profile in docker-compose.yml.
 PENDING_PROCESSORS: dict[str, str] = {
     "exporter": "NDJSON exporter (issue 7)",
-    "notifier": "notifier (issue 7)",
 }
 
 # Commands the deployment runs that another branch of the same issue adds to the CLI:

@@ -16,7 +16,7 @@ import pytest
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
-from tests.fixtures.pipeline import ForgelineUp
+from tests.fixtures.pipeline import ForgelineUp, post_until_acknowledged
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,14 +45,9 @@ async def _send_stream(
         nonlocal fired
         while not queue.empty():
             i = queue.get_nowait()
-            body = {"event": {"event_type": "log", "message": f"stream line {i}", "release": release}}
-            for _attempt in range(20):
-                response = await client.post("/api/v1/ingest_events", json=body, headers=up.auth)
-                if response.status_code == 201:
-                    break
-                assert response.status_code == 503, response.text  # only "bus busy" may be retried
-                await asyncio.sleep(0.1)
-            assert response.status_code == 201, response.text
+            # A client uuid, as the SDK sends: a retry after a lost answer is the same event.
+            event = {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": str(uuid.uuid4())}
+            response = await post_until_acknowledged(client, "/api/v1/ingest_events", {"event": event}, up.auth)
             ids.append(response.json()["id"])
             if not fired and len(ids) >= on_ack:
                 fired = True

@@ -37,9 +37,18 @@ EVENTS_MONITORS = "events.monitors"  # monitor state changes, key: project/envir
 # Stream-clock ticks travel *inside* raw.logister and typed.checkins (header TICK_HEADER), so
 # that they are ordered after every record appended before them: see services/monitors.
 TICK_HEADER = "forgeline-tick"
+# "Flush what you buffer now" for the NDJSON exporter (POST /api/export; services/exporter).
+# One partition: with shared groups (Kafka) only the replica that owns it flushes early.
+CONTROL_EXPORTER = "control.exporter"
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
+
+# Notifier (services/notifier): provider targets per project (`forgeline notify add`), keyed
+# by target id, secrets Fernet-encrypted; and the delivery log (pending / delivered / dead per
+# delivery id), read whole at start so that a restart or a redelivery never sends twice.
+CONTROL_NOTIFY = "control.notify"
+CONTROL_NOTIFY_DELIVERIES = "control.notify_deliveries"
 
 TYPED_TOPICS = (
     TYPED_ERRORS,
@@ -68,4 +77,4 @@ def dead_letter_topic(group: str) -> str:
 
 # Topics whose partition count is not the configured default. The control topic has one
 # partition so that every reader sees tenancy changes in the order they were made.
-FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1}
+FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1}
