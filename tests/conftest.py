@@ -15,25 +15,31 @@ from starlette.testclient import TestClient
 
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import Record
+from forgeline.bus.port import Bus, Record
 from forgeline.clock import FakeClock
 from forgeline.config import Settings
 from services.gateway.app import create_app
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
-pytest_plugins = ["tests.fixtures.pipeline", "tests.fixtures.s3", "tests.fixtures.providers"]
+pytest_plugins = ["tests.fixtures.pipeline", "tests.fixtures.kafka", "tests.fixtures.s3", "tests.fixtures.providers"]
 
 
-def read_all(bus: EmbeddedBus, topic: str) -> list[Record]:
-    """Every record of ``topic`` so far, read with a group-less reader."""
+def read_all(bus: Bus, topic: str) -> list[Record]:
+    """Every record of ``topic`` so far (up to its end when called), read with a group-less reader."""
 
     async def _read() -> list[Record]:
         reader = bus.reader([topic])
         await reader.start()
         out: list[Record] = []
         try:
-            while batch := await reader.poll(10_000, timeout_s=0):
-                out.extend(batch)
+            ends = await reader.end_offsets()
+            done = dict.fromkeys(ends, 0)
+            deadline = time.monotonic() + 30
+            # Kafka fetches in the background: poll until every partition reached its end.
+            while any(done[tp] < end for tp, end in ends.items()) and time.monotonic() < deadline:
+                for record in await reader.poll(10_000, timeout_s=0.2):
+                    out.append(record)
+                    done[record.tp] = max(done.get(record.tp, 0), record.offset + 1)
         finally:
             await reader.stop()
         return out

@@ -11,8 +11,8 @@ from forgeline.bus.factory import create_bus
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
 
-def bootstrap_tokens(data_dir: Path) -> dict[str, str]:
+def bootstrap_tokens(data_dir: Path, bus_url: str | None = None) -> dict[str, str]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(bootstrap_tenancy(create_bus(f"embedded://{data_dir / 'bus'}"), data_dir))
+    asyncio.run(bootstrap_tenancy(create_bus(bus_url or f"embedded://{data_dir / 'bus'}"), data_dir))
     doc: dict[str, str] = orjson.loads((data_dir / BOOTSTRAP_FILE).read_bytes())
     return doc

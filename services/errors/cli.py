@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import OutgoingRecord
+from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, OutgoingRecord
 from forgeline.config import Settings
 from services.errors.steps import control_record
 
@@ -86,7 +86,7 @@ def errors_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _send(settings: Settings, record: OutgoingRecord) -> None:
-    producer = create_bus(settings.resolved_bus_url, settings.partitions).producer()
+    producer = create_bus(settings.resolved_bus_url, settings.partitions).producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
     await producer.start()
     try:
         await producer.send(record)

@@ -6,8 +6,10 @@ commit replays the batch; the per-group applied offsets (stored in the group row
 the replay a no-op for every group whose row was written, and the rest is recomputed
 identically (same notification ids).
 
-State: every group of the owned partitions is loaded from ``error_groups FINAL`` at start
-(memory grows with the number of groups, not events).
+State: every group is loaded from ``error_groups FINAL`` at start (memory grows with the
+number of groups, not events), and again after each rebalance (Kafka groups): the groups of
+a partition that comes back may have been changed by another replica meanwhile. A
+revocation waits for the batch in flight to be written and committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from forgeline.bus.port import Bus
 from forgeline.bus.topics import CONTROL_ERROR_GROUPS, TYPED_ERRORS
 from forgeline.processing.deadletter import dead_letter
-from forgeline.processing.loop import LagReporter, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS, PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS
 from forgeline.warehouse.port import Warehouse
@@ -59,6 +61,7 @@ class ErrorGrouperService:
         self._batch = batch
         self._stopping = asyncio.Event()
         self.ready = False
+        self._guard = RebalanceGuard(self._consumer)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -71,21 +74,33 @@ class ErrorGrouperService:
         await self._producer.start()
         await self._consumer.start()
         try:
-            grouper = ErrorGrouper(await load_groups(self._warehouse))
-            log.info("error groups loaded", extra={"groups": len(grouper.groups)})
+            loaded_at = self._guard.assignments
+            grouper = await self._load()
             lag = LagReporter(GROUP, self._consumer)
             self.ready = True
             while not self._stopping.is_set():
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                if records:
-                    count_consumed(GROUP, records)
-                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._process(grouper, records)
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if loaded_at != self._guard.assignments:
+                        # New partitions: their groups may have changed under another replica.
+                        loaded_at = self._guard.assignments
+                        grouper = await self._load()
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._process(grouper, records)
                 await lag.maybe_report({})
         finally:
             self.ready = False
             await self._consumer.stop()
             await self._producer.stop()
+
+    async def _load(self) -> ErrorGrouper:
+        grouper = ErrorGrouper(await load_groups(self._warehouse))
+        log.info("error groups loaded", extra={"groups": len(grouper.groups)})
+        return grouper
 
     async def _process(self, grouper: ErrorGrouper, records: list[Any]) -> None:
         result = grouper.apply(records)

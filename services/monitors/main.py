@@ -12,6 +12,13 @@ the same process in embedded mode), or the clock does not move and nothing is mi
 Restart: monitors come back from ``monitor_states FINAL`` and the clock from
 ``stream_clocks``; replayed check-ins at or below a monitor's applied offset are skipped,
 replayed ticks cannot move the clock back, so a restart emits nothing twice.
+
+Kafka groups: the evaluator judges only the monitors of the ``typed.checkins`` partitions
+it is assigned, with a clock over those partitions. Kafka assigns them after the group
+join (not in ``start``), and again at every rebalance, so the evaluator is rebuilt the
+same way as at restart on each new assignment (before the next batch); a revocation waits
+for the batch in flight. Each replica runs a ticker; duplicate ticks are harmless (the
+clock keeps the latest tick per partition pair).
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ import logging
 import time
 from typing import Any
 
-from forgeline.bus.port import Bus, OutgoingRecord, Record
+from forgeline.bus.port import Bus, OutgoingRecord, Record, partition_for
 from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import dead_letter
-from forgeline.processing.loop import LagReporter, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
     MONITOR_STATE_CHANGES,
@@ -79,6 +86,7 @@ class MonitorEvaluatorService:
         self._batch = batch
         self._stopping = asyncio.Event()
         self.ready = False
+        self._guard = RebalanceGuard(self._consumer)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,17 +100,25 @@ class MonitorEvaluatorService:
         await self._consumer.start()
         ticker = asyncio.create_task(self._tick_forever(), name="monitors-ticker")
         try:
+            restored_at = self._guard.assignments
             evaluator = await self._restore()
             lag = LagReporter(GROUP, self._consumer)
             self.ready = True
             while not self._stopping.is_set():
                 if ticker.done():
                     ticker.result()  # a failed ticker takes the service down (raises)
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                if records:
-                    count_consumed(GROUP, records)
-                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._process(evaluator, records)
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if restored_at != self._guard.assignments:
+                        # New partitions (Kafka): their monitors and clock, as at a restart.
+                        restored_at = self._guard.assignments
+                        evaluator = await self._restore()
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._process(evaluator, records)
                 await lag.maybe_report({})
         finally:
             self.ready = False
@@ -114,13 +130,17 @@ class MonitorEvaluatorService:
     async def _restore(self) -> Evaluator:
         db = self._warehouse.database
         cols = ", ".join(f"toUnixTimestamp64Milli({c}) AS {c}" if c.endswith("_at") else c for c in _LOAD_COLUMNS)
+        typed = {tp.partition for tp in self._consumer.assignment() if tp.topic == TYPED_CHECKINS}
+        typed_count = await asyncio.to_thread(self._bus.partitions, TYPED_CHECKINS)
         rows = await query_with_retry(self._warehouse, LOAD_SQL.format(cols=cols, db=db), None, GROUP)
         monitors = [Monitor.from_row(dict(zip(_LOAD_COLUMNS, row, strict=True))) for row in rows]
+        # Only the monitors this replica owns (the normalizer's key: project/environment/slug);
+        # another replica judges the rest.
+        monitors = [m for m in monitors if partition_for("/".join(m.key).encode(), typed_count) in typed]
         clock_rows = await query_with_retry(self._warehouse, CLOCK_SQL.format(db=db), None, GROUP)
         floor = int(clock_rows[0][0] or 0) if clock_rows else 0
-        typed = [tp.partition for tp in self._consumer.assignment() if tp.topic == TYPED_CHECKINS]
         raw = await asyncio.to_thread(self._bus.partitions, RAW_LOGISTER)
-        log.info("monitors restored", extra={"monitors": len(monitors), "clock_ms": floor})
+        log.info("monitors restored", extra={"monitors": len(monitors), "clock_ms": floor, "partitions": len(typed)})
         evaluator = Evaluator(StreamClock(typed, raw, floor), self._margin_s, monitors)
         self._report(evaluator)
         return evaluator

@@ -13,7 +13,7 @@ import logging
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
 from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
-from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
 from services.normalizer.steps import NORMALIZERS, forward_tick
 
@@ -49,6 +49,9 @@ class Normalizer:
         self._checkin_partitions = bus.partitions(TYPED_CHECKINS)
         self._stopping = asyncio.Event()
         self.ready = False
+        # A rebalance waits for the batch in flight to be forwarded and committed, so the
+        # next owner does not normalize it again.
+        self._guard = RebalanceGuard(self._consumer)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -64,12 +67,15 @@ class Normalizer:
         self.ready = True
         try:
             while not self._stopping.is_set():
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                if records:
-                    count_consumed(GROUP, records)
-                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._forward(process_batch(records, self._checkin_partitions))
-                    await self._consumer.commit(next_offsets(records))
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._forward(process_batch(records, self._checkin_partitions))
+                        await self._consumer.commit(next_offsets(records))
                 await lag.maybe_report({})
         finally:
             self.ready = False

@@ -10,6 +10,10 @@ so after a crash the open traces are rebuilt from the log and nothing is lost. A
 of spans already written is harmless: the rows are identical (same version) and
 ReplacingMergeTree keeps one. A graceful stop writes every open trace first.
 
+Kafka groups: before partitions move, every open trace is written and committed (as at a
+graceful stop) and the in-memory traces are dropped; whoever owns a partition next
+reloads a trace from ``span_tree`` when a late span of it arrives.
+
 Known limits: one warehouse read per batch that brings traces not in memory (a late span
 of an evicted trace, or any new trace); a trace that never goes quiet (a span every
 ``quiet_s``) is only written when it does, or at stop.
@@ -27,7 +31,7 @@ from forgeline.bus.port import Bus, Record, TopicPartition
 from forgeline.bus.topics import TYPED_SPANS
 from forgeline.clock import Clock, SystemClock
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
-from forgeline.processing.loop import LagReporter, count_consumed
+from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
@@ -104,6 +108,15 @@ class SpanAssemblerService:
         self._committed: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
         self.ready = False
+        self._quiet_s, self._keep_s = quiet_s, keep_s
+        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
+
+    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
+        """Write every open trace and commit (under the guard's lock), then forget them all."""
+        await self._flush(everything=True)
+        self._assembler = Assembler(self._quiet_s, self._keep_s)
+        self._consumed.clear()
+        self._committed.clear()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -119,14 +132,18 @@ class SpanAssemblerService:
         self.ready = True
         try:
             while not self._stopping.is_set():
+                polled_at = self._guard.generation
                 records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                if records:
-                    count_consumed(GROUP, records)
-                    PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                    await self._ingest(records)
-                await self._flush(everything=False)
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        await self._ingest(records)
+                    await self._flush(everything=False)
                 await lag.maybe_report({})
-            await self._flush(everything=True)  # graceful stop: write every open trace
+            async with self._guard.lock:
+                await self._flush(everything=True)  # graceful stop: write every open trace
         finally:
             self.ready = False
             await self._consumer.stop()

@@ -16,6 +16,7 @@ from forgeline.blobstore.factory import create_blob_store
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import Bus
+from forgeline.bus.provision import ensure_topics
 from forgeline.config import Settings
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
@@ -82,6 +83,8 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     if unknown:
         raise SystemExit(f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}")
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
+    # Kafka mode: every topic exists, with its configured partitions, before anyone subscribes.
+    await ensure_topics(bus)
     warehouse = await asyncio.to_thread(open_warehouse, settings) if set(names) & set(WAREHOUSE_USERS) else None
     processors: dict[str, Processor] = {}
     if "normalizer" in names:

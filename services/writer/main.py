@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
-from forgeline.bus.topics import TICK_HEADER, dead_letter_topic
+from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
+from forgeline.bus.topics import DEAD_LETTER_GROUPS, TICK_HEADER, dead_letter_topic
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
-from forgeline.processing.loop import LagReporter, backoff, count_consumed, next_offsets
+from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
@@ -34,7 +34,7 @@ from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, decode_typed, is_dead_letter_topic, to_columns
 
 GROUP = "writer"
-DEAD_LETTER_SOURCES = (dead_letter_topic("normalizer"), dead_letter_topic(GROUP), dead_letter_topic("notifier"))
+DEAD_LETTER_SOURCES = tuple(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS)
 log = logging.getLogger(__name__)
 
 
@@ -101,6 +101,31 @@ class Writer:
         self._flush_seconds = flush_seconds
         self._stopping = asyncio.Event()
         self.ready = False
+        # The batch being built; the guard keeps a rebalance from flushing it while the loop
+        # adds to it or flushes it itself.
+        self._batch = _Batch()
+        # One flush in flight while the next batch is read and converted: the insert runs in a
+        # thread, so decoding overlaps it. Flushes still run (and commit) strictly in order, and
+        # at most two batches are held in memory.
+        self._flushing: asyncio.Task[None] | None = None
+        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
+
+    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
+        """Before partitions move to another writer: write and commit what is buffered.
+
+        The next owner then starts after our rows, so a rebalance inserts nothing twice.
+        Runs under the guard's lock.
+        """
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Finish the flush in flight, then write and commit the batch being built."""
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            await flushing
+        if self._batch.records:
+            await self._flush(self._batch)
+            self._batch = _Batch()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -113,40 +138,36 @@ class Writer:
         await self._producer.start()
         await self._consumer.start()
         lag = LagReporter(GROUP, self._consumer)
-        batch = _Batch()
-        # One flush in flight while the next batch is read and converted: the insert runs in a
-        # thread, so decoding overlaps it. Flushes still run (and commit) strictly in order, and
-        # at most two batches are held in memory.
-        flushing: asyncio.Task[None] | None = None
         self.ready = True
         try:
             while not self._stopping.is_set():
-                room = self._batch_rows - len(batch.records)
+                room = self._batch_rows - len(self._batch.records)
                 wait = 0.2
-                if batch.records:
-                    wait = max(0.0, min(wait, batch.opened_at + self._flush_seconds - time.monotonic()))
-                if room > 0:
-                    records = await self._consumer.poll(room, timeout_s=wait)
+                if self._batch.records:
+                    wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - time.monotonic()))
+                polled_at = self._guard.generation
+                records = await self._consumer.poll(room, timeout_s=wait) if room > 0 else []
+                async with self._guard.lock:
+                    records = self._guard.fresh(records, polled_at)
                     count_consumed(GROUP, records)
+                    batch = self._batch
                     for record in records:
                         batch.add(record)
-                due = batch.opened_at + self._flush_seconds <= time.monotonic()
-                if batch.records and (len(batch.records) >= self._batch_rows or due):
-                    if flushing is not None:
-                        await flushing
-                    flushing = asyncio.create_task(self._flush(batch))
-                    batch = _Batch()
-                elif flushing is not None and flushing.done():
-                    await flushing  # surfaces its exception, if any
-                    flushing = None
+                    due = batch.opened_at + self._flush_seconds <= time.monotonic()
+                    if batch.records and (len(batch.records) >= self._batch_rows or due):
+                        if self._flushing is not None:
+                            await self._flushing
+                        self._flushing = asyncio.create_task(self._flush(batch))
+                        self._batch = _Batch()
+                    elif self._flushing is not None and self._flushing.done():
+                        await self._flushing  # surfaces its exception, if any
+                        self._flushing = None
                 await lag.maybe_report({})
-            if flushing is not None:
-                await flushing
-                flushing = None
-            if batch.records:
+            async with self._guard.lock:
                 # Graceful stop: write and commit what is buffered before leaving.
-                await self._flush(batch)
+                await self._drain()
         finally:
+            flushing = self._flushing
             if flushing is not None and not flushing.done():
                 flushing.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

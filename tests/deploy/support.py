@@ -42,12 +42,10 @@ K8S = DEPLOY / "k8s"
 # the profile in docker-compose.yml.
 PENDING_PROCESSORS: dict[str, str] = {}
 
-# Commands the deployment runs that another branch of the same issue adds to the CLI:
-# `forgeline topics ensure` comes with the Kafka adapter (issue 5, items 1-2). A pending
-# command is only tolerated while the CLI does not have it; drop it here once it has.
-PENDING_COMMANDS: dict[tuple[str, ...], str] = {
-    ("topics", "ensure"): "Kafka adapter, topic provisioning (issue 5)",
-}
+# Commands the deployment runs that another branch of the same issue adds to the CLI. A
+# pending command is only tolerated while the CLI does not have it; drop it here once it has
+# (`forgeline topics ensure` has landed with the Kafka adapter).
+PENDING_COMMANDS: dict[tuple[str, ...], str] = {}
 
 # Labels Prometheus adds to every scraped series, and series it makes itself.
 TARGET_LABELS = frozenset({"job", "instance"})

@@ -1,4 +1,4 @@
-"""Durability of the embedded pipeline: kill -9, restarts, replays, dead letters."""
+"""Durability of the pipeline on both buses: kill -9, restarts, replays, dead letters."""
 
 from __future__ import annotations
 
@@ -16,15 +16,29 @@ import pytest
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_LOGISTER
+from tests.fixtures.kafka import BUSES, kafka_pipeline
 from tests.fixtures.pipeline import ForgelineUp, post_until_acknowledged
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[ForgelineUp]:
+ENV = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}
+
+
+@pytest.fixture(scope="module")
+def kafka_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+    with kafka_pipeline(tmp_path_factory.mktemp("durability-kafka"), ENV) as (_, pipeline):
+        yield pipeline
+
+
+@pytest.fixture(params=BUSES)
+def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgelineUp]:
+    """Embedded: a fresh pipeline per test. Kafka: one per module, on a broker of its own."""
+    if request.param == "kafka":
+        yield request.getfixturevalue("kafka_up")
+        return
     # Load, not abuse: lift the per-token limit so the stream measures durability only.
-    pipeline = ForgelineUp(tmp_path / "data", env={"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000"}).start()
+    pipeline = ForgelineUp(tmp_path / "data", env=ENV).start()
     try:
         yield pipeline
     finally:
@@ -46,7 +60,8 @@ async def _send_stream(
         while not queue.empty():
             i = queue.get_nowait()
             # A client uuid, as the SDK sends: a retry after a lost answer is the same event.
-            event = {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": str(uuid.uuid4())}
+            event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{release}/{i}"))
+            event = {"event_type": "log", "message": f"stream line {i}", "release": release, "uuid": event_id}
             response = await post_until_acknowledged(client, "/api/v1/ingest_events", {"event": event}, up.auth)
             ids.append(response.json()["id"])
             if not fired and len(ids) >= on_ack:
@@ -97,6 +112,7 @@ def test_kill_9_gateway_right_after_201_keeps_the_event(up: ForgelineUp) -> None
     assert up.children()["gateway"] != victim
 
 
+@pytest.mark.parametrize("up", ["embedded"], indirect=True)  # on Kafka: the kill -9 tests only (suite time)
 def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: ForgelineUp) -> None:
     release = f"replay-{uuid.uuid4()}"
     for i in range(50):
@@ -116,17 +132,17 @@ def test_replaying_every_topic_from_zero_creates_no_duplicate_rows(up: Forgeline
     where = f"FROM forgeline.metrics FINAL WHERE release = '{release}'"
     assert up.wait_for(f"SELECT count() {where}", 50) == 50
     up.stop()
-    # Forget every committed offset: the normalizer and the writer replay the whole log.
-    for offset_file in (up.data_dir / "bus" / "groups").rglob("*.offset"):
-        offset_file.unlink()
+    # Forget every committed offset: every processor replays the whole log.
+    up.forget_offsets(("normalizer", "writer", "errors", "spans", "monitors"))
     up.start()
     time.sleep(3)  # let the replay run; the count must not move
     assert up.scalar(f"SELECT count() {where}") == 50
     assert up.scalar(f"SELECT sum(value) {where}") == sum(range(50))
 
 
+@pytest.mark.parametrize("up", ["embedded"], indirect=True)  # on Kafka: the kill -9 tests only (suite time)
 def test_unprocessable_record_goes_to_dead_letters_and_does_not_block(up: ForgelineUp) -> None:
-    bus = create_bus(f"embedded://{up.data_dir / 'bus'}")
+    bus = create_bus(up.bus_url)
 
     async def inject() -> None:
         producer = bus.producer()

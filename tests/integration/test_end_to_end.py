@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.fixtures.kafka import BUSES
 from tests.fixtures.pipeline import ForgelineUp
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,16 @@ def _post(up: ForgelineUp, path: str, body: dict[str, object]) -> httpx.Response
     return httpx.post(f"{up.base_url}{path}", json=body, headers=up.auth, timeout=10)
 
 
-def test_every_logister_kind_lands_in_its_table(forgeline_up: ForgelineUp) -> None:
+@pytest.fixture(params=BUSES)
+def pipeline(request: pytest.FixtureRequest) -> ForgelineUp:
+    """The same `forgeline up` on either bus (FORGELINE_BUS_URL is the only difference)."""
+    fixture = "forgeline_up" if request.param == "embedded" else "kafka_forgeline_up"
+    up: ForgelineUp = request.getfixturevalue(fixture)
+    return up
+
+
+def test_every_logister_kind_lands_in_its_table(pipeline: ForgelineUp) -> None:
+    forgeline_up = pipeline
     marker = f"e2e-{uuid.uuid4()}"
     ctx = {"environment": "staging", "release": marker}
     sent = {

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.factory import create_bus
 from tests.conftest import read_all
+from tests.fixtures.kafka import BUSES, kafka_pipeline
 from tests.fixtures.pipeline import ForgelineUp, post_until_acknowledged
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,14 +26,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TEMPLATES = ["cart {n} not found", "timeout after {n} ms", "order {n} failed", "user {n} locked", "slot {n} busy"]
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[ForgelineUp]:
-    env = {
-        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000",
-        "FORGELINE_SPAN_QUIET_SECONDS": "0.5",
-        "FORGELINE_MONITOR_TICK_SECONDS": "0.2",
-    }
-    pipeline = ForgelineUp(tmp_path / "data", env=env).start()
+ENV = {
+    "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000",
+    "FORGELINE_SPAN_QUIET_SECONDS": "0.5",
+    "FORGELINE_MONITOR_TICK_SECONDS": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def kafka_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+    with kafka_pipeline(tmp_path_factory.mktemp("streams-kafka"), ENV) as (_, pipeline):
+        yield pipeline
+
+
+@pytest.fixture(params=BUSES)
+def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgelineUp]:
+    """Embedded: a fresh pipeline per test. Kafka: one per module, on a broker of its own."""
+    if request.param == "kafka":
+        yield request.getfixturevalue("kafka_up")
+        return
+    pipeline = ForgelineUp(tmp_path / "data", env=ENV).start()
     try:
         yield pipeline
     finally:
@@ -45,7 +57,9 @@ def workload(marker: str) -> list[tuple[str, dict[str, Any]]]:
     items: list[tuple[str, dict[str, Any]]] = []
     for i in range(600):
         message = f"{marker} " + TEMPLATES[i % 5].format(n=1000 + i)
-        event = {"event_type": "error", "message": message, "uuid": str(uuid.uuid4())}
+        # A client uuid: a retry after a 503 whose record landed anyway is the same event.
+        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{marker}/{i}"))
+        event = {"event_type": "error", "message": message, "uuid": event_id}
         items.append(("/api/v1/ingest_events", {"event": event}))
     for t in range(60):
         trace = f"{marker}-t{t}"
@@ -137,21 +151,19 @@ def test_kill_9_mid_stream_gives_the_same_final_tables(up: ForgelineUp) -> None:
     assert "missed" not in tables["monitor_changes"]
 
     # "new" went out once per group; a replay may repeat a record, never with a new id.
-    bus = create_bus(f"embedded://{up.data_dir / 'bus'}")
-    assert isinstance(bus, EmbeddedBus)
+    bus = create_bus(up.bus_url)
     notes = [orjson.loads(r.value) for r in read_all(bus, "events.error_groups")]
     ids = {n["notification_id"] for n in notes if n["title"].startswith(marker)}
     assert len(ids) == 5
 
 
+@pytest.mark.parametrize("up", ["embedded"], indirect=True)
 def test_replaying_the_processors_from_zero_changes_nothing(up: ForgelineUp) -> None:
     marker = f"r{uuid.uuid4().hex[:8]}"
     asyncio.run(send(up, workload(marker), on_ack=-1, action=lambda: None))
     before = wait_settled(up, marker)
     up.stop()
-    for group in ("errors", "spans", "monitors"):
-        for offset_file in (up.data_dir / "bus" / "groups" / group).glob("*.offset"):
-            offset_file.unlink()
+    up.forget_offsets(("errors", "spans", "monitors"))
     up.start()
     time.sleep(4)  # let the replay run; nothing may change
     assert final_tables(up, marker) == before

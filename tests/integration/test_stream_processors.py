@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.fixtures.kafka import BUSES, STREAM_TIMINGS
 from tests.fixtures.pipeline import REPO, ForgelineUp
 from tests.integration.test_queries import doc_queries
 
@@ -17,18 +18,22 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def streams_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+def embedded_streams_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
     """A pipeline with short stream-processor timings, so tests wait less than a second."""
-    env = {
-        "FORGELINE_SPAN_QUIET_SECONDS": "0.5",
-        "FORGELINE_MONITOR_TICK_SECONDS": "0.2",
-        "FORGELINE_MONITOR_MARGIN_SECONDS": "1",
-    }
-    up = ForgelineUp(tmp_path_factory.mktemp("streams") / "data", env=env).start()
+    up = ForgelineUp(tmp_path_factory.mktemp("streams") / "data", env=dict(STREAM_TIMINGS)).start()
     try:
         yield up
     finally:
         up.stop()
+
+
+@pytest.fixture(params=BUSES)
+def streams_up(request: pytest.FixtureRequest) -> ForgelineUp:
+    """The same timings on either bus (Kafka: the session pipeline, which has them too)."""
+    up: ForgelineUp = request.getfixturevalue(
+        "embedded_streams_up" if request.param == "embedded" else "kafka_forgeline_up"
+    )
+    return up
 
 
 def _post(up: ForgelineUp, path: str, body: dict[str, object]) -> httpx.Response:

@@ -60,11 +60,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from forgeline.bus.port import (
+    AssignHandler,
     Bus,
     BusUnavailable,
     Capabilities,
     OutgoingRecord,
     Record,
+    RevokeHandler,
     TopicPartition,
     partition_for,
 )
@@ -963,6 +965,12 @@ class EmbeddedConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._parts)
+
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        """Accepted for the port; never called, because one consumer owns every partition."""
+
+    def on_assign(self, handler: AssignHandler) -> None:
+        """Accepted for the port; never called: every partition is assigned when start() returns."""
 
 
 def _scan_ends(

@@ -17,4 +17,10 @@ def create_bus(url: str, default_partitions: int = 4) -> Bus:
 
         root = Path(parsed.netloc + parsed.path)
         return EmbeddedBus(root, default_partitions=default_partitions, partitions=FIXED_PARTITIONS)
-    raise ValueError(f"FORGELINE_BUS_URL={url!r}: unsupported scheme {parsed.scheme!r} (use embedded://)")
+    if parsed.scheme == "kafka":
+        try:
+            from forgeline.bus.kafka import KafkaBus
+        except ImportError as err:
+            raise ValueError(f"FORGELINE_BUS_URL={url!r} needs aiokafka: pip install 'forgeline[kafka]'") from err
+        return KafkaBus.from_url(url, default_partitions)
+    raise ValueError(f"FORGELINE_BUS_URL={url!r}: unsupported scheme {parsed.scheme!r} (use embedded:// or kafka://)")

@@ -17,7 +17,7 @@ Guarantees every adapter keeps (embedded disk log, Kafka via aiokafka):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -70,6 +70,17 @@ class Capabilities:
     shared_groups: bool
 
 
+# Called with the partitions a consumer is about to lose (see ``Consumer.on_revoke``).
+RevokeHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
+# Called with the partitions a consumer has just been given (see ``Consumer.on_assign``).
+AssignHandler = Callable[[set["TopicPartition"]], Awaitable[None]]
+
+
+# How long operator commands (CLI, first-start bootstrap) wait for an acknowledgement: a
+# cluster that is still starting takes seconds to accept its first writes.
+ADMIN_SEND_TIMEOUT_S = 10.0
+
+
 class BusUnavailable(Exception):
     """The bus could not take or serve records in time (retriable)."""
 
@@ -110,13 +121,31 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        """Register ``handler``, awaited with the partitions this consumer is about to lose.
+
+        It runs before the group hands them to another consumer, so the owner can flush
+        what it buffered and commit it; offsets it does not commit are redelivered to the
+        next owner. Adapters that never move partitions (embedded) never call it.
+        """
+
+    def on_assign(self, handler: AssignHandler) -> None:
+        """Register ``handler``, awaited with the partitions this consumer has just been given.
+
+        It runs once every previous owner has run its revoke handler and before ``poll``
+        returns any record of those partitions: the place to (re)load per-partition state.
+        Adapters whose assignment is complete when ``start`` returns (embedded) never call it.
+        """
+
     async def stop(self) -> None: ...
 
 
 class Bus(Protocol):
     capabilities: Capabilities
 
-    def producer(self) -> Producer: ...
+    def producer(self, send_timeout_s: float | None = None) -> Producer:
+        """A producer; ``send_timeout_s`` overrides the adapter's default wait for an acknowledgement
+        (operator commands wait longer than a client request)."""
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         """A consumer of ``topics`` in ``group``; it starts at the group's committed offsets."""

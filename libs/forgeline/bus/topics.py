@@ -78,3 +78,24 @@ def dead_letter_topic(group: str) -> str:
 # Topics whose partition count is not the configured default. The control topic has one
 # partition so that every reader sees tenancy changes in the order they were made.
 FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1}
+
+# Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
+DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "notifier")
+RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
+# Kafka compacts these (last record per key, kept forever): state, every record keyed.
+CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES)
+# Requests without keys (compaction would refuse them): ordinary retention.
+REQUEST_TOPICS = (CONTROL_EXPORTER,)
+EVENT_TOPICS = (EVENTS_ERROR_GROUPS, EVENTS_MONITORS)
+
+
+def provisioned_topics() -> tuple[str, ...]:
+    """Every topic `forgeline topics ensure` creates (raw, typed, events, dead-letter, control)."""
+    return (
+        *RAW_TOPICS,
+        *TYPED_TOPICS,
+        *EVENT_TOPICS,
+        *(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS),
+        *CONTROL_TOPICS,
+        *REQUEST_TOPICS,
+    )

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-from forgeline.bus.port import Consumer, Record, TopicPartition
+from forgeline.bus.port import BusUnavailable, Consumer, Record, RevokeHandler, TopicPartition
 from forgeline.telemetry.metrics import PROCESSOR_CONSUMED, PROCESSOR_LAG
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,64 @@ class LagReporter:
         if now - self._last < self._interval_s:
             return
         self._last = now
-        ends = await self._consumer.end_offsets()
         per_topic: dict[str, int] = {}
-        for tp, end in ends.items():
-            done = committed.get(tp)
-            if done is None:
-                done = await self._consumer.committed(tp)
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(end - done, 0)
+        try:
+            ends = await self._consumer.end_offsets()
+            for tp, end in ends.items():
+                done = committed.get(tp)
+                if done is None:
+                    done = await self._consumer.committed(tp)
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(end - done, 0)
+        except BusUnavailable as err:
+            # A metric is not worth stopping the service for: the next report retries.
+            log.warning("lag not reported: bus unavailable", extra={"service": self._service, "error": str(err)})
+            return
         for topic, lag in per_topic.items():
             PROCESSOR_LAG.labels(service=self._service, topic=topic).set(lag)
 
 
 async def backoff(attempt: int, cap_s: float = 10.0) -> None:
     await asyncio.sleep(min(0.1 * 2**attempt, cap_s))
+
+
+class RebalanceGuard:
+    """Keeps a consumer's batch work and its partition revocations apart (Kafka groups).
+
+    The loop holds ``lock`` from the end of a poll to its commit; a revocation waits for
+    it, runs the service's own handler (flush what is buffered) and bumps ``generation``.
+    Records polled before a revocation are stale once it has run: ``fresh`` drops them,
+    and they come back from the group's last commit (the adapter re-reads from there on
+    every new assignment), to this consumer or to the partition's new owner — never to
+    both. ``assignments`` counts the assignments received after start (Kafka hands
+    partitions over after the group join, not in ``start``): a service holding
+    per-partition state reloads it when the count moves, under the lock, before it
+    processes the next batch. On the embedded bus nothing is ever revoked or reassigned
+    and this costs one lock per batch.
+    """
+
+    def __init__(self, consumer: Consumer, handler: RevokeHandler | None = None) -> None:
+        self.lock = asyncio.Lock()
+        self.generation = 0
+        self.assignments = 0
+        self._handler = handler
+        consumer.on_revoke(self._revoked)
+        consumer.on_assign(self._assigned)
+
+    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+        # No await: it runs before the adapter can return any record of ``partitions``.
+        self.assignments += 1
+
+    async def _revoked(self, partitions: set[TopicPartition]) -> None:
+        async with self.lock:
+            try:
+                if self._handler is not None:
+                    await self._handler(partitions)
+            finally:
+                self.generation += 1
+
+    def fresh(self, records: list[Record], polled_at: int) -> list[Record]:
+        """``records`` if no revocation ran since they were polled (``polled_at`` = generation then)."""
+        if polled_at != self.generation and records:
+            log.info("dropping records polled before a rebalance", extra={"records": len(records)})
+            return []
+        return records

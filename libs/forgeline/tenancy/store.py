@@ -8,7 +8,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from forgeline.bus.port import Bus, Consumer, OutgoingRecord, Producer
+from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, Consumer, OutgoingRecord, Producer
 from forgeline.bus.topics import CONTROL_TENANCY
 from forgeline.tenancy.model import (
     Application,
@@ -73,7 +73,8 @@ class TenancyAdmin:
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._producer: Producer = bus.producer()
+        # Operator writes (CLI, bootstrap): worth waiting for a cluster that is still starting.
+        self._producer: Producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
         self._follower = TenancyFollower(bus)
 
     @property
