@@ -21,7 +21,7 @@ from forgeline.config import Settings
 from services.gateway.app import create_app
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
-pytest_plugins = ["tests.fixtures.pipeline", "tests.fixtures.kafka", "tests.fixtures.s3"]
+pytest_plugins = ["tests.fixtures.pipeline", "tests.fixtures.kafka", "tests.fixtures.s3", "tests.fixtures.providers"]
 
 
 def read_all(bus: Bus, topic: str) -> list[Record]:

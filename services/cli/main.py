@@ -16,6 +16,7 @@ from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
 from services.cli import admin_commands, topics
 from services.errors.cli import add_errors_commands, errors_command
+from services.notifier.cli import add_notify_commands, notify_command
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", parents=[common, serving], help="run the gateway alone")
     sub.add_parser("processors", parents=[common, serving], help="run every processor in one process")
     process = sub.add_parser("process", parents=[common, serving], help="run one processor alone")
-    process.add_argument("name", help="normalizer | writer | errors | spans | monitors")
+    process.add_argument("name", help="normalizer | writer | errors | spans | monitors | exporter | notifier")
     sub.add_parser("migrate", parents=[common], help="apply warehouse migrations (not while `up` runs on chDB)")
     sub.add_parser(
         "bootstrap",
@@ -58,14 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)")
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
 
+    export = sub.add_parser("export", parents=[common], help="backfill NDJSON files from the warehouse")
+    export.add_argument("--kind", required=True, help="table or kind: errors, spans, game_events, …")
+    export.add_argument("--from", dest="since", required=True, help="start, ISO 8601 (UTC unless an offset is given)")
+    export.add_argument("--to", dest="until", required=True, help="end (exclusive), ISO 8601")
+    export.add_argument("--out", required=True, help="a directory, or s3://bucket/prefix")
+    export.add_argument("--gzip", action="store_true", help="write .ndjson.gz")
+    export.add_argument("--dsn", help="read ClickHouse directly (http://…, chdb:///dir when nothing else has it open)")
+    export.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
+
     bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
     bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
-    bench.add_argument("--only", action="append", help="run only these scenarios: http, msgpack, bus, writer, pipeline")
+    bench.add_argument(
+        "--only", action="append", help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline"
+    )
     bench.add_argument("--out", default="bench/results.json")
 
     admin_commands.add_tenancy_commands(sub, common)
     topics.add_topics_commands(sub, common)
     add_errors_commands(sub, common)
+    add_notify_commands(sub, common)
     return parser
 
 
@@ -91,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("processors", "process"):
         from services.supervisor.processors import PROCESSORS, run_processors
 
-        names = PROCESSORS if command == "processors" else (args.name,)
+        names = (settings.processors or PROCESSORS) if command == "processors" else (args.name,)
         configure_logging("processors" if command == "processors" else args.name, settings.log_level)
         return asyncio.run(run_processors(settings, names))
     if command == "migrate":
@@ -103,8 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_bench(args.quick, Path(args.out), only=args.only)
         return 0
+    if command == "export":
+        from services.exporter.backfill import backfill_command
+
+        return backfill_command(settings, args.kind, args.since, args.until, args.out, args.gzip, args.dsn,
+                                args.admin_url)  # fmt: skip
     if command == "errors":
         return errors_command(settings, args)
+    if command == "notify":
+        return notify_command(settings, args)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
     if command == "topics":

@@ -20,4 +20,5 @@ def run_gateway(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )

@@ -233,6 +233,24 @@ def game_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/export": {
+            "post": {
+                "summary": "MessagePack: ask the NDJSON exporter to flush what it buffers (coalesced)",
+                "description": "No token unless FORGELINE_EXPORT_REQUIRES_SECRET_KEY=true (then the secret key, "
+                "x-api-key or Bearer). Appends one control.exporter record; requests within "
+                "FORGELINE_EXPORT_REQUEST_INTERVAL_SECONDS of the last one are coalesced into it.",
+                "responses": {
+                    "200": {
+                        "description": "Flush requested (or folded into one requested just before)",
+                        "content": {"application/json": {"example": {"status": "queued", "coalesced": False}}},
+                    },
+                    "401": _json_error("Secret key required and missing or invalid.", {"error": "unauthorized"}),
+                    "403": _json_error("Secret key required; a public token was sent.", {"error": "forbidden"}),
+                    "429": _json_error("Rate limited (per source IP).", {"error": "rate_limited", "retry_after": 1}),
+                    "503": _json_error("The event bus did not acknowledge; retry.", {"retry_after": 1}),
+                },
+            }
+        },
         "/api/sql/select": {
             "post": {
                 "summary": "Disabled by design",

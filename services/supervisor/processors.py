@@ -12,7 +12,10 @@ import logging
 import signal
 from typing import Protocol
 
+from forgeline.blobstore.factory import create_blob_store
+from forgeline.blobstore.port import BlobStore
 from forgeline.bus.factory import create_bus
+from forgeline.bus.port import Bus
 from forgeline.bus.provision import ensure_topics
 from forgeline.config import Settings
 from forgeline.warehouse.client import ClickHouseWarehouse
@@ -20,12 +23,14 @@ from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
 from services.admin import admin_app, admin_server
 from services.errors.main import ErrorGrouperService
+from services.exporter.main import Exporter
 from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
+from services.notifier.main import NotifierService, NotifyPolicy
 from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
 
-PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors")
+PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter", "notifier")
 # Processors that read or write the warehouse (chDB: one owning process).
 WAREHOUSE_USERS = ("writer", "errors", "spans", "monitors")
 log = logging.getLogger(__name__)
@@ -49,6 +54,30 @@ def open_warehouse(settings: Settings) -> Warehouse:
     return warehouse
 
 
+def export_store(settings: Settings, url: str) -> BlobStore:
+    """The exporter's destination (``file://DIR`` or ``s3://…``), through the blob-store port."""
+    return create_blob_store(
+        url,
+        settings.blob_signing_key,
+        settings.data_dir / "blob-signing.key",
+        settings.public_url or f"http://{settings.host}:{settings.port}",
+        (settings.s3_access_key, settings.s3_secret_key),
+    )
+
+
+def notifier_service(settings: Settings, bus: Bus) -> NotifierService:
+    from forgeline.notify.crypto import SecretBox, load_key
+
+    policy = NotifyPolicy(
+        max_attempts=settings.notify_max_attempts,
+        backoff_s=settings.notify_backoff_seconds,
+        backoff_max_s=settings.notify_backoff_max_seconds,
+        timeout_s=settings.notify_timeout_seconds,
+        concurrency=settings.notify_concurrency,
+    )
+    return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)), policy)
+
+
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
@@ -66,6 +95,8 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         processors["errors"] = ErrorGrouperService(bus, warehouse)
     if warehouse is not None and "spans" in names:
         processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
+    if "notifier" in names:
+        processors["notifier"] = notifier_service(settings, bus)
     if warehouse is not None and "monitors" in names:
         processors["monitors"] = MonitorEvaluatorService(
             bus,
@@ -73,6 +104,16 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
             margin_s=settings.monitor_margin_seconds,
             tick_s=settings.monitor_tick_seconds,
             slack_s=settings.publish_timeout_seconds + 1.0,
+        )
+
+    if "exporter" in names:
+        processors["exporter"] = Exporter(
+            bus,
+            export_store(settings, settings.resolved_export_url),
+            max_rows=settings.export_max_rows,
+            max_bytes=settings.export_max_bytes,
+            flush_seconds=settings.export_flush_seconds,
+            compress=settings.export_gzip,
         )
 
     def readiness() -> dict[str, bool]:

@@ -157,8 +157,11 @@ def dead_letter_row(record: Record) -> tuple[Any, ...]:
     reason = (record.header("reason") or b"").decode("utf-8", "replace")
     detail = (record.header("detail") or b"").decode("utf-8", "replace")
     failed_at = int(record.header("failed_at_ms") or record.timestamp_ms)
+    # One source record can fail several ways (the notifier: one delivery per target).
+    key = record.header("dead_letter_key")
+    extra = (key.decode("utf-8", "replace"),) if key else ()
     return (
-        derived_uuid("dead_letter", group, source_topic, str(source_partition), str(source_offset)),
+        derived_uuid("dead_letter", group, source_topic, str(source_partition), str(source_offset), *extra),
         group,
         source_topic,
         source_partition,

@@ -40,10 +40,7 @@ K8S = DEPLOY / "k8s"
 # command that does not exist, and the Kubernetes base leaves them out. Once
 # `forgeline process NAME` exists it is checked like any other; then drop the name here and
 # the profile in docker-compose.yml.
-PENDING_PROCESSORS: dict[str, str] = {
-    "exporter": "NDJSON exporter (issue 7)",
-    "notifier": "notifier (issue 7)",
-}
+PENDING_PROCESSORS: dict[str, str] = {}
 
 # Commands the deployment runs that another branch of the same issue adds to the CLI. A
 # pending command is only tolerated while the CLI does not have it; drop it here once it has

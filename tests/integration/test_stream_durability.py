@@ -19,7 +19,7 @@ import pytest
 from forgeline.bus.factory import create_bus
 from tests.conftest import read_all
 from tests.fixtures.kafka import BUSES, kafka_pipeline
-from tests.fixtures.pipeline import ForgelineUp
+from tests.fixtures.pipeline import ForgelineUp, post_until_acknowledged
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,10 +66,11 @@ def workload(marker: str) -> list[tuple[str, dict[str, Any]]]:
         tree = [("root", ""), ("a", "root"), ("b", "root"), ("a1", "a"), ("a2", "a")]
         for span_id, parent in tree:
             span = {"event_type": "span", "name": span_id, "trace_id": trace, "span_id": span_id,
-                    "parent_span_id": parent, "duration_ms": 10}  # fmt: skip
+                    "parent_span_id": parent, "duration_ms": 10, "uuid": str(uuid.uuid4())}  # fmt: skip
             items.append(("/api/v1/ingest_events", {"event": span}))
     for i in range(90):
-        body = {"check_in": {"slug": f"{marker}-m{i % 3}", "status": "ok", "expected_interval_seconds": 3600}}
+        check_in = {"slug": f"{marker}-m{i % 3}", "status": "ok", "expected_interval_seconds": 3600}
+        body = {"check_in": {**check_in, "uuid": str(uuid.uuid4())}}
         items.append(("/api/v1/check_ins", body))
     random.Random(7).shuffle(items)
     return items
@@ -87,17 +88,7 @@ async def send(
         nonlocal acked
         while not queue.empty():
             path, body = queue.get_nowait()
-            for _attempt in range(50):
-                try:
-                    response = await client.post(path, json=body, headers=up.auth)
-                except httpx.TransportError:  # no answer (a busy host): retry the same body
-                    await asyncio.sleep(0.1)
-                    continue
-                if response.status_code == 201:
-                    break
-                assert response.status_code == 503, response.text
-                await asyncio.sleep(0.1)
-            assert response.status_code == 201, response.text
+            await post_until_acknowledged(client, path, body, up.auth)
             acked += 1
             if acked == on_ack:
                 action()

@@ -4,6 +4,12 @@ A URL carries its grant as an HMAC-signed token (grants.py). Bytes stream into a
 in the same directory, are fsynced, then renamed into place: a reader never sees a partial
 object, and a listing skips the temp files (their names start with a dot).
 
+``put`` (the exporter's files) writes its temp file under ``.tmp/`` in the root instead (the
+same file system, so the rename stays atomic) and fsyncs the directory after the rename, so
+the object is durable when ``put`` returns (the exporter commits offsets after it). A process
+killed mid-put leaves only a ``.tmp/`` file, outside every key's directory, which a later
+store removes once it is an hour old.
+
 Limits: one machine (the directory is not shared between hosts); disk writes run on the
 event loop in 64 KiB pieces, fine for an embedded deployment, not for heavy upload traffic.
 Content types are not kept: ObjectInfo.content_type is "" here.
@@ -15,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +41,9 @@ from forgeline.blobstore.port import (
     check_prefix,
 )
 
+TEMP_DIR = ".tmp"
+STALE_TEMP_SECONDS = 3600.0
+
 
 class LocalBlobStore:
     capabilities = Capabilities(gateway_receives_uploads=True)
@@ -43,6 +53,7 @@ class LocalBlobStore:
         self._signer = GrantSigner(signing_key)
         self._public_url = public_url.rstrip("/")
         root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(root / TEMP_DIR)
 
     def token(self, grant: UploadGrant) -> str:
         return self._signer.token(grant)
@@ -107,7 +118,10 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
         final = self._path(key)
-        temp = self._temp(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp_dir = self.root / TEMP_DIR
+        temp_dir.mkdir(exist_ok=True)
+        temp = temp_dir / f"{secrets.token_hex(8)}.part"
         try:
             with open(temp, "wb") as handle:
                 handle.write(data)
@@ -118,6 +132,12 @@ class LocalBlobStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
+        # The rename is durable only once its directory is.
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), content_type)
 
     def get(self, key: str) -> bytes:
@@ -142,12 +162,24 @@ class LocalBlobStore:
             return []
         found = []
         for path in base.rglob("*"):
-            if path.name.startswith(".") or not path.is_file():
-                continue
             key = path.relative_to(root).as_posix()
+            # Dot-led names are temp files (``.<name>.part``, anything under ``.tmp/``).
+            if any(part.startswith(".") for part in key.split("/")) or not path.is_file():
+                continue
             if key.startswith(prefix):
                 found.append(self._info(key, path))
         return sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _remove_stale_temps(temp_dir: Path) -> None:
+    """Temp files of puts that a kill interrupted; an hour old, so never one still being written."""
+    if not temp_dir.is_dir():
+        return
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for path in temp_dir.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()

@@ -22,13 +22,14 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.bus.port import BusUnavailable
+from forgeline.bus.topics import CONTROL_TOPICS
 
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
-# The control topic is compacted (last value per key) and never expires; everything else
-# expires after the configured retention.
-COMPACTED_PREFIX = "control."
+# Control topics holding state are compacted (last value per key) and never expire;
+# everything else expires after the configured retention.
+COMPACTED_TOPICS = frozenset(CONTROL_TOPICS)
 
 
 def topic_config(topic: str, options: KafkaOptions, replication: int) -> dict[str, str]:
@@ -38,7 +39,7 @@ def topic_config(topic: str, options: KafkaOptions, replication: int) -> dict[st
         "min.insync.replicas": "2" if replication >= 3 else "1",
         "max.message.bytes": str(options.max_request_bytes),
     }
-    if topic.startswith(COMPACTED_PREFIX):
+    if topic in COMPACTED_TOPICS:
         config["cleanup.policy"] = "compact"
     else:
         config["cleanup.policy"] = "delete"

@@ -37,9 +37,18 @@ EVENTS_MONITORS = "events.monitors"  # monitor state changes, key: project/envir
 # Stream-clock ticks travel *inside* raw.logister and typed.checkins (header TICK_HEADER), so
 # that they are ordered after every record appended before them: see services/monitors.
 TICK_HEADER = "forgeline-tick"
+# "Flush what you buffer now" for the NDJSON exporter (POST /api/export; services/exporter).
+# One partition: with shared groups (Kafka) only the replica that owns it flushes early.
+CONTROL_EXPORTER = "control.exporter"
 
 # Tenancy: organisations, projects, environments, applications, tokens. Compacted by key.
 CONTROL_TENANCY = "control.tenancy"
+
+# Notifier (services/notifier): provider targets per project (`forgeline notify add`), keyed
+# by target id, secrets Fernet-encrypted; and the delivery log (pending / delivered / dead per
+# delivery id), read whole at start so that a restart or a redelivery never sends twice.
+CONTROL_NOTIFY = "control.notify"
+CONTROL_NOTIFY_DELIVERIES = "control.notify_deliveries"
 
 TYPED_TOPICS = (
     TYPED_ERRORS,
@@ -68,13 +77,15 @@ def dead_letter_topic(group: str) -> str:
 
 # Topics whose partition count is not the configured default. The control topic has one
 # partition so that every reader sees tenancy changes in the order they were made.
-FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1}
+FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1}
 
 # Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
-DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors")
+DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "notifier")
 RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
-# Kafka compacts these (last record per key, kept forever): ``control.*``.
-CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS)
+# Kafka compacts these (last record per key, kept forever): state, every record keyed.
+CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES)
+# Requests without keys (compaction would refuse them): ordinary retention.
+REQUEST_TOPICS = (CONTROL_EXPORTER,)
 EVENT_TOPICS = (EVENTS_ERROR_GROUPS, EVENTS_MONITORS)
 
 
@@ -86,4 +97,5 @@ def provisioned_topics() -> tuple[str, ...]:
         *EVENT_TOPICS,
         *(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS),
         *CONTROL_TOPICS,
+        *REQUEST_TOPICS,
     )

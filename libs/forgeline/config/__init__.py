@@ -55,6 +55,9 @@ class Settings:
     publish_timeout_seconds: float = 2.0
     # Concurrent requests one gateway worker serves before answering 503 (load shedding).
     max_in_flight: int = 1024
+    # Idle keep-alive connections are kept longer than clients' own pools keep them (httpx: 5 s),
+    # so a client never sends a request on a connection the server is closing at that moment.
+    keep_alive_seconds: int = 75
     token_refresh_seconds: float = 1.0
 
     # Game telemetry (Forge Logger, MessagePack, uploads).
@@ -94,6 +97,27 @@ class Settings:
     monitor_margin_seconds: float = 60.0
     monitor_tick_seconds: float = 5.0
     normalizer_batch: int = 1000
+    # Which processors `forgeline processors` (and so `forgeline up`) runs; () = all of them.
+    # Leave one out to run it as its own service (`forgeline process exporter`).
+    processors: tuple[str, ...] = field(default=())
+    # NDJSON exporter (services/exporter). "" means: a directory under data_dir.
+    export_url: str = ""
+    export_gzip: bool = False
+    export_max_rows: int = 100_000  # buffered rows (all partitions) that force a flush
+    export_max_bytes: int = 64 * 1024 * 1024  # buffered NDJSON bytes that force a flush
+    export_flush_seconds: float = 60.0
+    # POST /api/export: at most one flush request per window per gateway (the rest coalesce).
+    export_request_interval_seconds: float = 1.0
+    export_requires_secret_key: bool = False
+    # Notifier: a delivery is dead-lettered after this many attempts; retries wait
+    # base·2^(n-1) seconds (half of it jittered), capped; each provider request has a timeout.
+    notify_max_attempts: int = 6
+    notify_backoff_seconds: float = 0.5
+    notify_backoff_max_seconds: float = 60.0
+    notify_timeout_seconds: float = 10.0
+    notify_concurrency: int = 64
+    # Fernet key of the notify secrets; "" means: generated once into data_dir/notify.key.
+    notify_key: str = ""
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
@@ -103,6 +127,10 @@ class Settings:
     @property
     def resolved_blob_store_url(self) -> str:
         return self.blob_store_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def resolved_export_url(self) -> str:
+        return self.export_url or f"file://{(self.data_dir / 'exports').resolve()}"
 
     @property
     def upload_size_limits(self) -> dict[str, int]:
@@ -156,6 +184,7 @@ class Settings:
             max_batch_lines=reader.get("FORGELINE_MAX_BATCH_LINES", _positive_int, d.max_batch_lines),
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
             max_in_flight=reader.get("FORGELINE_MAX_IN_FLIGHT", _positive_int, d.max_in_flight),
+            keep_alive_seconds=reader.get("FORGELINE_KEEP_ALIVE_SECONDS", _positive_int, d.keep_alive_seconds),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
             ),
@@ -170,7 +199,31 @@ class Settings:
             ),
             monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
+            notify_max_attempts=reader.get("FORGELINE_NOTIFY_MAX_ATTEMPTS", _positive_int, d.notify_max_attempts),
+            notify_backoff_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_SECONDS", _positive_float, d.notify_backoff_seconds
+            ),
+            notify_backoff_max_seconds=reader.get(
+                "FORGELINE_NOTIFY_BACKOFF_MAX_SECONDS", _positive_float, d.notify_backoff_max_seconds
+            ),
+            notify_timeout_seconds=reader.get(
+                "FORGELINE_NOTIFY_TIMEOUT_SECONDS", _positive_float, d.notify_timeout_seconds
+            ),
+            notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
+            notify_key=reader.get("FORGELINE_NOTIFY_KEY", str, d.notify_key),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
+            processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
+            export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),
+            export_gzip=reader.get("FORGELINE_EXPORT_GZIP", _bool, d.export_gzip),
+            export_max_rows=reader.get("FORGELINE_EXPORT_MAX_ROWS", _positive_int, d.export_max_rows),
+            export_max_bytes=reader.get("FORGELINE_EXPORT_MAX_BYTES", _positive_int, d.export_max_bytes),
+            export_flush_seconds=reader.get("FORGELINE_EXPORT_FLUSH_SECONDS", _positive_float, d.export_flush_seconds),
+            export_request_interval_seconds=reader.get(
+                "FORGELINE_EXPORT_REQUEST_INTERVAL_SECONDS", _positive_float, d.export_request_interval_seconds
+            ),
+            export_requires_secret_key=reader.get(
+                "FORGELINE_EXPORT_REQUIRES_SECRET_KEY", _bool, d.export_requires_secret_key
+            ),
             forge_rate_limit_requests=reader.get(
                 "FORGELINE_FORGE_RATE_LIMIT_REQUESTS", _positive_int, d.forge_rate_limit_requests
             ),
@@ -230,6 +283,15 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (1/0, yes/no, on/off)")
 
 
 def _port(raw: str) -> int:

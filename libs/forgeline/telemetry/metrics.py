@@ -82,3 +82,60 @@ MONITOR_STATE_CHANGES = Counter(
 MONITOR_STREAM_CLOCK = Gauge(
     "forgeline_monitors_stream_clock_seconds", "The monitor evaluator's stream clock (epoch seconds)."
 )
+
+# NDJSON exporter (services/exporter).
+EXPORTER_LINES = Counter("forgeline_exporter_lines_written_total", "NDJSON lines written, by table.", ["table"])
+EXPORTER_FILES = Counter("forgeline_exporter_files_written_total", "NDJSON files written, by table.", ["table"])
+EXPORTER_BYTES = Counter(
+    "forgeline_exporter_bytes_written_total", "File bytes written (after gzip), by table.", ["table"]
+)
+EXPORTER_FLUSHES = Counter(
+    "forgeline_exporter_flushes_total", "Flushes, by reason (rows, bytes, time, request, replay, stop).", ["reason"]
+)
+EXPORTER_FLUSH_LATENCY = Histogram(
+    "forgeline_exporter_flush_duration_seconds",
+    "Time to write a flush's files durably and commit its offsets.",
+    buckets=_LATENCY_BUCKETS,
+)
+EXPORTER_SKIPPED = Counter(
+    "forgeline_exporter_records_skipped_total", "Typed records with no row (the writer dead-letters them).", ["table"]
+)
+EXPORTER_REQUESTS = Counter(
+    "forgeline_exporter_flush_requests_total",
+    "Flush requests read from control.exporter, by outcome (flushed, coalesced).",
+    ["outcome"],
+)
+EXPORTER_BUFFERED = Gauge("forgeline_exporter_buffered_rows", "Rows read and not yet written to a file.")
+# Notifier (services/notifier). The provider label is one of five fixed names.
+NOTIFIER_SENT = Counter("forgeline_notifier_sent_total", "Notifications delivered, by provider.", ["provider"])
+NOTIFIER_FAILED_ATTEMPTS = Counter(
+    "forgeline_notifier_failed_attempts_total",
+    "Delivery attempts that failed, by provider and reason (timeout, connect, lookup, http_<status>).",
+    ["provider", "reason"],
+)
+NOTIFIER_RETRIES = Counter(
+    "forgeline_notifier_retries_total",
+    "Delivery attempts scheduled again, by provider and reason.",
+    ["provider", "reason"],
+)
+NOTIFIER_DEAD_LETTERS = Counter(
+    "forgeline_notifier_dead_letters_total",
+    "Deliveries given up (dlq.notifier), by provider and reason.",
+    ["provider", "reason"],
+)
+NOTIFIER_DUPLICATES = Counter(
+    "forgeline_notifier_duplicates_skipped_total",
+    "Deliveries skipped because their id was already delivered or dead (replays, redeliveries).",
+    ["provider"],
+)
+NOTIFIER_RECOVERED = Counter(
+    "forgeline_notifier_recovered_total",
+    "Deliveries left pending by a crash that the provider turned out to have (not sent again).",
+    ["provider"],
+)
+NOTIFIER_SEND_LATENCY = Histogram(
+    "forgeline_notifier_send_duration_seconds",
+    "Provider request time, by provider.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+)

@@ -3,6 +3,8 @@
 POST /api/events (+ /api/player, /api/funnel, /api/realtime)  → 200 {"status":"queued"}  raw.msgpack
 POST /api/models (secret key; multipart app_name, level_name, model_file)
                                                  → 200 {"status":"queued", "model_id"…}  blob store + raw.msgpack
+POST /api/export (no token unless FORGELINE_EXPORT_REQUIRES_SECRET_KEY)
+                                                 → 200 {"status":"queued"}  one control.exporter record
 POST /api/sql/select                                         → 501 {"error":"sql_unavailable"}
 
 Order of checks: the per-source-IP limit (429; X-Forwarded-For only from trusted proxies),
@@ -30,7 +32,7 @@ from starlette.types import Message, Receive
 
 from forgeline.blobstore.port import BlobStore, TooLarge, UploadGrant
 from forgeline.bus.port import OutgoingRecord
-from forgeline.bus.topics import RAW_MSGPACK
+from forgeline.bus.topics import CONTROL_EXPORTER, RAW_MSGPACK
 from forgeline.clock import Clock
 from forgeline.config import Settings
 from forgeline.schemas import msgpack
@@ -46,6 +48,7 @@ from services.gateway.ratelimit import FixedWindowLimiter
 EVENT_PATHS = ("/api/events", "/api/player", "/api/funnel", "/api/realtime")
 SQL_PATH = "/api/sql/select"
 MODELS_PATH = "/api/models"
+EXPORT_PATH = "/api/export"
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -80,6 +83,7 @@ class MsgpackApi:
             s.msgpack_rate_limit_requests, s.msgpack_rate_limit_period_seconds, self.clock
         )
         self.limits = BodyLimits(s.max_msgpack_body_bytes, s.max_msgpack_body_bytes, s.max_json_depth)
+        self._export_published_at = float("-inf")  # monotonic time of the last flush request sent
 
     def routes(self) -> list[Route]:
         ingest = [
@@ -88,6 +92,7 @@ class MsgpackApi:
         return [
             *ingest,
             Route(MODELS_PATH, self.models, methods=["POST"], name="msgpack_models"),
+            Route(EXPORT_PATH, self.export, methods=["POST"], name="msgpack_export"),
             Route(SQL_PATH, self.sql_select, methods=["POST"], name="msgpack_sql_select"),
         ]
 
@@ -158,6 +163,33 @@ class MsgpackApi:
         }
         key = f"{app_id}/{doc.get('session_id') or doc.get('player_id')}".encode()
         return OutgoingRecord(RAW_MSGPACK, orjson.dumps(value), key=key)
+
+    async def export(self, request: Request) -> Response:
+        """Ask the exporter to flush what it buffers (seed "Other Endpoints"): one control record.
+
+        Coalesced: within ``export_request_interval_seconds`` of the last request this gateway
+        sent, another is answered the same without appending anything (the flush it asked for
+        covers this caller too); the exporter also folds the requests it reads together into
+        one flush. The per-IP limit of the family applies. The gateway touches no storage.
+        """
+        self.rate_limit(request)
+        if self.settings.export_requires_secret_key:
+            principal = self._secret_or_bearer(request)
+            if principal is None:
+                raise _unauthorized()
+            if principal.kind != "msgpack_secret":
+                raise _forbidden("export needs the application's secret key, not its public token")
+        now = self.clock.monotonic()
+        if now - self._export_published_at < self.settings.export_request_interval_seconds:
+            return JSONResponse({"status": "queued", "coalesced": True}, status_code=200)
+        previous, self._export_published_at = self._export_published_at, now  # claimed before awaiting
+        value = {"v": 1, "action": "flush", "requested_at": to_millis(datetime.fromtimestamp(self.clock.time(), UTC))}
+        try:
+            await self.publisher.publish([OutgoingRecord(CONTROL_EXPORTER, orjson.dumps(value))])
+        except ApiError:
+            self._export_published_at = previous  # not sent: the next caller must try again
+            raise
+        return JSONResponse({"status": "queued", "coalesced": False}, status_code=200)
 
     async def sql_select(self, request: Request) -> Response:
         """Disabled by design (seed "Other Endpoints"), but only answered to an authenticated caller."""

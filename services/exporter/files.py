@@ -1,0 +1,210 @@
+"""NDJSON files of the exporter: rows, hours, names, bytes. Pure: same input, same bytes.
+
+A line is one warehouse row as ClickHouse renders it in ``JSONEachRow`` (with
+``output_format_json_quote_64bit_integers=0``): the table's columns in table order, UUIDs
+as canonical strings, ``DateTime64(3, 'UTC')`` as ``"YYYY-MM-DD HH:MM:SS.mmm"``, Nullable
+as ``null``, arrays as arrays, Float64 columns always as JSON floats. So
+``clickhouse local``, chDB or DuckDB read a file back into the same values as the table.
+
+Key: ``<table>/date=YYYY-MM-DD/hour=HH/<partition>-<first>-<last>.ndjson[.gz]``, where the
+hour is the UTC hour of the kind's time column and ``first``/``last`` are the offset range
+of the flush that wrote the file (every row of it lies in that range; the ranges of one
+partition never overlap). The range is known from the first data record of the flush, so
+a replay after a crash can find what was written and rewrite exactly the same files.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from forgeline.schemas.records import KINDS, ColumnType, RecordKind
+
+# The column that decides a row's hour: when the thing happened (or arrived, for kinds
+# whose only time is their arrival). `forgeline export --from/--to` filters on it too.
+TIME_COLUMNS: dict[str, str] = {
+    "error": "occurred_at",
+    "log": "occurred_at",
+    "metric": "occurred_at",
+    "transaction": "occurred_at",
+    "span": "occurred_at",
+    "check_in": "occurred_at",
+    "deployment": "deployed_at",
+    "build": "seen_at",
+    "session": "started_at",
+    "game_event": "occurred_at",
+    "report": "received_at",
+    "upload": "completed_at",
+    "player": "occurred_at",
+    "funnel_step": "occurred_at",
+    "gameplay_event": "occurred_at",
+    "trajectory": "started_at",
+    "level_model": "uploaded_at",
+}
+SUFFIX = ".ndjson"
+GZIP_SUFFIX = ".ndjson.gz"
+CONTENT_TYPE = "application/x-ndjson"
+GZIP_CONTENT_TYPE = "application/gzip"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_MS = -2_208_988_800_000  # DateTime64's range, as the writer checks it
+_MAX_MS = 10_413_791_999_999
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NAME = re.compile(r"^(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)(?P<suffix>\.ndjson(?:\.gz)?)$")
+
+
+class BadRow(ValueError):
+    """A typed record that does not make a row (the writer dead-letters the same record)."""
+
+
+def kind_for(name: str) -> RecordKind:
+    """A kind by its name (``error``) or its table (``errors``); ValueError names the choices."""
+    for kind in KINDS.values():
+        if name in (kind.name, kind.table):
+            return kind
+    choices = ", ".join(sorted(k.table for k in KINDS.values()))
+    raise ValueError(f"unknown kind {name!r}; choose one of: {choices}")
+
+
+@functools.lru_cache(maxsize=8192)
+def _second_text(seconds: int) -> str:
+    # Telemetry timestamps cluster in time: the formatted second is nearly always cached.
+    return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%d %H:%M:%S}"
+
+
+def format_millis(millis: int) -> str:
+    """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic).
+
+    ValueError outside DateTime64's range (1900–2299), which the writer refuses too.
+    """
+    millis = int(millis)
+    if not _MIN_MS <= millis <= _MAX_MS:
+        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
+    seconds, milli = divmod(millis, 1000)
+    return f"{_second_text(seconds)}.{milli:03d}"
+
+
+def _str(value: Any) -> str:
+    return value if type(value) is str else ("" if value is None else str(value))
+
+
+def _uuid(value: Any) -> str:
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(str(value)))
+
+
+def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+# A typed record's value → the JSON value of its column (mirrors the writer's conversion).
+_CONVERT: dict[ColumnType, Callable[[Any], Any]] = {
+    "str": _str,
+    "uuid": _uuid,
+    "int": int,
+    "float": float,
+    "millis": format_millis,
+    "str_array": lambda value: [str(item) for item in value or ()],
+    "float_array": lambda value: [float(item) for item in value or ()],
+    "nullable_float": _nullable(float),
+    "nullable_int": _nullable(int),
+    "nullable_millis": _nullable(format_millis),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(kind: RecordKind) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((name, _CONVERT[ctype]) for name, ctype in kind.columns)
+
+
+def row_from_record(kind: RecordKind, value: bytes) -> dict[str, Any]:
+    """A typed record's bytes → its row; BadRow when the writer could not insert it either."""
+    try:
+        doc = orjson.loads(value)
+        return {name: convert(doc.get(name)) for name, convert in _plan(kind)}
+    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, AttributeError) as err:
+        raise BadRow(repr(err)) from err
+
+
+def _warehouse_cell(value: Any, kind: ColumnType) -> Any:
+    # ClickHouse prints a Float64 holding 3.0 as 3, and may quote 64-bit integers.
+    if value is None:
+        return None
+    if kind in ("float", "nullable_float"):
+        return float(value)
+    if kind in ("int", "nullable_int"):
+        return int(value)
+    if kind == "float_array":
+        return [float(item) for item in value]
+    return value
+
+
+def row_from_warehouse(kind: RecordKind, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``JSONEachRow`` row from the warehouse → the same row the exporter writes for it."""
+    return {name: _warehouse_cell(doc[name], ctype) for name, ctype in kind.columns}
+
+
+def hour_of(kind: RecordKind, row: Mapping[str, Any]) -> tuple[str, str]:
+    """(``YYYY-MM-DD``, ``HH``) of the row's time column, in UTC."""
+    text = str(row[TIME_COLUMNS[kind.name]])
+    return text[:10], text[11:13]
+
+
+def encode_line(row: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_file(lines: Iterable[bytes], compress: bool) -> bytes:
+    """The file's bytes; gzip with mtime 0 and no name, so the same lines give the same bytes."""
+    data = b"".join(lines)
+    return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
+
+
+def hour_prefix(kind: RecordKind, date: str, hour: str) -> str:
+    return f"{kind.table}/date={date}/hour={hour}/"
+
+
+def file_key(kind: RecordKind, date: str, hour: str, partition: int, first: int, last: int, compress: bool) -> str:
+    if not 0 <= first <= last:
+        raise ValueError(f"bad offset range {first}-{last}")
+    suffix = GZIP_SUFFIX if compress else SUFFIX
+    return f"{hour_prefix(kind, date, hour)}{partition}-{first}-{last}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileName:
+    partition: int
+    first: int
+    last: int
+    compressed: bool
+
+
+def parse_name(key: str) -> FileName | None:
+    """The offsets in a file key (None for anything else, e.g. a backfill file)."""
+    match = _NAME.match(key.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    return FileName(int(match["partition"]), int(match["first"]), int(match["last"]), match["suffix"] == GZIP_SUFFIX)
+
+
+def backfill_key(kind: RecordKind, date: str, hour: str, start_ms: int, end_ms: int, compress: bool) -> str:
+    """A backfill has no offsets: its range names it, so running it again rewrites the same file."""
+    suffix = GZIP_SUFFIX if compress else SUFFIX
+    return f"{hour_prefix(kind, date, hour)}backfill-{start_ms}-{end_ms}{suffix}"
+
+
+def read_lines(data: bytes) -> list[dict[str, Any]]:
+    """Rows of a file (gzip or not), for tests and tools; ValueError on a partial line."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if data and not data.endswith(b"\n"):
+        raise ValueError("file does not end with a newline (partial write)")
+    return [orjson.loads(line) for line in data.splitlines() if line]

@@ -1,0 +1,305 @@
+"""The notifier service: bug reports, error groups, monitor failures → the providers a project set.
+
+Loop: poll (consumer group ``notifier``) → for each notification and each matching target,
+one delivery with id (project, subject, target) → run them concurrently, each retried with
+backoff + jitter behind its target's token bucket, until delivered or dead-lettered → commit.
+Nothing is committed while a delivery of the batch is still being tried, so a crash replays
+the batch, and the delivery log (see ``delivery``) makes the replay skip what was done.
+
+Secrets are decrypted only to build a request; logs carry the target id, provider and
+status, never a URL (a Discord webhook URL is its credential) nor a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from forgeline.bus.port import Bus, OutgoingRecord, Record
+from forgeline.bus.topics import dead_letter_topic
+from forgeline.notify.crypto import SecretBox, SecretError
+from forgeline.notify.model import Target
+from forgeline.notify.store import TargetFollower
+from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.loop import LagReporter, count_consumed, next_offsets
+from forgeline.processing.sinks import send_with_retry
+from forgeline.telemetry.metrics import (
+    NOTIFIER_DEAD_LETTERS,
+    NOTIFIER_DUPLICATES,
+    NOTIFIER_FAILED_ATTEMPTS,
+    NOTIFIER_RECOVERED,
+    NOTIFIER_RETRIES,
+    NOTIFIER_SEND_LATENCY,
+    NOTIFIER_SENT,
+    PROCESSOR_BATCH_SIZE,
+    PROCESSOR_DEAD_LETTERS,
+)
+from services.notifier import providers
+from services.notifier.delivery import DeliveryLog, Pending, TokenBucket, backoff_s
+from services.notifier.subjects import TOPICS, Notification, delivery_id, parse
+
+GROUP = "notifier"
+log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO; a Discord webhook URL is a credential.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPolicy:
+    max_attempts: int = 6
+    backoff_s: float = 0.5
+    backoff_max_s: float = 60.0
+    timeout_s: float = 10.0
+    concurrency: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str  # "ok" | "already" | "retry" | "permanent"
+    reason: str = ""  # bounded label: timeout, connect, lookup, http_<status>
+    retry_after_s: float | None = None
+
+
+def wants(target: Target, n: Notification) -> bool:
+    if n.subject not in target.subjects:
+        return False
+    # A bug report goes only to the providers it asked for.
+    return n.requested is None or target.provider in n.requested
+
+
+async def attempt(
+    client: httpx.AsyncClient, target: Target, secret: str, n: Notification, did: str, pending_since_ms: int | None
+) -> Outcome:
+    """One try: the look-up first when an earlier run may have sent it, then the request."""
+    if pending_since_ms is not None:
+        try:
+            if await providers.already_delivered(client, target, secret, did, pending_since_ms):
+                return Outcome("already")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            return Outcome("retry", "lookup")
+    request = providers.build_request(target, secret, n, did)
+    started = time.perf_counter()
+    try:
+        response = await client.request(request.method, request.url, headers=request.headers, content=request.body)
+    except httpx.TimeoutException:
+        return Outcome("retry", "timeout")
+    except httpx.TransportError:
+        return Outcome("retry", "connect")
+    finally:
+        NOTIFIER_SEND_LATENCY.labels(provider=target.provider).observe(time.perf_counter() - started)
+    if response.is_success:
+        return Outcome("ok")
+    reason = f"http_{response.status_code}"
+    if providers.is_retriable(response):
+        return Outcome("retry", reason, providers.retry_after_s(response))
+    return Outcome("permanent", reason)
+
+
+class NotifierService:
+    def __init__(self, bus: Bus, box: SecretBox, policy: NotifyPolicy | None = None, batch: int = 500) -> None:
+        self._consumer = bus.consumer(GROUP, TOPICS)
+        self._producer = bus.producer()
+        self._targets = TargetFollower(bus)
+        self._log = DeliveryLog(bus, self._producer)
+        self._box = box
+        self._policy = policy or NotifyPolicy()
+        self._batch = batch
+        self._buckets: dict[str, TokenBucket] = {}
+        self._semaphore = asyncio.Semaphore(self._policy.concurrency)
+        self._stopping = asyncio.Event()
+        self.ready = False
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        await self._targets.start()
+        try:
+            loaded = await self._log.load()
+            log.info(
+                "notifier started",
+                extra={"targets": len(self._targets.table.targets), "delivery_log_records": loaded},
+            )
+            timeout = httpx.Timeout(self._policy.timeout_s)
+            # httpcore scans its whole pool per request: a small pool is faster than one per task.
+            limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+            async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+                lag = LagReporter(GROUP, self._consumer)
+                self.ready = True
+                while not self._stopping.is_set():
+                    records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                    await self._targets.catch_up()  # `notify add` applies from the next batch on
+                    if records:
+                        count_consumed(GROUP, records)
+                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
+                        if not await self._process_until_stopped(client, records):
+                            break
+                    await lag.maybe_report({})
+        finally:
+            self.ready = False
+            await self._targets.stop()
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def _process_until_stopped(self, client: httpx.AsyncClient, records: list[Record]) -> bool:
+        """Process a batch; on stop, abandon it uncommitted (deliveries in backoff could take minutes)."""
+        work = asyncio.create_task(self._process(client, records))
+        stop = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            stop.cancel()
+            work.result()
+            return True
+        work.cancel()
+        try:
+            await work
+        except asyncio.CancelledError:
+            pass
+        log.info("stopped mid-batch; the batch will be redelivered", extra={"records": len(records)})
+        return False
+
+    async def _process(self, client: httpx.AsyncClient, records: list[Record]) -> None:
+        jobs: dict[str, tuple[Target, Notification, Record, Pending | None]] = {}
+        rejected: list[OutgoingRecord] = []
+        for record in records:
+            try:
+                n = parse(record)
+            except InvalidMessage as err:
+                PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
+                rejected.append(dead_letter(GROUP, record, err))
+                continue
+            if n is None:
+                continue
+            for target in self._targets.table.for_project(n.project_id):
+                if not wants(target, n):
+                    continue
+                did = delivery_id(n.project_id, n.subject_id, target.id)
+                if did in self._log.done or did in jobs:
+                    NOTIFIER_DUPLICATES.labels(provider=target.provider).inc()
+                    continue
+                jobs[did] = (target, n, record, self._log.pending.get(did))
+        await send_with_retry(self._producer, rejected, GROUP)
+        # "pending" for the whole batch in one durable append, before the first request.
+        await self._log.mark_many([did for did, job in jobs.items() if job[3] is None], "pending")
+        await asyncio.gather(
+            *(
+                self._deliver(client, target, n, did, record, pending)
+                for did, (target, n, record, pending) in jobs.items()
+            )
+        )
+        await self._consumer.commit(next_offsets(records))
+
+    async def lag(self) -> int:
+        """Records of the input topics not yet committed (0: every delivery so far is settled)."""
+        ends = await self._consumer.end_offsets()
+        total = 0
+        for tp, end in ends.items():
+            total += max(end - await self._consumer.committed(tp), 0)
+        return total
+
+    def _bucket(self, target: Target) -> TokenBucket:
+        bucket = self._buckets.get(target.id)
+        rate = target.rate or target.spec.rate
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[target.id] = TokenBucket(rate, max(target.spec.burst, int(rate)))
+        return bucket
+
+    async def _deliver(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        n: Notification,
+        did: str,
+        record: Record,
+        pending: Pending | None,
+    ) -> None:
+        async with self._semaphore:
+            provider = target.provider
+            ctx = {"target": target.id, "provider": provider, "delivery_id": did, "subject": n.subject}
+            try:
+                secret = self._box.decrypt(target.secret)
+            except SecretError as err:
+                await self._dead(target, n, did, record, "secret", str(err), 0)
+                return
+            # Pending from an earlier run: it may have reached the provider; look before sending.
+            pending_since = pending.since_ms if pending is not None else None
+            bucket = self._bucket(target)
+            tries = 0
+            while True:
+                tries += 1
+                await bucket.acquire()
+                outcome = await attempt(client, target, secret, n, did, pending_since)
+                if outcome.kind in ("ok", "already"):
+                    await self._log.mark(did, "delivered")
+                    if outcome.kind == "ok":
+                        NOTIFIER_SENT.labels(provider=provider).inc()
+                    else:
+                        NOTIFIER_RECOVERED.labels(provider=provider).inc()
+                        log.info("found delivered by an earlier run", extra=ctx)
+                    return
+                pending_since = pending_since if outcome.reason == "lookup" else None
+                NOTIFIER_FAILED_ATTEMPTS.labels(provider=provider, reason=outcome.reason).inc()
+                if outcome.kind == "permanent" or tries >= self._policy.max_attempts:
+                    await self._dead(target, n, did, record, outcome.reason, "", tries)
+                    return
+                delay = backoff_s(tries, self._policy.backoff_s, self._policy.backoff_max_s)
+                if outcome.retry_after_s is not None:
+                    wait = min(outcome.retry_after_s, self._policy.backoff_max_s)
+                    bucket.penalise(wait)
+                    delay = max(delay, wait)
+                NOTIFIER_RETRIES.labels(provider=provider, reason=outcome.reason).inc()
+                log.info(
+                    "delivery failed; retrying",
+                    extra={**ctx, "reason": outcome.reason, "attempt": tries, "retry_in_s": round(delay, 3)},
+                )
+                await asyncio.sleep(delay)
+
+    async def _dead(
+        self, target: Target, n: Notification, did: str, record: Record, reason: str, detail: str, tries: int
+    ) -> None:
+        """Give up: the notification (never the secret) goes to dlq.notifier; the writer stores it."""
+        NOTIFIER_DEAD_LETTERS.labels(provider=target.provider, reason=reason).inc()
+        log.warning(
+            "delivery dead-lettered",
+            extra={
+                "target": target.id,
+                "provider": target.provider,
+                "delivery_id": did,
+                "reason": reason,
+                "attempts": tries,
+            },
+        )
+        payload = {
+            "delivery_id": did,
+            "target_id": target.id,
+            "provider": target.provider,
+            "subject": n.subject,
+            "subject_id": n.subject_id,
+            "project_id": n.project_id,
+            "title": n.title,
+            "attempts": tries,
+            "reason": reason,
+        }
+        base = dead_letter(
+            GROUP, record, InvalidMessage(f"notify_{reason}", detail or f"{target.provider} after {tries} attempts")
+        )
+        out = OutgoingRecord(
+            dead_letter_topic(GROUP),
+            orjson.dumps(payload),
+            key=did.encode(),
+            headers=(*base.headers, ("dead_letter_key", did.encode())),
+        )
+        await send_with_retry(self._producer, [out], GROUP)
+        await self._log.mark(did, "dead", reason)
