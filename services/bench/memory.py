@@ -7,14 +7,10 @@ it must shed (503 + Retry-After, or 429) rather than queue, and its RSS stays wh
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
-import orjson
-
-from services.bench.run import HOST, Row, _event_body, _free_port, _load, _process, _wait_http
+from services.bench.run import Row, _event_body, _load, forgeline_up
 
 
 def rss_bytes(pid: int) -> int:
@@ -26,19 +22,10 @@ def rss_bytes(pid: int) -> int:
 
 
 def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
-    port, admin = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
-        "FORGELINE_MAX_IN_FLIGHT": "64",
-    }
-    argv = [sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir)]
-    argv += ["--port", str(port), "--admin-port", str(admin)]
-    with _process(argv, env):
-        _wait_http(f"http://{HOST}:{port}/ready")
-        _wait_http(f"http://{HOST}:{admin}/ready")
-        token = orjson.loads((data_dir / "bootstrap-tokens.json").read_bytes())["logister_token"]
-        pids: dict[str, int] = orjson.loads((data_dir / "run.json").read_bytes())["children"]
+    env = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000", "FORGELINE_MAX_IN_FLIGHT": "64"}
+    with forgeline_up(data_dir, env) as up:
+        port, pids = up.port, up.children
+        token = up.tokens["logister_token"]
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         body = _event_body()
 

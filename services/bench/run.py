@@ -124,6 +124,51 @@ def _forge_batch_body(n: int) -> bytes:
     )
 
 
+def _typed_error(i: int, now_ms: int) -> dict[str, Any]:
+    """A typed.errors record as the normalizer writes it (the writer's and exporter's input)."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "legacy_id": i,
+        "organisation_id": "org",
+        "project_id": "bench",
+        "environment": "production",
+        "occurred_at": now_ms,
+        "received_at": now_ms,
+        "level": "error",
+        "message": "NoMethodError in CheckoutService",
+        "fingerprint": "checkout",
+        "exception_class": "NoMethodError",
+        "release": "1.0",
+        "trace_id": "",
+        "request_id": "abc123",
+        "session_id": "",
+        "user_id": "42",
+        "context": '{"environment":"production","request_id":"abc123"}',
+    }
+
+
+@dataclass(frozen=True)
+class RunningUp:
+    port: int
+    admin_port: int
+    tokens: dict[str, str]
+    children: dict[str, int]
+
+
+@contextmanager
+def forgeline_up(data_dir: Path, env: dict[str, str]) -> Iterator[RunningUp]:
+    """`forgeline up` as users run it, on free ports, ready when this yields; SIGTERM after."""
+    port, admin = _free_port(), _free_port()
+    argv = [sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir)]
+    argv += ["--port", str(port), "--admin-port", str(admin)]
+    with _process(argv, {**os.environ, **env}):
+        _wait_http(f"http://{HOST}:{port}/ready")
+        _wait_http(f"http://{HOST}:{admin}/ready")
+        tokens = orjson.loads((data_dir / "bootstrap-tokens.json").read_bytes())
+        children = orjson.loads((data_dir / "run.json").read_bytes())["children"]
+        yield RunningUp(port, admin, tokens, children)
+
+
 def bench_http(data_dir: Path, seconds: float) -> list[Row]:
     """Gateway vs a bare Starlette app; and the load generator's own ceiling."""
     rows: list[Row] = []
@@ -352,28 +397,7 @@ def bench_writer(root: Path, total: int) -> list[Row]:
     migrate(warehouse)
     bus = EmbeddedBus(root / "writer-bus", default_partitions=2)
     now = int(time.time() * 1000)
-    docs = [
-        {
-            "event_id": str(uuid.uuid4()),
-            "legacy_id": i,
-            "organisation_id": "org",
-            "project_id": "bench",
-            "environment": "production",
-            "occurred_at": now,
-            "received_at": now,
-            "level": "error",
-            "message": "NoMethodError in CheckoutService",
-            "fingerprint": "checkout",
-            "exception_class": "NoMethodError",
-            "release": "1.0",
-            "trace_id": "",
-            "request_id": "abc123",
-            "session_id": "",
-            "user_id": "42",
-            "context": '{"environment":"production","request_id":"abc123"}',
-        }
-        for i in range(total)
-    ]
+    docs = [_typed_error(i, now) for i in range(total)]
     batch_rows = 5000
 
     async def fill() -> None:
@@ -440,30 +464,7 @@ def bench_exporter(root: Path, total: int) -> list[Row]:
 
     bus = EmbeddedBus(root / "bus", default_partitions=4)
     now = int(time.time() * 1000)
-    values = [
-        orjson.dumps(
-            {
-                "event_id": str(uuid.uuid4()),
-                "legacy_id": i,
-                "organisation_id": "org",
-                "project_id": "bench",
-                "environment": "production",
-                "occurred_at": now,
-                "received_at": now,
-                "level": "error",
-                "message": "NoMethodError in CheckoutService",
-                "fingerprint": "checkout",
-                "exception_class": "NoMethodError",
-                "release": "1.0",
-                "trace_id": "",
-                "request_id": "abc123",
-                "session_id": "",
-                "user_id": "42",
-                "context": '{"environment":"production","request_id":"abc123"}',
-            }
-        )  # fmt: skip
-        for i in range(total)
-    ]
+    values = [orjson.dumps(_typed_error(i, now)) for i in range(total)]
     max_rows = 50_000
 
     async def fill() -> None:
@@ -535,18 +536,10 @@ def bench_exporter(root: Path, total: int) -> list[Row]:
 
 def bench_pipeline(data_dir: Path, seconds: float) -> list[Row]:
     """`forgeline up`: ingest → queryable latency (marked events) and throughput."""
-    port, admin = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
-        "FORGELINE_WRITER_FLUSH_SECONDS": "0.5",
-    }
-    argv = [sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir)]
-    argv += ["--port", str(port), "--admin-port", str(admin)]
-    with _process(argv, env):
-        _wait_http(f"http://{HOST}:{port}/ready")
-        _wait_http(f"http://{HOST}:{admin}/ready")
-        token = orjson.loads((data_dir / "bootstrap-tokens.json").read_bytes())["logister_token"]
+    env = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000", "FORGELINE_WRITER_FLUSH_SECONDS": "0.5"}
+    with forgeline_up(data_dir, env) as up:
+        port, admin = up.port, up.admin_port
+        token = up.tokens["logister_token"]
         headers = {"Authorization": f"Bearer {token}"}
 
         def count(where: str) -> int:
