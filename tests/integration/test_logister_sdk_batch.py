@@ -71,10 +71,11 @@ def test_record_deployment_lands_in_deployments(forgeline_up: ForgelineUp) -> No
 
 @pytest.fixture
 def limited_up(tmp_path: Path) -> Iterator[ForgelineUp]:
-    # Three requests per one-second window: the SDK's fourth request gets a 429.
+    # Three requests per two-second window (fixed windows): nine requests in a row cannot all
+    # fit unless each takes over half a second, so the SDK meets at least one 429.
     env = {
         "LOGISTER_PUBLIC_API_RATE_LIMIT_REQUESTS": "3",
-        "LOGISTER_PUBLIC_API_RATE_LIMIT_PERIOD_SECONDS": "1",
+        "LOGISTER_PUBLIC_API_RATE_LIMIT_PERIOD_SECONDS": "2",
     }
     pipeline = ForgelineUp(tmp_path / "data", env=env).start()
     try:
@@ -87,13 +88,13 @@ def test_sdk_retries_through_429_without_duplicates(limited_up: ForgelineUp) -> 
     client = LogisterClient(api_key=limited_up.tokens["logister_token"], base_url=limited_up.base_url)
     release = f"retry-{uuid.uuid4()}"
     with client:
-        answers = [client.capture_message(f"burst {i}", release=release) for i in range(6)]
-    # Six events in a 3-per-second window: some were refused with 429 and retried by the
-    # SDK after Retry-After; every one was accepted exactly once.
-    assert [a["status"] for a in answers] == ["accepted"] * 6
+        answers = [client.capture_message(f"burst {i}", release=release) for i in range(9)]
+    # Some were refused with 429 and retried by the SDK after Retry-After; every one was
+    # accepted exactly once.
+    assert [a["status"] for a in answers] == ["accepted"] * 9
     metrics = httpx.get(f"{limited_up.base_url}/metrics").text
     limited = [line for line in metrics.splitlines() if 'reason="rate_limited"' in line and "_total" in line]
     assert limited and float(limited[0].split()[-1]) >= 1, "the SDK really was refused at least once"
     where = f"FROM forgeline.logs FINAL WHERE release = '{release}'"
-    assert limited_up.wait_for(f"SELECT count() {where}", 6) == 6
-    assert limited_up.scalar("SELECT count() FROM forgeline.logs") == 6
+    assert limited_up.wait_for(f"SELECT count() {where}", 9) == 9
+    assert limited_up.scalar("SELECT count() FROM forgeline.logs") == 9
