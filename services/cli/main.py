@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks, each next to a same-run baseline (writes bench/results.json)")
     bench.add_argument("--quick", action="store_true", help="short runs (a few seconds each)")
     bench.add_argument(
-        "--only", action="append", help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline"
+        "--only",
+        action="append",
+        help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline, memory, kafka",
     )
     bench.add_argument("--out", default="bench/results.json")
 
