@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from forgeline.schemas.records import KINDS, ColumnType, RecordKind
+from forgeline.schemas.records import KINDS, ColumnType, RecordKind, datetime64_ms
 
 # The column that decides a row's hour: when the thing happened (or arrived, for kinds
 # whose only time is their arrival). `forgeline export --from/--to` filters on it too.
@@ -54,8 +54,6 @@ GZIP_SUFFIX = ".ndjson.gz"
 CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_MS = -2_208_988_800_000  # DateTime64's range, as the writer checks it
-_MAX_MS = 10_413_791_999_999
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NAME = re.compile(r"^(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)(?P<suffix>\.ndjson(?:\.gz)?)$")
 
@@ -84,10 +82,7 @@ def format_millis(millis: int) -> str:
 
     ValueError outside DateTime64's range (1900–2299), which the writer refuses too.
     """
-    millis = int(millis)
-    if not _MIN_MS <= millis <= _MAX_MS:
-        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
-    seconds, milli = divmod(millis, 1000)
+    seconds, milli = divmod(datetime64_ms(millis), 1000)
     return f"{_second_text(seconds)}.{milli:03d}"
 
 

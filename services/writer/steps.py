@@ -14,7 +14,14 @@ from forgeline.bus.port import Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas.records import KINDS_BY_TOPIC, ColumnType, RecordKind
+from forgeline.schemas.records import (
+    DATETIME64_MAX_MS,
+    DATETIME64_MIN_MS,
+    KINDS_BY_TOPIC,
+    ColumnType,
+    RecordKind,
+    datetime64_ms,
+)
 
 DEAD_LETTER_COLUMNS = [
     "dead_letter_id",
@@ -33,19 +40,9 @@ def _millis(value: Any) -> datetime:
 
 
 # DateTime64(3) columns take epoch milliseconds as plain ints (clickhouse-connect writes them
-# as ticks), which skips a datetime per cell. The bounds are DateTime64's range, 1900–2299,
-# so an out-of-range value is rejected here instead of being stored as a wrapped date.
-_MIN_MS = -2_208_988_800_000
-_MAX_MS = 10_413_791_999_999
+# as ticks), which skips a datetime per cell; out-of-range values are refused, not wrapped.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NONE = type(None)
-
-
-def _ms(value: Any) -> int:
-    millis = int(value)
-    if not _MIN_MS <= millis <= _MAX_MS:
-        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
-    return millis
 
 
 def _text(value: Any) -> str:
@@ -66,18 +63,18 @@ _CONVERTERS: dict[ColumnType, Callable[[Any], Any]] = {
     "uuid": _uuid_text,
     "int": int,
     "float": float,
-    "millis": _ms,
+    "millis": datetime64_ms,
     "str_array": lambda value: [str(item) for item in value or ()],
     "float_array": lambda value: [float(item) for item in value or ()],
     "nullable_float": _nullable(float),
     "nullable_int": _nullable(int),
-    "nullable_millis": _nullable(_ms),
+    "nullable_millis": _nullable(datetime64_ms),
 }
 
 
 def _in_range(values: list[Any]) -> bool:
     present = [v for v in values if v is not None]
-    return not present or (_MIN_MS <= min(present) and max(present) <= _MAX_MS)
+    return not present or (DATETIME64_MIN_MS <= min(present) and max(present) <= DATETIME64_MAX_MS)
 
 
 def _already_fits(ctype: ColumnType, values: list[Any]) -> bool:

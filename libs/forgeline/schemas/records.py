@@ -8,7 +8,7 @@ topic and table here, so a reader can follow ``kind → topic → table`` in one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from forgeline.bus import topics
 
@@ -24,6 +24,20 @@ ColumnType = Literal[
     "str_array",
     "float_array",
 ]
+
+
+# DateTime64(3)'s range, 1900-01-01 to 2299-12-31, in epoch milliseconds: what the writer
+# inserts and the exporter formats; outside it ClickHouse would store a wrapped date.
+DATETIME64_MIN_MS = -2_208_988_800_000
+DATETIME64_MAX_MS = 10_413_791_999_999
+
+
+def datetime64_ms(value: Any) -> int:
+    """``value`` as epoch milliseconds a DateTime64(3) column holds; ValueError outside its range."""
+    millis = int(value)
+    if not DATETIME64_MIN_MS <= millis <= DATETIME64_MAX_MS:
+        raise ValueError(f"timestamp {millis} ms is outside DateTime64's range")
+    return millis
 
 
 @dataclass(frozen=True, slots=True)
