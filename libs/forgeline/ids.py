@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -11,6 +12,21 @@ FORGELINE_NAMESPACE = uuid.UUID("6f1d3c4e-2a7b-4c1e-9a55-0b7d1f3e8c21")
 
 def derived_uuid(*parts: str) -> uuid.UUID:
     return uuid.uuid5(FORGELINE_NAMESPACE, "\x1f".join(parts))
+
+
+def derived_uuids(count: int, *parts: str) -> list[uuid.UUID]:
+    """``derived_uuid(*parts, str(n))`` for n in 0..count-1 — the ids of a batch's items.
+
+    The shared prefix is hashed once and the hash state copied per item: a 200-item batch
+    no longer pays uuid5's full cost 200 times.
+    """
+    prefix = hashlib.sha1(FORGELINE_NAMESPACE.bytes + "\x1f".join((*parts, "")).encode())
+    ids: list[uuid.UUID] = []
+    for n in range(count):
+        item = prefix.copy()
+        item.update(str(n).encode())
+        ids.append(uuid.UUID(bytes=item.digest()[:16], version=5))
+    return ids
 
 
 def legacy_id(event_id: uuid.UUID) -> int:

@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
-    producer = bus.producer()
+    producer = bus.producer(send_timeout_s=settings.publish_timeout_seconds)
     tenancy = TenancyFollower(bus)
-    publisher = Publisher(producer, settings.publish_timeout_seconds)
+    publisher = Publisher(producer)
     client_address = ClientAddress(settings.trusted_proxies)
     logister_api = LogisterApi(
         settings=settings,

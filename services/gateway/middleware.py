@@ -8,6 +8,7 @@ memory stays bounded and clients back off. Probes and /metrics are never shed.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,19 @@ class RequestMetrics:
         self.known_paths = known_paths
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        # Labelled children, looked up once: ``labels()`` validates and locks on every call.
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def _count(self, route: str, status: int, seconds: float) -> None:
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[(route, status)] = GATEWAY_REQUESTS.labels(route=route, status=str(status))
+        counter.inc()
+        histogram = self._latency.get(route)
+        if histogram is None:
+            histogram = self._latency[route] = GATEWAY_LATENCY.labels(route=route)
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,5 +70,4 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.in_flight -= 1
-            GATEWAY_REQUESTS.labels(route=route, status=str(status)).inc()
-            GATEWAY_LATENCY.labels(route=route).observe(time.perf_counter() - started)
+            self._count(route, status, time.perf_counter() - started)

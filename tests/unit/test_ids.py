@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from forgeline.ids import derived_uuid, legacy_id, new_uuid4
+from forgeline.ids import derived_uuid, derived_uuids, legacy_id, new_uuid4
 
 pytestmark = pytest.mark.unit
 
@@ -34,3 +34,11 @@ def test_derived_ids_and_legacy_ids_are_deterministic() -> None:
     assert derived_uuid("a", "b") == derived_uuid("a", "b") != derived_uuid("a", "c")
     event = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
     assert legacy_id(event) == 0x123456789ABC
+
+
+def test_batch_ids_equal_one_derived_id_per_index() -> None:
+    # A retried batch must map onto the rows an older gateway (one uuid5 per item) wrote.
+    parts = ("forge_event", "project", "prod\x1fuction", "é" * 3)
+    assert derived_uuids(250, *parts) == [derived_uuid(*parts, str(n)) for n in range(250)]
+    assert derived_uuids(0, *parts) == []
+    assert all(i.version == 5 for i in derived_uuids(3, "x"))

@@ -34,7 +34,7 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.ids import derived_uuid
+from forgeline.ids import derived_uuids
 from forgeline.schemas import forge
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
@@ -53,6 +53,11 @@ BLOB_PUT_PATH = UPLOAD_PATH + "/{upload_id}"
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _raw_record(envelope: dict[str, Any], record_id: uuid.UUID, key: bytes, body: Any) -> OutgoingRecord:
+    """One raw.forge record: the request's shared envelope, this item's id and its body as sent."""
+    return OutgoingRecord(RAW_FORGE, orjson.dumps({**envelope, "id": str(record_id), "body": body}), key=key)
 
 
 def invalid(problems: Sequence[Problem]) -> ApiError:
@@ -152,19 +157,20 @@ class ForgeApi:
             datetime.fromtimestamp(round(self.clock.time(), 3), UTC),
         )
 
-    def record(
-        self, route: str, record_id: uuid.UUID, key: uuid.UUID, body: Any, ctx: forge.ForgeContext, principal: Principal
-    ) -> OutgoingRecord:
-        value = {
+    def envelope(self, route: str, ctx: forge.ForgeContext, principal: Principal) -> dict[str, Any]:
+        """The fields every raw record of one request shares (built once per request)."""
+        return {
             "v": 1,
             "route": route,
-            "id": str(record_id),
             **ctx.tenant(),
             "token_id": principal.token_id,
             "received_at": to_millis(ctx.received_at),
-            "body": body,
         }
-        return OutgoingRecord(RAW_FORGE, orjson.dumps(value), key=key.bytes)
+
+    def record(
+        self, route: str, record_id: uuid.UUID, key: uuid.UUID, body: Any, ctx: forge.ForgeContext, principal: Principal
+    ) -> OutgoingRecord:
+        return _raw_record(self.envelope(route, ctx, principal), record_id, key.bytes, body)
 
     # --- routes ------------------------------------------------------------------------
 
@@ -202,13 +208,11 @@ class ForgeApi:
             raise invalid(problems)
         # Derived from the request bytes: a retried batch maps onto the same rows.
         digest = hashlib.sha256(raw).hexdigest()
-        ids = [
-            derived_uuid("forge_event", principal.project_id, principal.environment, digest, str(n))
-            for n in range(len(items))
-        ]
+        ids = derived_uuids(len(items), "forge_event", principal.project_id, principal.environment, digest)
+        envelope = self.envelope("event", ctx, principal)
         await self.publisher.publish(
             [
-                self.record("event", event_id, uuid.UUID(item["sessionId"]), item, ctx, principal)
+                _raw_record(envelope, event_id, uuid.UUID(item["sessionId"]).bytes, item)
                 for event_id, item in zip(ids, items, strict=True)
             ]
         )
