@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from forgeline.bus.port import BusUnavailable, OutgoingRecord, Producer
 from forgeline.telemetry.metrics import BUS_PRODUCE_LATENCY, BUS_PRODUCED
@@ -14,6 +15,7 @@ class Publisher:
         # The producer is created with the publish timeout (``bus.producer(send_timeout_s=…)``)
         # and raises BusUnavailable past it: one timer per request, not two.
         self._producer = producer
+        self._produced: dict[str, Any] = {}  # labelled counter children, looked up once per topic
 
     async def publish(self, records: list[OutgoingRecord]) -> None:
         """Return once every record is durable; otherwise refuse with 503 + Retry-After.
@@ -37,4 +39,7 @@ class Publisher:
         for record in records:
             counts[record.topic] = counts.get(record.topic, 0) + 1
         for topic, count in counts.items():
-            BUS_PRODUCED.labels(topic=topic).inc(count)
+            counter = self._produced.get(topic)
+            if counter is None:
+                counter = self._produced[topic] = BUS_PRODUCED.labels(topic=topic)
+            counter.inc(count)
