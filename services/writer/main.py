@@ -66,14 +66,17 @@ class _Batch:
         item: tuple[Any, ...] | dict[str, Any]
         try:
             if is_dead_letter_topic(record.topic):
-                table, columns, item = "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row(record)
+                table, item = "dead_letters", dead_letter_row(record)
             else:
                 kind = KINDS_BY_TOPIC[record.topic]
-                table, columns, item = kind.table, kind.column_names, decode_typed(record)
+                table, item = kind.table, decode_typed(record)
         except InvalidMessage as err:
             self.reject(record, err)
             return
-        batch = self.tables.setdefault(table, _TableBatch(columns, kind))
+        batch = self.tables.get(table)
+        if batch is None:
+            columns = DEAD_LETTER_COLUMNS if kind is None else kind.column_names
+            batch = self.tables[table] = _TableBatch(columns, kind)
         batch.items.append(item)
         batch.sources.append(record)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -119,8 +120,7 @@ def to_columns(kind: RecordKind, docs: Sequence[dict[str, Any]]) -> tuple[list[l
     """
     columns: list[list[Any]] = []
     bad: dict[int, InvalidMessage] = {}
-    for name, ctype in kind.columns:
-        values = [doc.get(name) for doc in docs]
+    for (name, ctype), values in zip(kind.columns, _transpose(kind, docs), strict=True):
         if not _already_fits(ctype, values):
             convert = _CONVERTERS[ctype]
             for i, value in enumerate(values):
@@ -134,6 +134,21 @@ def to_columns(kind: RecordKind, docs: Sequence[dict[str, Any]]) -> tuple[list[l
         keep = [i for i in range(len(docs)) if i not in bad]
         columns = [[column[i] for i in keep] for column in columns]
     return columns, bad
+
+
+def _transpose(kind: RecordKind, docs: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """One list per column of ``kind``; a missing key gives None."""
+    if not docs:
+        return [[] for _ in kind.columns]
+    try:
+        # All keys present (what the normalizer writes): one C-level getter per document and
+        # one zip, instead of a Python-level .get per cell.
+        rows = list(map(operator.itemgetter(*kind.column_names), docs))
+    except KeyError:
+        return [[doc.get(name) for doc in docs] for name, _ in kind.columns]
+    if len(kind.columns) == 1:  # itemgetter of one key returns the value, not a 1-tuple
+        return [rows]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def typed_row(record: Record) -> tuple[str, list[str], tuple[Any, ...]]:

@@ -15,12 +15,14 @@ log = logging.getLogger(__name__)
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
     """The offsets to commit once ``records`` are done: last offset + 1 per partition."""
-    offsets: dict[TopicPartition, int] = {}
+    # Keyed by plain (topic, partition) tuples, which hash and compare as TopicPartition does:
+    # no object per record.
+    offsets: dict[tuple[str, int], int] = {}
     for record in records:
-        tp = record.tp
+        tp = (record.topic, record.partition)
         if record.offset + 1 > offsets.get(tp, -1):
             offsets[tp] = record.offset + 1
-    return offsets
+    return {TopicPartition(*tp): offset for tp, offset in offsets.items()}
 
 
 def count_consumed(service: str, records: Iterable[Record]) -> None:

@@ -111,3 +111,15 @@ def test_fast_and_slow_paths_give_the_same_cells() -> None:
 def test_a_json_value_that_is_not_an_object_is_invalid() -> None:
     with pytest.raises(InvalidMessage):
         typed_row(Record(ERROR.topic, 0, 0, None, b"[1, 2]", 0))
+
+
+def test_complete_and_partial_documents_transpose_alike() -> None:
+    # Complete documents take the one-getter path; one missing key takes the per-cell path.
+    complete = [{name: None for name in ERROR.column_names} | error_doc(legacy_id=n) for n in range(3)]
+    partial = [dict(doc) for doc in complete]
+    del partial[1]["fingerprint"]
+    fast, _ = to_columns(ERROR, complete)
+    slow, _ = to_columns(ERROR, partial)
+    assert fast == slow
+    assert dict(zip(ERROR.column_names, fast, strict=True))["legacy_id"] == [0, 1, 2]
+    assert to_columns(ERROR, []) == ([[] for _ in ERROR.column_names], {})
