@@ -60,7 +60,8 @@ class Sample:
     machine_busy: float  # CPU seconds since boot, all cores: busy, and busy + idle (/proc/stat)
     machine_total: float
     replicas_cpu: float  # CPU seconds the replicas used so far (/proc/PID/stat)
-    own_cpu: float  # CPU seconds this process (the watcher) used so far
+    broker_cpu: float  # ... the broker (0 when it is not a process of this machine)
+    own_cpu: float  # ... this process (the watcher)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Window:
     seconds: float
     busy: float  # share of all cores busy during the window (0..1); NaN if unknown
     replica_cores: float  # cores the replicas used together, on average, during the window
+    broker_cores: float  # cores the broker used (0 when it is elsewhere)
     own_cores: float  # cores the watcher used
 
 
@@ -97,8 +99,15 @@ def steady_window(samples: Sequence[Sample], end: int, replicas: int) -> Window:
         raise ValueError(f"the group settled only as the work was done ({records} records left)")
     available = done.machine_total - start.machine_total
     busy = (done.machine_busy - start.machine_busy) / available if available > 0 else float("nan")
-    replica_cores = (done.replicas_cpu - start.replicas_cpu) / seconds
-    return Window(records / seconds, records, seconds, busy, replica_cores, (done.own_cpu - start.own_cpu) / seconds)
+    return Window(
+        records / seconds,
+        records,
+        seconds,
+        busy,
+        (done.replicas_cpu - start.replicas_cpu) / seconds,
+        (done.broker_cpu - start.broker_cpu) / seconds,
+        (done.own_cpu - start.own_cpu) / seconds,
+    )
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -122,6 +131,31 @@ def _process_cpu(pid: int) -> float:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
     return (float(fields[11]) + float(fields[12])) / _TICK
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` on this machine (Linux /proc), if it is ours to see."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -204,7 +238,14 @@ async def _rewind(bootstrap: str, group: str, topic: str, offsets: dict[int, int
 
 
 async def _watch(
-    bootstrap: str, group: str, topic: str, end: int, pids: Sequence[int], alive: Callable[[], None], timeout_s: float
+    bootstrap: str,
+    group: str,
+    topic: str,
+    end: int,
+    pids: Sequence[int],
+    broker_pid: int | None,
+    alive: Callable[[], None],
+    timeout_s: float,
 ) -> list[Sample]:
     """Sample the group every 100 ms until its committed offsets on ``topic`` add up to ``end``."""
     from aiokafka.admin import AIOKafkaAdminClient
@@ -233,6 +274,7 @@ async def _watch(
                     busy,
                     available,
                     sum(_process_cpu(pid) for pid in pids),
+                    _process_cpu(broker_pid) if broker_pid is not None else 0.0,
                     time.process_time(),
                 )
             )
@@ -258,16 +300,21 @@ def _metric(admin_port: int, name: str, labels: dict[str, str]) -> float:
 
 
 @dataclass(frozen=True)
+class Kafka:
+    bootstrap: str
+    bus_url: str
+    pid: int | None  # the broker's process when it runs on this machine (for its CPU time)
+
+
+@dataclass(frozen=True)
 class RunResult:
     window: Window
-    shares: list[float]  # records each replica consumed, as a share of the total
-    stored: int | None  # the writer: rows in the replicas' warehouses together
+    shares: list[float]  # records each replica consumed, as a share of what they consumed together
 
 
 def _run(
     root: Path,
-    bootstrap: str,
-    bus_url: str,
+    kafka: Kafka,
     proc: Processor,
     replicas: int,
     span: tuple[dict[int, int], dict[int, int]],
@@ -276,7 +323,7 @@ def _run(
     """``replicas`` processes in one group, from the ``span``'s first offsets (partition → offset) to its last."""
     first, last = span
     total = sum(last.values()) - sum(first.values())
-    asyncio.run(_rewind(bootstrap, proc.name, proc.topic, first))
+    asyncio.run(_rewind(kafka.bootstrap, proc.name, proc.topic, first))
     ports = [_free_port() for _ in range(replicas)]
     logs = [root / f"{proc.name}-{replicas}x-{n}.log" for n in range(replicas)]
     with ExitStack() as stack:
@@ -289,7 +336,7 @@ def _run(
                 "FORGELINE_DATA_DIR": str(data_dir),
                 # chDB locks its directory: each writer replica has a warehouse of its own.
                 "FORGELINE_WAREHOUSE_DSN": f"chdb://{data_dir / 'warehouse'}",
-                "FORGELINE_BUS_URL": bus_url,
+                "FORGELINE_BUS_URL": kafka.bus_url,
                 "FORGELINE_PARTITIONS": str(PARTITIONS),
                 "FORGELINE_ADMIN_PORT": str(port),
             }
@@ -304,7 +351,7 @@ def _run(
 
         end = sum(last.values())
         pids = [child.pid for child in running]
-        samples = asyncio.run(_watch(bootstrap, proc.name, proc.topic, end, pids, alive, timeout_s))
+        samples = asyncio.run(_watch(kafka.bootstrap, proc.name, proc.topic, end, pids, kafka.pid, alive, timeout_s))
         window = steady_window(samples, end, replicas)
         consumed = [
             _metric(port, "forgeline_processor_records_consumed_total", {"service": proc.name, "topic": proc.topic})
@@ -313,7 +360,6 @@ def _run(
         dead = sum(_metric(port, "forgeline_processor_dead_letters_total", {"service": proc.name}) for port in ports)
         if dead:
             raise RuntimeError(f"{proc.name}: {dead:.0f} records dead-lettered; the bench's records must be valid")
-        stored = None
         if proc.name == "writer":
             stored = sum(_count(port, "SELECT count() FROM forgeline.errors FINAL") for port in ports)
             if stored != total:
@@ -321,7 +367,7 @@ def _run(
                     f"writer scale benchmark stored {stored} rows with {replicas} replica(s), expected {total}"
                 )
     read = sum(consumed) or 1.0
-    return RunResult(window, [c / read for c in consumed], stored)
+    return RunResult(window, [c / read for c in consumed])
 
 
 def _count(admin_port: int, sql: str) -> int:
@@ -330,36 +376,47 @@ def _count(admin_port: int, sql: str) -> int:
     return int(out.text.strip() or 0)
 
 
-def _scale_row(root: Path, bootstrap: str, bus_url: str, proc: Processor, total: int, timeout_s: float) -> Row:
+def cpu_breakdown(window: Window, cores: int, broker_known: bool) -> str:
+    """Where the window's busy cores went: replicas, broker, watcher and the rest (other load)."""
+    broker_cores = window.broker_cores if broker_known else 0.0
+    rest = window.busy * cores - window.replica_cores - broker_cores - window.own_cores
+    broker = f"broker {broker_cores:.2f} + " if broker_known else ""
+    other = "other" if broker_known else "broker and other"
+    return (
+        f"busy {window.busy:.0%} = replicas {window.replica_cores:.2f} + {broker}"
+        f"watcher {window.own_cores:.2f} + {other} {max(rest, 0.0):.2f} cores"
+    )
+
+
+def _scale_row(root: Path, kafka: Kafka, proc: Processor, total: int, timeout_s: float) -> Row:
     # Offsets before and after the fill: a broker given by FORGELINE_BENCH_KAFKA may hold older records.
-    first = asyncio.run(_end_offsets(bus_url, proc.topic))
-    asyncio.run(_fill(bus_url, proc.topic, proc.make, total))
-    last = asyncio.run(_end_offsets(bus_url, proc.topic))
+    first = asyncio.run(_end_offsets(kafka.bus_url, proc.topic))
+    asyncio.run(_fill(kafka.bus_url, proc.topic, proc.make, total))
+    last = asyncio.run(_end_offsets(kafka.bus_url, proc.topic))
     added = {p: last[p] - first.get(p, 0) for p in last}
     if sum(added.values()) != total or sum(1 for n in added.values() if n) < 2:
         raise RuntimeError(f"{proc.topic}: expected {total} records over ≥ 2 partitions, found {added}")
     load = os.getloadavg()[0]
-    one = _run(root, bootstrap, bus_url, proc, 1, (first, last), timeout_s)
-    two = _run(root, bootstrap, bus_url, proc, 2, (first, last), timeout_s)
-    w1, w2 = one.window, two.window
-    ceiling = min(2.0, 1 / w1.busy) if w1.busy > 0 else float("nan")
-    split = "/".join(f"{s:.0%}" for s in two.shares)
+    one = _run(root, kafka, proc, 1, (first, last), timeout_s).window
+    run_two = _run(root, kafka, proc, 2, (first, last), timeout_s)
+    two = run_two.window
+    cores = os.cpu_count() or 1
+    ceiling = min(2.0, 1 / one.busy) if one.busy > 0 else float("nan")
+    known = kafka.pid is not None
     note = (
-        f"{total:,} records over {len(added)} partitions {[added[p] for p in sorted(added)]}; "
-        f"window 1× {w1.records:,} rec in {w1.seconds:.1f} s, 2× {w2.records:,} rec in {w2.seconds:.1f} s; "
-        f"2× split {split}; {os.cpu_count()} cores (load {load:.1f} before) busy {w1.busy:.0%} in 1× "
-        f"(replica {w1.replica_cores:.2f} cores) and {w2.busy:.0%} in 2× (replicas {w2.replica_cores:.2f} cores); "
-        f"watcher ≤ {max(w1.own_cores, w2.own_cores):.2f} cores, the rest is the broker and other load; "
-        f"CPU ceiling min(2, 1/busy 1×) ≈ {ceiling:.2f}"
+        f"{total:,} records over {len(added)} partitions; measured 1× {one.records:,} in {one.seconds:.1f} s, "
+        f"2× {two.records:,} in {two.seconds:.1f} s (replicas read {'/'.join(f'{s:.0%}' for s in run_two.shares)}). "
+        f"CPU, {cores} cores, load {load:.1f} before: 1× {cpu_breakdown(one, cores, known)}; "
+        f"2× {cpu_breakdown(two, cores, known)}. Ceiling here min(2, 1/busy 1×) ≈ {ceiling:.2f}"
     )
     if proc.name == "writer":
-        note += "; one chDB per replica (chDB locks its directory), rows checked per run"
+        note += ". One chDB per replica (chDB locks its directory); rows counted after each run"
     return Row(
-        f"scale: {proc.name} on Kafka, 2 replicas vs 1 (same group, {PARTITIONS} partitions)",
-        w2.rate,
-        w1.rate,
+        f"scale: {proc.name} on Kafka, 2 replicas vs 1 (one group, {PARTITIONS} partitions)",
+        two.rate,
+        one.rate,
         "records/s",
-        "≥ 1.70 (2 cores: broker + replicas share them; see ceiling)",
+        "≥ 1.70 where cores allow (see ceiling)",
         note,
     )
 
@@ -371,12 +428,14 @@ def bench_scale(root: Path, normalizer_records: int, writer_records: int, timeou
     with _kafka_broker(root) as bootstrap:
         if bootstrap is None:
             return []
-        bus_url = f"kafka://{bootstrap}?session_timeout_ms={SESSION_TIMEOUT_MS}"
+        host, _, port = bootstrap.rpartition(":")
+        pid = listener_pid(int(port)) if host in ("127.0.0.1", "localhost") else None
+        kafka = Kafka(bootstrap, f"kafka://{bootstrap}?session_timeout_ms={SESSION_TIMEOUT_MS}", pid)
         quiet = {"FORGELINE_LOG_LEVEL": "warning"}
         # A short flush interval: the last partial batch of a run is not held for 1 s.
         writer = Processor("writer", ERROR.topic, _typed, {**quiet, "FORGELINE_WRITER_FLUSH_SECONDS": "0.2"})
         normalizer = Processor("normalizer", RAW_LOGISTER, _raw_logister, quiet)
         return [
-            _scale_row(root, bootstrap, bus_url, writer, writer_records, timeout_s),
-            _scale_row(root, bootstrap, bus_url, normalizer, normalizer_records, timeout_s),
+            _scale_row(root, kafka, writer, writer_records, timeout_s),
+            _scale_row(root, kafka, normalizer, normalizer_records, timeout_s),
         ]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.bench.scale import Sample, steady_window
+from services.bench.scale import Sample, cpu_breakdown, steady_window
 
 pytestmark = pytest.mark.unit
 
 
 def _sample(at: float, committed: int, members: int, stable: bool = True, cpu: float = 0.0) -> Sample:
-    # Two cores: ``cpu`` busy seconds per wall second until ``at``; the replicas use one core.
-    return Sample(at, committed, members, stable, cpu * at, 2.0 * at, 1.0 * at, 0.01 * at)
+    # Two cores, ``cpu`` of them busy until ``at``: the replicas use 1, the broker 0.25, the watcher 0.01.
+    return Sample(at, committed, members, stable, cpu * at, 2.0 * at, 1.0 * at, 0.25 * at, 0.01 * at)
 
 
 def test_the_window_starts_at_the_first_commit_after_the_group_settled_with_every_replica() -> None:
@@ -31,7 +31,14 @@ def test_the_window_starts_at_the_first_commit_after_the_group_settled_with_ever
     assert window.rate == pytest.approx(250.0)
     assert window.busy == pytest.approx(0.75)
     assert window.replica_cores == pytest.approx(1.0)
+    assert window.broker_cores == pytest.approx(0.25)
     assert window.own_cores == pytest.approx(0.01)
+    assert cpu_breakdown(window, 2, broker_known=True) == (
+        "busy 75% = replicas 1.00 + broker 0.25 + watcher 0.01 + other 0.24 cores"
+    )
+    assert cpu_breakdown(window, 2, broker_known=False) == (
+        "busy 75% = replicas 1.00 + watcher 0.01 + broker and other 0.49 cores"
+    )
 
 
 def test_one_replica_settles_with_one_member() -> None:
