@@ -164,6 +164,7 @@ class Processor:
     topic: str  # the input topic filled and watched
     make: Callable[[int, int], tuple[bytes, bytes]]  # (i, now_ms) → (key, value)
     env: dict[str, str]
+    output: str | None = None  # a topic it forwards every input record to (checked after each run)
 
 
 def _raw_logister(i: int, now_ms: int) -> tuple[bytes, bytes]:
@@ -324,6 +325,7 @@ def _run(
     first, last = span
     total = sum(last.values()) - sum(first.values())
     asyncio.run(_rewind(kafka.bootstrap, proc.name, proc.topic, first))
+    output_before = sum(asyncio.run(_end_offsets(kafka.bus_url, proc.output)).values()) if proc.output else 0
     ports = [_free_port() for _ in range(replicas)]
     logs = [root / f"{proc.name}-{replicas}x-{n}.log" for n in range(replicas)]
     with ExitStack() as stack:
@@ -360,11 +362,20 @@ def _run(
         dead = sum(_metric(port, "forgeline_processor_dead_letters_total", {"service": proc.name}) for port in ports)
         if dead:
             raise RuntimeError(f"{proc.name}: {dead:.0f} records dead-lettered; the bench's records must be valid")
+        if proc.output:
+            # Forwarded before committed: everything is on the output topic by now (at least once).
+            forwarded = sum(asyncio.run(_end_offsets(kafka.bus_url, proc.output)).values()) - output_before
+            if forwarded < total:
+                raise RuntimeError(
+                    f"{proc.name} with {replicas} replica(s) committed all {total} records but forwarded "
+                    f"{forwarded} to {proc.output}: {total - forwarded} lost"
+                )
         if proc.name == "writer":
             stored = sum(_count(port, "SELECT count() FROM forgeline.errors FINAL") for port in ports)
             if stored != total:
                 raise RuntimeError(
-                    f"writer scale benchmark stored {stored} rows with {replicas} replica(s), expected {total}"
+                    f"writer with {replicas} replica(s) committed all {total} records but stored {stored} rows "
+                    f"(fewer: records lost; more: written twice, to two replicas' warehouses)"
                 )
     read = sum(consumed) or 1.0
     return RunResult(window, [c / read for c in consumed])
@@ -436,7 +447,7 @@ def bench_scale(root: Path, normalizer_records: int, writer_records: int) -> lis
         quiet = {"FORGELINE_LOG_LEVEL": "warning"}
         # A short flush interval: the last partial batch of a run is not held for 1 s.
         writer = Processor("writer", ERROR.topic, _typed, {**quiet, "FORGELINE_WRITER_FLUSH_SECONDS": "0.2"})
-        normalizer = Processor("normalizer", RAW_LOGISTER, _raw_logister, quiet)
+        normalizer = Processor("normalizer", RAW_LOGISTER, _raw_logister, quiet, output=ERROR.topic)
         return [
             _scale_row(root, kafka, writer, writer_records),
             _scale_row(root, kafka, normalizer, normalizer_records),
