@@ -422,6 +422,8 @@ def _scale_row(root: Path, kafka: Kafka, proc: Processor, total: int) -> Row:
         f"CPU, {cores} cores, load {load:.1f} before: 1× {cpu_breakdown(one, cores, known)}; "
         f"2× {cpu_breakdown(two, cores, known)}. CPU headroom after 1×: min(2, 1/busy) ≈ {ceiling:.2f}"
     )
+    if two.busy < 0.8:
+        note += f"; {1 - two.busy:.0%} of the cores idle in 2×: the replicas waited on something other than CPU"
     if proc.name == "writer":
         note += ". One chDB per replica (chDB locks its directory); rows counted after each run"
     return Row(
@@ -429,7 +431,7 @@ def _scale_row(root: Path, kafka: Kafka, proc: Processor, total: int) -> Row:
         two.rate,
         one.rate,
         "records/s",
-        "≥ 1.70 where cores allow (see ceiling)",
+        "≥ 1.70 where cores allow (see CPU headroom)",
         note,
     )
 
