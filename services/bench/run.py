@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,17 +66,22 @@ def _wait_http(url: str, timeout_s: float = 60.0) -> None:
 
 
 @contextmanager
-def _process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
+def _process(
+    argv: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` running while inside; SIGTERM (SIGKILL after 30 s) on leaving. Output to ``log`` or nowhere."""
+    with ExitStack() as files:
+        out = files.enter_context(open(log, "ab")) if log is not None else subprocess.DEVNULL
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _load(port: int, path: str, body: bytes, headers: dict[str, str], connections: int, seconds: float) -> LoadResult:
@@ -727,7 +732,8 @@ def bench_kafka(root: Path, seconds: float) -> list[Row]:
 
 
 def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row]:
-    from services.bench.memory import bench_memory  # it builds on this module's helpers
+    from services.bench.memory import bench_memory  # these build on this module's helpers
+    from services.bench.scale import bench_scale
 
     seconds = 3.0 if quick else 10.0
     rows: list[Row] = []
@@ -740,6 +746,8 @@ def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row
         "pipeline": lambda d: bench_pipeline(d, seconds),
         "memory": lambda d: bench_memory(d, seconds),
         "kafka": lambda d: bench_kafka(d, seconds),
+        # Records for the normalizer and the writer (it is ~2× faster): a run's window is seconds long.
+        "scale": lambda d: bench_scale(d, 100_000 if quick else 300_000, 200_000 if quick else 800_000),
     }
     unknown = set(only or ()) - set(scenarios)
     if unknown:

@@ -79,8 +79,7 @@ class ErrorGrouperService:
             lag = LagReporter(GROUP, self._consumer)
             self.ready = True
             while not self._stopping.is_set():
-                polled_at = self._guard.generation
-                records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
                 async with self._guard.lock:
                     records = self._guard.fresh(records, polled_at)
                     if loaded_at != self._guard.assignments:

@@ -107,8 +107,7 @@ class MonitorEvaluatorService:
             while not self._stopping.is_set():
                 if ticker.done():
                     ticker.result()  # a failed ticker takes the service down (raises)
-                polled_at = self._guard.generation
-                records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
                 async with self._guard.lock:
                     records = self._guard.fresh(records, polled_at)
                     if restored_at != self._guard.assignments:

@@ -67,8 +67,7 @@ class Normalizer:
         self.ready = True
         try:
             while not self._stopping.is_set():
-                polled_at = self._guard.generation
-                records = await self._consumer.poll(self._batch, timeout_s=0.2)
+                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
                 async with self._guard.lock:
                     records = self._guard.fresh(records, polled_at)
                     if records:

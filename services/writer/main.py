@@ -148,8 +148,9 @@ class Writer:
                 wait = 0.2
                 if self._batch.records:
                     wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - time.monotonic()))
-                polled_at = self._guard.generation
-                records = await self._consumer.poll(room, timeout_s=wait) if room > 0 else []
+                records, polled_at = (
+                    await self._guard.poll(room, timeout_s=wait) if room > 0 else ([], self._guard.generation)
+                )
                 async with self._guard.lock:
                     records = self._guard.fresh(records, polled_at)
                     count_consumed(GROUP, records)

@@ -70,12 +70,12 @@ async def backoff(attempt: int, cap_s: float = 10.0) -> None:
 class RebalanceGuard:
     """Keeps a consumer's batch work and its partition revocations apart (Kafka groups).
 
-    The loop holds ``lock`` from the end of a poll to its commit; a revocation waits for
-    it, runs the service's own handler (flush what is buffered) and bumps ``generation``.
-    Records polled before a revocation are stale once it has run: ``fresh`` drops them,
-    and they come back from the group's last commit (the adapter re-reads from there on
-    every new assignment), to this consumer or to the partition's new owner — never to
-    both. ``assignments`` counts the assignments received after start (Kafka hands
+    The loop polls through ``poll`` and holds ``lock`` from the end of a poll to its
+    commit; a revocation waits for it, runs the service's own handler (flush what is
+    buffered) and bumps ``generation``. Records a poll returned before a revocation ran are
+    stale: ``fresh`` drops them, and they come back from the group's last commit (the
+    adapter re-reads from there on every new assignment), to this consumer or to the
+    partition's new owner — never to both. ``assignments`` counts the assignments received after start (Kafka hands
     partitions over after the group join, not in ``start``): a service holding
     per-partition state reloads it when the count moves, under the lock, before it
     processes the next batch. On the embedded bus nothing is ever revoked or reassigned
@@ -83,6 +83,7 @@ class RebalanceGuard:
     """
 
     def __init__(self, consumer: Consumer, handler: RevokeHandler | None = None) -> None:
+        self._consumer = consumer
         self.lock = asyncio.Lock()
         self.generation = 0
         self.assignments = 0
@@ -101,6 +102,19 @@ class RebalanceGuard:
                     await self._handler(partitions)
             finally:
                 self.generation += 1
+
+    async def poll(self, max_records: int, timeout_s: float) -> tuple[list[Record], int]:
+        """Poll; return the records and the generation to hand to ``fresh`` with them.
+
+        The generation is read when the poll returns, not before it: a revocation that ran
+        *during* the poll has already replaced the assignment, and the consumer returns only
+        records of the new one (aiokafka waits for a reassignment to finish), with its
+        positions already past them — dropping those would lose them (the next commit covers
+        them). Only a revocation that runs after the poll returned, while the loop waits for
+        ``lock``, makes them stale.
+        """
+        records = await self._consumer.poll(max_records, timeout_s)
+        return records, self.generation
 
     def fresh(self, records: list[Record], polled_at: int) -> list[Record]:
         """``records`` if no revocation ran since they were polled (``polled_at`` = generation then)."""
