@@ -616,8 +616,13 @@ def _kafka_broker(root: Path) -> Iterator[str | None]:
     if given:
         yield given
         return
+    # A source checkout has the test suite's launcher (Maven + Java 17). The `forgeline`
+    # console script does not put the checkout on sys.path, so add it when it is there.
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "tests" / "fixtures" / "kafka.py").is_file() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
     try:
-        from tests.fixtures.kafka import LocalKafka  # a source checkout: Maven + Java 17
+        from tests.fixtures.kafka import LocalKafka
     except ImportError as err:
         print(f"  kafka: skipped (set FORGELINE_BENCH_KAFKA=host:port; no local launcher: {err})", flush=True)
         yield None
