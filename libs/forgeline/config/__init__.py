@@ -96,7 +96,10 @@ class Settings:
     span_quiet_seconds: float = 5.0
     monitor_margin_seconds: float = 60.0
     monitor_tick_seconds: float = 5.0
-    normalizer_batch: int = 1000
+    # Records per normalizer poll → produce (acks) → commit round trip. Polls return what is
+    # there, so this only matters with a backlog, where 5000 did 1.4× the records/s of 1000
+    # (docs/performance.md, "scale-out").
+    normalizer_batch: int = 5000
     # Which processors `forgeline processors` (and so `forgeline up`) runs; () = all of them.
     # Leave one out to run it as its own service (`forgeline process exporter`).
     processors: tuple[str, ...] = field(default=())
