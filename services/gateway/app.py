@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
-    producer = bus.producer(send_timeout_s=settings.publish_timeout_seconds)
+    # One timer per publish, the producer's: the shorter of the bus's own bound (Kafka's
+    # send_timeout_ms) and the gateway's publish timeout.
+    producer = bus.producer(send_timeout_s=min(settings.publish_timeout_seconds, bus.capabilities.send_timeout_s))
     tenancy = TenancyFollower(bus)
     publisher = Publisher(producer)
     client_address = ClientAddress(settings.trusted_proxies)

@@ -396,7 +396,7 @@ class EmbeddedBus:
     ) -> None:
         if default_partitions < 1 or any(n < 1 for n in (partitions or {}).values()):
             raise ValueError("partition counts must be at least 1")
-        self.capabilities = Capabilities(name="embedded", shared_groups=False)
+        self.capabilities = Capabilities(name="embedded", shared_groups=False, send_timeout_s=send_timeout_s)
         self.root = Path(root)
         self.default_partitions = default_partitions
         self.fsync = fsync

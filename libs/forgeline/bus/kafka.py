@@ -80,7 +80,9 @@ class KafkaBus:
     ) -> None:
         if default_partitions < 1:
             raise ValueError("partition counts must be at least 1")
-        self.capabilities = Capabilities(name="kafka", shared_groups=True)
+        self.capabilities = Capabilities(
+            name="kafka", shared_groups=True, send_timeout_s=options.send_timeout_ms / 1000
+        )
         self.options = options
         self.default_partitions = default_partitions
         self._configured = dict(FIXED_PARTITIONS if partitions is None else partitions)

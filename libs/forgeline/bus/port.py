@@ -73,6 +73,9 @@ class Capabilities:
     name: str
     # Several consumers of one group share partitions (Kafka) or one owns them all (embedded).
     shared_groups: bool
+    # How long a producer waits for an acknowledgement unless told otherwise (Kafka's
+    # ``send_timeout_ms``); a client-facing caller takes the shorter of this and its own.
+    send_timeout_s: float
 
 
 # Called with the partitions a consumer is about to lose (see ``Consumer.on_revoke``).
