@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from forgeline.bus.port import Bus, OutgoingRecord, Producer
+from forgeline.bus.follow import read_to_end
+from forgeline.bus.port import Bus, OutgoingRecord, Producer, Record
 from forgeline.bus.topics import CONTROL_NOTIFY_DELIVERIES
 
 
@@ -79,19 +80,18 @@ class DeliveryLog:
     async def load(self) -> int:
         reader = self._bus.reader([CONTROL_NOTIFY_DELIVERIES])
         await reader.start()
-        count = 0
         try:
-            while records := await reader.poll(max_records=5000, timeout_s=0):
-                for record in records:
-                    try:
-                        doc = orjson.loads(record.value)
-                        self._apply(str(doc["id"]), str(doc["state"]), int(doc.get("at", 0)))
-                        count += 1
-                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                        continue
+            return await read_to_end(reader, self._apply_record)
         finally:
             await reader.stop()
-        return count
+
+    def _apply_record(self, record: Record) -> bool:
+        try:
+            doc = orjson.loads(record.value)
+            self._apply(str(doc["id"]), str(doc["state"]), int(doc.get("at", 0)))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return False
+        return True
 
     def _apply(self, delivery_id: str, state: str, at_ms: int) -> None:
         if state == "pending":

@@ -7,7 +7,8 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from forgeline.bus.port import Bus, Consumer, OutgoingRecord, Producer
+from forgeline.bus.follow import read_new, read_to_end
+from forgeline.bus.port import Bus, Consumer, OutgoingRecord, Producer, Record
 from forgeline.bus.topics import CONTROL_NOTIFY
 from forgeline.notify.crypto import SecretBox
 from forgeline.notify.model import SUBJECTS, Provider, Target, TargetTable, decode_target, encode_target, target_key
@@ -24,20 +25,18 @@ class TargetFollower:
 
     async def start(self) -> None:
         await self._reader.start()
-        await self.catch_up()
+        await read_to_end(self._reader, self._apply)
 
     async def catch_up(self) -> int:
-        applied = 0
-        while True:
-            records = await self._reader.poll(max_records=1000, timeout_s=0)
-            if not records:
-                return applied
-            for record in records:
-                try:
-                    self.table.apply(decode_target(record.value))
-                    applied += 1
-                except ValueError:
-                    log.warning("skipping unreadable notify target", extra={"offset": record.offset})
+        return await read_new(self._reader, self._apply)
+
+    def _apply(self, record: Record) -> bool:
+        try:
+            self.table.apply(decode_target(record.value))
+        except ValueError:
+            log.warning("skipping unreadable notify target", extra={"offset": record.offset})
+            return False
+        return True
 
     async def stop(self) -> None:
         await self._reader.stop()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, Consumer, OutgoingRecord, Producer, Record, TopicPartition
+from forgeline.bus.follow import read_new, read_to_end
+from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, Consumer, OutgoingRecord, Producer, Record
 from forgeline.bus.topics import CONTROL_TENANCY
 from forgeline.tenancy.model import (
     Application,
@@ -29,9 +29,6 @@ from forgeline.tenancy.model import (
 
 log = logging.getLogger(__name__)
 
-# How long a start waits to read the tenancy topic to its end before serving anyway.
-START_TIMEOUT_S = 30.0
-
 
 class TenancyFollower:
     """Keeps a TenancyTable current by tailing the control topic (gateway side)."""
@@ -41,34 +38,15 @@ class TenancyFollower:
         self._reader: Consumer = bus.reader([CONTROL_TENANCY])
         self.loaded = False
 
-    async def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Read the topic up to its end as it is now; only then is the table ``loaded``.
-
-        An empty poll is not the end: Kafka fetches in the background, so the first polls
-        after a start can return nothing while tokens exist (the gateway then answered 401
-        to valid tokens until its next refresh). The end offsets say where the end is.
-        """
+    async def start(self) -> None:
+        """Read the topic up to its end as it is now; only then is the table ``loaded``."""
         await self._reader.start()
-        ends = await self._reader.end_offsets()
-        reached: dict[TopicPartition, int] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(reached.get(tp, 0) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                log.warning("tenancy not caught up at start; following on", extra={"ends": str(ends)})
-                break
-            for record in await self._reader.poll(max_records=1000, timeout_s=0.2):
-                self._apply(record)
-                reached[record.tp] = record.offset + 1
+        await read_to_end(self._reader, self._apply)
         self.loaded = True
 
     async def catch_up(self) -> int:
         """Apply every record that has arrived since the last call; returns how many."""
-        applied = 0
-        while True:
-            records = await self._reader.poll(max_records=1000, timeout_s=0)
-            if not records:
-                return applied
-            applied += sum(self._apply(record) for record in records)
+        return await read_new(self._reader, self._apply)
 
     def _apply(self, record: Record) -> bool:
         try:
