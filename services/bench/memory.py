@@ -34,26 +34,29 @@ def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         body = _event_body()
 
+        def rss_now() -> dict[str, int]:
+            return {name: rss_bytes(pid) for name, pid in pids.items()}
+
         def load(connections: int, duration: float) -> dict[int, int]:
             return _load(port, "/api/v1/ingest_events", body, headers, connections, duration).statuses
 
         # Warm up to a steady state first: the processors' RSS climbs for about a minute at
         # full load (chDB parts and caches, allocator arenas) and then stays put, which is
         # growth to a plateau, not a leak. A leak keeps growing after it.
-        started_at = {name: rss_bytes(pid) for name, pid in pids.items()}
+        started_at = rss_now()
         before = started_at
         warm_runs = 0
         while warm_runs < max(2, int(WARM_UP_LIMIT_S / seconds)):
             load(32, seconds)
             warm_runs += 1
-            now = {name: rss_bytes(pid) for name, pid in pids.items()}
+            now = rss_now()
             steady = all(now[name] <= before[name] * (1 + STEADY_GROWTH) for name in pids)
             before = now
             if steady and warm_runs >= 2:
                 break
         at_1x = before
         load(32, 9 * seconds)
-        at_10x = {name: rss_bytes(pid) for name, pid in pids.items()}
+        at_10x = rss_now()
         # Overload: 8× more connections than the gateway serves at once.
         overload_statuses = load(512, seconds)
         after_overload = rss_bytes(pids["gateway"])

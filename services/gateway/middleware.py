@@ -8,11 +8,10 @@ memory stays bounded and clients back off. Probes and /metrics are never shed.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REJECTIONS, GATEWAY_REQUESTS
+from forgeline.telemetry.metrics import GATEWAY_LATENCY, GATEWAY_REJECTIONS, GATEWAY_REQUESTS, LabelledChildren
 
 _NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
 _OVERLOADED_BODY = b'{"error":"Service Unavailable: too many requests in flight","retry_after":1}'
@@ -29,19 +28,8 @@ class RequestMetrics:
         self.known_paths = known_paths
         self.max_in_flight = max_in_flight
         self.in_flight = 0
-        # Labelled children, looked up once: ``labels()`` validates and locks on every call.
-        self._requests: dict[tuple[str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
-
-    def _count(self, route: str, status: int, seconds: float) -> None:
-        counter = self._requests.get((route, status))
-        if counter is None:
-            counter = self._requests[(route, status)] = GATEWAY_REQUESTS.labels(route=route, status=str(status))
-        counter.inc()
-        histogram = self._latency.get(route)
-        if histogram is None:
-            histogram = self._latency[route] = GATEWAY_LATENCY.labels(route=route)
-        histogram.observe(seconds)
+        self._requests = LabelledChildren(GATEWAY_REQUESTS)
+        self._latency = LabelledChildren(GATEWAY_LATENCY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,4 +58,5 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.in_flight -= 1
-            self._count(route, status, time.perf_counter() - started)
+            self._requests.get(route, str(status)).inc()
+            self._latency.get(route).observe(time.perf_counter() - started)

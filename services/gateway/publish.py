@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from forgeline.bus.port import BusUnavailable, OutgoingRecord, Producer
-from forgeline.telemetry.metrics import BUS_PRODUCE_LATENCY, BUS_PRODUCED
+from forgeline.telemetry.metrics import BUS_PRODUCE_LATENCY, BUS_PRODUCED, LabelledChildren
 from services.gateway.errors import ApiError
 
 
 class Publisher:
     def __init__(self, producer: Producer) -> None:
-        # The producer is created with the publish timeout (``bus.producer(send_timeout_s=…)``)
-        # and raises BusUnavailable past it: one timer per request, not two.
+        # The producer carries the publish timeout (see create_app) and raises BusUnavailable
+        # past it: one timer per request, not two.
         self._producer = producer
-        self._produced: dict[str, Any] = {}  # labelled counter children, looked up once per topic
+        self._produced = LabelledChildren(BUS_PRODUCED)
 
     async def publish(self, records: list[OutgoingRecord]) -> None:
         """Return once every record is durable; otherwise refuse with 503 + Retry-After.
@@ -39,7 +38,4 @@ class Publisher:
         for record in records:
             counts[record.topic] = counts.get(record.topic, 0) + 1
         for topic, count in counts.items():
-            counter = self._produced.get(topic)
-            if counter is None:
-                counter = self._produced[topic] = BUS_PRODUCED.labels(topic=topic)
-            counter.inc(count)
+            self._produced.get(topic).inc(count)

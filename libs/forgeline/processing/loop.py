@@ -75,8 +75,8 @@ class RebalanceGuard:
     buffered) and bumps ``generation``. Records a poll returned before a revocation ran are
     stale: ``fresh`` drops them, and they come back from the group's last commit (the
     adapter re-reads from there on every new assignment), to this consumer or to the
-    partition's new owner — never to both. ``assignments`` counts the assignments received after start (Kafka hands
-    partitions over after the group join, not in ``start``): a service holding
+    partition's new owner — never to both. ``assignments`` counts the assignments received
+    after start (Kafka hands partitions over after the group join, not in ``start``): a service holding
     per-partition state reloads it when the count moves, under the lock, before it
     processes the next batch. On the embedded bus nothing is ever revoked or reassigned
     and this costs one lock per batch.

@@ -6,7 +6,10 @@ from user input, so cardinality stays bounded whatever clients send.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
@@ -139,3 +142,22 @@ NOTIFIER_SEND_LATENCY = Histogram(
     ["provider"],
     buckets=_LATENCY_BUCKETS,
 )
+
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+
+
+class LabelledChildren(Generic[_Metric]):
+    """A metric's labelled children, each looked up once: ``labels()`` validates its values
+    and takes a lock on every call, which showed in the gateway's per-request profile."""
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], _Metric] = {}
+
+    def get(self, *values: str) -> _Metric:
+        """The child for these label values, in the metric's label order."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
