@@ -19,6 +19,7 @@ from forgeline.schemas.records import (
     DEPLOYMENT,
     ERROR,
     GAME_EVENT,
+    LEVEL_MODEL,
     METRIC,
     PLAYER,
     SESSION,
@@ -48,6 +49,8 @@ def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
         value = row["session_id"]  # SPEC 6: session for game events
     elif kind is PLAYER:
         value = f"{row['app_id']}/{row['player_id']}"
+    elif kind is LEVEL_MODEL:
+        value = row["model_id"]  # its own id: a model has no session
     elif "app_id" in row:
         value = f"{row['app_id']}/{row['session_id']}"
     elif "event_id" not in row:
