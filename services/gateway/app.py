@@ -21,6 +21,7 @@ from forgeline.clock import Clock, SystemClock
 from forgeline.config import Settings
 from forgeline.telemetry.metrics import GATEWAY_TOKENS
 from forgeline.tenancy.store import TenancyFollower
+from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import (
     ApiError,
@@ -47,12 +48,16 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     tenancy = TenancyFollower(bus)
     publisher = Publisher(producer)
     client_address = ClientAddress(settings.trusted_proxies)
+    # One failure budget per source for every family: guesses cannot be spread over them.
+    auth_failures = AuthFailureLimit(
+        settings.auth_failure_rate_limit_requests, settings.auth_failure_period_seconds, clock, client_address
+    )
     logister_api = LogisterApi(
         settings=settings,
         tenancy=tenancy.table,
         publisher=publisher,
         clock=clock,
-        client_address=client_address,
+        auth_failures=auth_failures,
     )
     blobs = create_blob_store(
         settings.resolved_blob_store_url,
@@ -61,7 +66,14 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         settings.public_url or f"http://{settings.host}:{settings.port}",
         (settings.s3_access_key, settings.s3_secret_key),
     )
-    forge_api = ForgeApi(settings=settings, tenancy=tenancy.table, publisher=publisher, clock=clock, blobs=blobs)
+    forge_api = ForgeApi(
+        settings=settings,
+        tenancy=tenancy.table,
+        publisher=publisher,
+        clock=clock,
+        blobs=blobs,
+        auth_failures=auth_failures,
+    )
     msgpack_api = MsgpackApi(
         settings=settings,
         tenancy=tenancy.table,
@@ -69,6 +81,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         clock=clock,
         client_address=client_address,
         blobs=blobs,
+        auth_failures=auth_failures,
     )
 
     async def health(request: Request) -> Response:

@@ -865,8 +865,18 @@ def test_the_limit_is_per_token(make_gateway: MakeGateway) -> None:
 
 def test_auth_failures_over_the_limit_are_429_per_source(make_gateway: MakeGateway) -> None:
     gw = make_gateway(auth_failure_rate_limit_requests=2)
+    other = {"Authorization": f"Bearer {_create_logister_token(gw)}"}
+
+    def poll_in_a_fresh_window() -> Any:  # polls fail while the new token is on its way
+        gw.clock.advance(60)
+        return _event(gw, VALID_EVENTS["log"], auth=False, headers=other)
+
+    wait_for_status(gw, poll_in_a_fresh_window, 201)
+    gw.clock.advance(60)
     bad = {"Authorization": "Bearer lgst_wrong"}
     assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=bad), 401, UNAUTHORIZED)
+    # A client at the same address that authenticates meanwhile keeps working (a shared NAT).
+    assert_accepted_event(_event(gw, VALID_EVENTS["log"]))
     assert_refused(gw, lambda: _check_in(gw, VALID_CHECK_IN, auth=False), 401, UNAUTHORIZED)  # missing token
 
     third = assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=bad), 429)
@@ -876,9 +886,10 @@ def test_auth_failures_over_the_limit_are_429_per_source(make_gateway: MakeGatew
     _assert_rate_limited(
         assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=spoofed), 429), 2
     )
-    # A valid token from the same client is unaffected.
     assert_accepted_event(_event(gw, VALID_EVENTS["log"]))
     assert_accepted_check_in(_check_in(gw, VALID_CHECK_IN))
+    # Any other token is refused like a guess, right or wrong: a right guess must not stand out.
+    _assert_rate_limited(assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=other), 429), 2)
 
     gw.clock.advance(60)
     assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=bad), 401, UNAUTHORIZED)

@@ -7,6 +7,7 @@ set, the FORGELINE_* name wins. A bad value fails at start and names the variabl
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +59,18 @@ class Settings:
     # Idle keep-alive connections are kept longer than clients' own pools keep them (httpx: 5 s),
     # so a client never sends a request on a connection the server is closing at that moment.
     keep_alive_seconds: int = 75
+    # Slow clients (docs/security.md, "Who the client is; slow clients"): the request line and
+    # headers must arrive within header_read_timeout_seconds; a body within
+    # body_read_timeout_seconds plus one second per body_min_bytes_per_second received, with no
+    # gap over body_idle_timeout_seconds. A body still arriving after slow_body_after_seconds is
+    # "slow": at most max_slow_bodies of those at once, max_slow_bodies_per_client per source.
+    header_read_timeout_seconds: float = 10.0
+    body_read_timeout_seconds: float = 30.0
+    body_idle_timeout_seconds: float = 10.0
+    body_min_bytes_per_second: int = 16 * 1024
+    slow_body_after_seconds: float = 1.0
+    max_slow_bodies: int = 256
+    max_slow_bodies_per_client: int = 16
     token_refresh_seconds: float = 1.0
 
     # Game telemetry (Forge Logger, MessagePack, uploads).
@@ -188,6 +201,25 @@ class Settings:
             max_json_depth=reader.get("FORGELINE_MAX_JSON_DEPTH", _positive_int, d.max_json_depth),
             max_in_flight=reader.get("FORGELINE_MAX_IN_FLIGHT", _positive_int, d.max_in_flight),
             keep_alive_seconds=reader.get("FORGELINE_KEEP_ALIVE_SECONDS", _positive_int, d.keep_alive_seconds),
+            header_read_timeout_seconds=reader.get(
+                "FORGELINE_HEADER_READ_TIMEOUT_SECONDS", _positive_float, d.header_read_timeout_seconds
+            ),
+            body_read_timeout_seconds=reader.get(
+                "FORGELINE_BODY_READ_TIMEOUT_SECONDS", _positive_float, d.body_read_timeout_seconds
+            ),
+            body_idle_timeout_seconds=reader.get(
+                "FORGELINE_BODY_IDLE_TIMEOUT_SECONDS", _positive_float, d.body_idle_timeout_seconds
+            ),
+            body_min_bytes_per_second=reader.get(
+                "FORGELINE_BODY_MIN_BYTES_PER_SECOND", _positive_int, d.body_min_bytes_per_second
+            ),
+            slow_body_after_seconds=reader.get(
+                "FORGELINE_SLOW_BODY_AFTER_SECONDS", _positive_float, d.slow_body_after_seconds
+            ),
+            max_slow_bodies=reader.get("FORGELINE_MAX_SLOW_BODIES", _positive_int, d.max_slow_bodies),
+            max_slow_bodies_per_client=reader.get(
+                "FORGELINE_MAX_SLOW_BODIES_PER_CLIENT", _positive_int, d.max_slow_bodies_per_client
+            ),
             publish_timeout_seconds=reader.get(
                 "FORGELINE_PUBLISH_TIMEOUT_SECONDS", _positive_float, d.publish_timeout_seconds
             ),
@@ -214,7 +246,7 @@ class Settings:
             ),
             notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
             notify_key=reader.get("FORGELINE_NOTIFY_KEY", str, d.notify_key),
-            trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _csv, d.trusted_proxies),
+            trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _networks, d.trusted_proxies),
             processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
             export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),
             export_gzip=reader.get("FORGELINE_EXPORT_GZIP", _bool, d.export_gzip),
@@ -306,6 +338,14 @@ def _port(raw: str) -> int:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks (``10.0.0.0/8,::1``); a typo fails at start, not per request."""
+    networks = _csv(raw)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+    return networks
 
 
 def _size_table(raw: str) -> tuple[tuple[str, int], ...]:

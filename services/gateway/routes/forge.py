@@ -39,10 +39,11 @@ from forgeline.schemas import forge
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import TOKEN_PREFIXES, Principal, TenancyTable
+from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, parse_json, read_body
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
-from services.gateway.ratelimit import FixedWindowLimiter
+from services.gateway.ratelimit import Decision, FixedWindowLimiter
 
 SESSIONS_PATH = "/v1/ingest/sessions"
 EVENTS_PATH = "/v1/ingest/events"
@@ -72,6 +73,15 @@ def invalid(problems: Sequence[Problem]) -> ApiError:
     )
 
 
+def _rate_limited(decision: Decision) -> ApiError:
+    return ApiError(
+        429,
+        {"error": "Rate limited", "code": "rate_limited", "retry_after": decision.retry_after},
+        reason="rate_limited",
+        headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
+    )
+
+
 def _bearer(request: Request) -> str:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
@@ -84,6 +94,7 @@ class ForgeApi:
     publisher: Publisher
     clock: Clock
     blobs: BlobStore
+    auth_failures: AuthFailureLimit
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -105,19 +116,16 @@ class ForgeApi:
     def principal(self, request: Request) -> Principal:
         """Only ``flg_`` logger tokens (seed "Token prefix"): a JWT or another family's key is 401."""
         token = _bearer(request)
-        principal = None
-        if token.startswith(TOKEN_PREFIXES["forge"]):
-            principal = self.tenancy.authenticate(token, ("forge",))
+        principal = self.auth_failures.authenticate(
+            request,
+            lambda: self.tenancy.authenticate(token, ("forge",)) if token.startswith(TOKEN_PREFIXES["forge"]) else None,
+            _rate_limited,  # a guessing source: the shared per-source failure budget (authlimit.py)
+        )
         if principal is None:
             raise ApiError(401, {"error": "Missing or invalid token", "code": "unauthorized"}, reason="unauthorized")
         decision = self.limiter.hit(principal.token_id)
         if not decision.allowed:
-            raise ApiError(
-                429,
-                {"error": "Rate limited", "code": "rate_limited", "retry_after": decision.retry_after},
-                reason="rate_limited",
-                headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
-            )
+            raise _rate_limited(decision)
         return principal
 
     async def body(self, request: Request) -> tuple[Any, bytes]:

@@ -32,8 +32,8 @@ from forgeline.schemas import logister
 from forgeline.schemas.common import to_millis
 from forgeline.schemas.records import RecordKind
 from forgeline.tenancy.model import Principal, TenancyTable
+from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, parse_json, read_body, require_json_content_type
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
@@ -77,16 +77,13 @@ class LogisterApi:
     tenancy: TenancyTable
     publisher: Publisher
     clock: Clock
-    client_address: ClientAddress
+    auth_failures: AuthFailureLimit
     recent_ids: RecentIds = field(default_factory=RecentIds)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.request_limiter = FixedWindowLimiter(
             s.logister_rate_limit_requests, s.logister_rate_limit_period_seconds, self.clock
-        )
-        self.auth_failure_limiter = FixedWindowLimiter(
-            s.auth_failure_rate_limit_requests, s.auth_failure_period_seconds, self.clock
         )
         self.event_limits = BodyLimits(s.max_body_bytes, s.max_inflated_bytes, s.max_json_depth)
         self.check_in_limits = BodyLimits(s.max_check_in_body_bytes, s.max_inflated_bytes, s.max_json_depth)
@@ -103,13 +100,12 @@ class LogisterApi:
     # --- shared steps ------------------------------------------------------------------
 
     def principal(self, request: Request) -> Principal:
-        """Who sent the request; 401, or 429 once its source has failed too often."""
+        """Who sent the request; 401, or 429 once its source has failed too often (authlimit.py)."""
         token = presented_token(request)
-        principal = self.tenancy.authenticate(token, ("logister",)) if token else None
+        principal = self.auth_failures.authenticate(
+            request, lambda: self.tenancy.authenticate(token, ("logister",)) if token else None, _rate_limited
+        )
         if principal is None:
-            failures = self.auth_failure_limiter.hit(self.client_address.of(request))
-            if not failures.allowed:
-                raise _rate_limited(failures)
             raise ApiError(401, {"error": "Unauthorized"}, reason="unauthorized")
         return principal
 

@@ -39,11 +39,12 @@ from forgeline.schemas import msgpack
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import Principal, TenancyTable, TokenKind
+from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, read_body
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
-from services.gateway.ratelimit import FixedWindowLimiter
+from services.gateway.ratelimit import Decision, FixedWindowLimiter
 
 EVENT_PATHS = ("/api/events", "/api/player", "/api/funnel", "/api/realtime")
 SQL_PATH = "/api/sql/select"
@@ -64,6 +65,15 @@ def _unauthorized() -> ApiError:
     return ApiError(401, {"error": "unauthorized"}, reason="unauthorized")
 
 
+def _rate_limited(decision: Decision) -> ApiError:
+    return ApiError(
+        429,
+        {"error": "rate_limited", "retry_after": decision.retry_after},
+        reason="rate_limited",
+        headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
+    )
+
+
 def _forbidden(message: str) -> ApiError:
     return ApiError(403, {"error": "forbidden", "message": message}, reason="forbidden")
 
@@ -76,6 +86,7 @@ class MsgpackApi:
     clock: Clock
     client_address: ClientAddress
     blobs: BlobStore
+    auth_failures: AuthFailureLimit
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -99,22 +110,23 @@ class MsgpackApi:
     def rate_limit(self, request: Request) -> None:
         decision = self.limiter.hit(self.client_address.of(request))
         if not decision.allowed:
-            raise ApiError(
-                429,
-                {"error": "rate_limited", "retry_after": decision.retry_after},
-                reason="rate_limited",
-                headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
-            )
+            raise _rate_limited(decision)
 
     def authenticate(self, request: Request, kinds: tuple[TokenKind, ...]) -> Principal:
         """``x-public-token``; legacy fallback: the same token in ``x-api-key`` (seed "Authentication")."""
+        principal = self.auth_failures.authenticate(request, lambda: self._public(request, kinds), _rate_limited)
+        if principal is None:
+            raise _unauthorized()
+        return principal
+
+    def _public(self, request: Request, kinds: tuple[TokenKind, ...]) -> Principal | None:
         for header in ("x-public-token", "x-api-key"):
             token = request.headers.get(header, "").strip()
             if token:
                 principal = self.tenancy.authenticate(token, kinds)
                 if principal is not None:
                     return principal
-        raise _unauthorized()
+        return None
 
     async def ingest(self, request: Request) -> Response:
         self.rate_limit(request)
@@ -200,6 +212,10 @@ class MsgpackApi:
         return JSONResponse({"error": "sql_unavailable"}, status_code=501)
 
     def _secret_or_bearer(self, request: Request) -> Principal | None:
+        """The secret key (or a public token), counted against the source's failure budget."""
+        return self.auth_failures.authenticate(request, lambda: self._presented_key(request), _rate_limited)
+
+    def _presented_key(self, request: Request) -> Principal | None:
         candidates = [request.headers.get("x-api-key", "").strip()]
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
