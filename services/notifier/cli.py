@@ -19,7 +19,16 @@ import httpx
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.notify.crypto import SecretBox, SecretError, load_key
-from forgeline.notify.model import PROVIDERS, SUBJECTS, Provider, parse_subjects, validate_secret, validate_settings
+from forgeline.notify.egress import BlockedDestination, EgressPolicy, check_url, guarded_client, parse_networks
+from forgeline.notify.model import (
+    PROVIDERS,
+    SUBJECTS,
+    Provider,
+    destination_urls,
+    parse_subjects,
+    validate_secret,
+    validate_settings,
+)
 from forgeline.notify.store import TargetAdmin
 from forgeline.tenancy.store import TenancyAdmin
 from services.notifier.main import NotifyPolicy, attempt
@@ -66,6 +75,12 @@ def add_notify_commands(
         help="token (github/gitlab/jira), webhook URL (discord) or signing secret (webhook; generated if omitted)",
     )
     add.add_argument("--secret-env", help="read the secret from this environment variable instead (keeps it out of ps)")
+    add.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="let this target reach loopback and private networks (10/8, 172.16/12, 192.168/16, fc00::/7, "
+        "100.64/10); refused by default",
+    )
     nsub.add_parser("list", parents=[common], help="list targets (never their secrets)")
     remove = nsub.add_parser("remove", parents=[common], help="remove a target by id, unique id prefix or name")
     remove.add_argument("target")
@@ -111,8 +126,17 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
             validate_secret(provider, secret)
             if args.rate < 0:
                 raise ValueError("--rate must be positive")
+            subjects = parse_subjects(args.on)
+            await _check_destinations(settings, provider, target_settings, secret, args.allow_private)
             target = await admin.add(
-                project.id, provider, args.name or provider, target_settings, secret, parse_subjects(args.on), args.rate
+                project.id,
+                provider,
+                args.name or provider,
+                target_settings,
+                secret,
+                subjects,
+                args.rate,
+                allow_private=args.allow_private,
             )
             print(target.id)
             print(
@@ -136,6 +160,24 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check_destinations(
+    settings: Settings, provider: str, target_settings: dict[str, str], secret: str, allow_private: bool
+) -> None:
+    """Refuse a target whose URL is (or resolves to) an address it may not reach; the notifier
+    checks again on every connection, so a name that does not resolve now only warns."""
+    policy = EgressPolicy(allow_private, parse_networks(settings.notify_allowed_networks))
+    for url in destination_urls(provider, target_settings, secret):
+        what = (
+            "the Discord webhook URL" if provider == "discord" else "--url" if provider == "webhook" else "--base-url"
+        )
+        try:
+            warning = await check_url(url, policy)
+        except BlockedDestination as err:
+            raise BlockedDestination(f"{what}: {err}", err.category) from err
+        if warning:
+            print(f"forgeline: warning: {what}: {warning}", file=sys.stderr)
+
+
 async def _test(settings: Settings, admin: TargetAdmin, box: SecretBox, ref: str) -> int:
     target = admin.table.find(ref)
     try:
@@ -145,10 +187,12 @@ async def _test(settings: Settings, admin: TargetAdmin, box: SecretBox, ref: str
     n = sample_notification(target.project_id, uuid.uuid4().hex)
     did = delivery_id(n.project_id, n.subject_id, target.id)
     policy = NotifyPolicy(timeout_s=settings.notify_timeout_seconds)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(policy.timeout_s)) as client:
+    egress = EgressPolicy(target.allow_private, parse_networks(settings.notify_allowed_networks))
+    async with guarded_client(egress, httpx.Timeout(policy.timeout_s), httpx.Limits()) as client:
         outcome = await attempt(client, target, secret, n, did, None)
     if outcome.kind == "ok":
         print(f"sent a test notification to {target.provider} {target.name} ({target.describe()})")
         return 0
-    print(f"forgeline: {target.provider} {target.name}: test failed ({outcome.reason})", file=sys.stderr)
+    reason = f"{outcome.reason}: {outcome.detail}" if outcome.detail else outcome.reason
+    print(f"forgeline: {target.provider} {target.name}: test failed ({reason})", file=sys.stderr)
     return 1

@@ -23,6 +23,7 @@ import orjson
 from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.notify.crypto import SecretBox, SecretError
+from forgeline.notify.egress import BlockedDestination, OutboundClients, parse_networks
 from forgeline.notify.model import Target
 from forgeline.notify.store import TargetFollower
 from forgeline.processing.deadletter import InvalidMessage, dead_letter
@@ -57,13 +58,16 @@ class NotifyPolicy:
     backoff_max_s: float = 60.0
     timeout_s: float = 10.0
     concurrency: int = 64
+    # Non-public networks every target may reach (FORGELINE_NOTIFY_ALLOWED_NETWORKS).
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: str  # "ok" | "already" | "retry" | "permanent"
-    reason: str = ""  # bounded label: timeout, connect, lookup, http_<status>
+    reason: str = ""  # bounded label: timeout, connect, lookup, http_<status>, blocked_address
     retry_after_s: float | None = None
+    detail: str = ""  # for the dead letter and `notify test`: never a URL path or a secret
 
 
 def wants(target: Target, n: Notification) -> bool:
@@ -81,12 +85,16 @@ async def attempt(
         try:
             if await providers.already_delivered(client, target, secret, did, pending_since_ms):
                 return Outcome("already")
+        except BlockedDestination as err:
+            return Outcome("permanent", "blocked_address", detail=str(err))
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
             return Outcome("retry", "lookup")
     request = providers.build_request(target, secret, n, did)
     started = time.perf_counter()
     try:
         response = await client.request(request.method, request.url, headers=request.headers, content=request.body)
+    except BlockedDestination as err:  # refused before any connection: the address is not allowed
+        return Outcome("permanent", "blocked_address", detail=str(err))
     except httpx.TimeoutException:
         return Outcome("retry", "timeout")
     except httpx.TransportError:
@@ -135,7 +143,8 @@ class NotifierService:
             timeout = httpx.Timeout(self._policy.timeout_s)
             # httpcore scans its whole pool per request: a small pool is faster than one per task.
             limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-            async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            networks = parse_networks(self._policy.allowed_networks)
+            async with OutboundClients(networks, timeout, limits) as client:
                 lag = LagReporter(GROUP, self._consumer)
                 self.ready = True
                 while not self._stopping.is_set():
@@ -153,7 +162,7 @@ class NotifierService:
             await self._consumer.stop()
             await self._producer.stop()
 
-    async def _process_until_stopped(self, client: httpx.AsyncClient, records: list[Record]) -> bool:
+    async def _process_until_stopped(self, client: OutboundClients, records: list[Record]) -> bool:
         """Process a batch; on stop, abandon it uncommitted (deliveries in backoff could take minutes)."""
         work = asyncio.create_task(self._process(client, records))
         stop = asyncio.create_task(self._stopping.wait())
@@ -170,7 +179,7 @@ class NotifierService:
         log.info("stopped mid-batch; the batch will be redelivered", extra={"records": len(records)})
         return False
 
-    async def _process(self, client: httpx.AsyncClient, records: list[Record]) -> None:
+    async def _process(self, client: OutboundClients, records: list[Record]) -> None:
         jobs: dict[str, tuple[Target, Notification, Record, Pending | None]] = {}
         rejected: list[OutgoingRecord] = []
         for record in records:
@@ -218,7 +227,7 @@ class NotifierService:
 
     async def _deliver(
         self,
-        client: httpx.AsyncClient,
+        clients: OutboundClients,
         target: Target,
         n: Notification,
         did: str,
@@ -236,6 +245,7 @@ class NotifierService:
             # Pending from an earlier run: it may have reached the provider; look before sending.
             pending_since = pending.since_ms if pending is not None else None
             bucket = self._bucket(target)
+            client = clients.client(target.allow_private)  # never a pool shared across policies
             tries = 0
             while True:
                 tries += 1
@@ -252,7 +262,7 @@ class NotifierService:
                 pending_since = pending_since if outcome.reason == "lookup" else None
                 NOTIFIER_FAILED_ATTEMPTS.labels(provider=provider, reason=outcome.reason).inc()
                 if outcome.kind == "permanent" or tries >= self._policy.max_attempts:
-                    await self._dead(target, n, did, record, outcome.reason, "", tries)
+                    await self._dead(target, n, did, record, outcome.reason, outcome.detail, tries)
                     return
                 delay = backoff_s(tries, self._policy.backoff_s, self._policy.backoff_max_s)
                 if outcome.retry_after_s is not None:

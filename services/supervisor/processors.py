@@ -74,6 +74,7 @@ def notifier_service(settings: Settings, bus: Bus) -> NotifierService:
         backoff_max_s=settings.notify_backoff_max_seconds,
         timeout_s=settings.notify_timeout_seconds,
         concurrency=settings.notify_concurrency,
+        allowed_networks=settings.notify_allowed_networks,
     )
     return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)), policy)
 

@@ -84,10 +84,22 @@ class Harness:
         self.box = SecretBox(load_key(tmp_path))
         self.policy = policy
 
-    def add(self, provider: str, settings: dict[str, str], secret: str, rate: float = 1000.0) -> Target:
+    def add(
+        self, provider: str, settings: dict[str, str], secret: str, rate: float = 1000.0, allow_private: bool = True
+    ) -> Target:
+        """A target; by default with the opt-in to private networks (the receivers are on 127.0.0.1)."""
+
         async def _add() -> Target:
             async with TargetAdmin(self.bus, self.box) as admin:
-                return await admin.add(PROJECT, provider, provider, settings, secret, rate=rate)  # type: ignore[arg-type]
+                return await admin.add(
+                    PROJECT,
+                    provider,  # type: ignore[arg-type]
+                    provider,
+                    settings,
+                    secret,
+                    rate=rate,
+                    allow_private=allow_private,
+                )
 
         return asyncio.run(_add())
 

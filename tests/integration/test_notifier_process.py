@@ -144,6 +144,7 @@ def test_notify_cli_and_exactly_once_across_kill_9(tmp_path: Path, receivers: Re
         "2000",
         "--on",
         "error_new,error_regressed",
+        "--allow-private",  # the receivers listen on 127.0.0.1
         extra_env=secrets_env,
     )
     assert hook.returncode == 0, hook.stderr
@@ -161,10 +162,13 @@ def test_notify_cli_and_exactly_once_across_kill_9(tmp_path: Path, receivers: Re
         "2000",
         "--name",
         "issues",
+        "--allow-private",
         extra_env=secrets_env,
     )
     assert gh.returncode == 0, gh.stderr
-    bad = proc.cli("notify", "add", "webhook", "--url", f"{base}/webhook/refused", "--name", "refused")
+    bad = proc.cli(
+        "notify", "add", "webhook", "--url", f"{base}/webhook/refused", "--name", "refused", "--allow-private"
+    )
     assert bad.returncode == 0 and "signing secret (shown once" in bad.stderr
     hook_id, gh_id, bad_id = hook.stdout.strip(), gh.stdout.strip(), bad.stdout.strip()
 
@@ -173,6 +177,9 @@ def test_notify_cli_and_exactly_once_across_kill_9(tmp_path: Path, receivers: Re
     assert missing.returncode == 1 and "--repo" in missing.stderr
     unknown = proc.cli("notify", "add", "webhook", "--url", f"{base}/x", "--project", "nope")
     assert unknown.returncode == 1 and "no project 'nope'" in unknown.stderr
+    # The receivers are on loopback: without --allow-private such a target is refused.
+    private = proc.cli("notify", "add", "webhook", "--url", f"{base}/webhook/main")
+    assert private.returncode == 1 and "loopback address; refused" in private.stderr, private.stderr
     assert proc.cli("notify", "remove", "no-such-target").returncode == 1
 
     listing = proc.cli("notify", "list")

@@ -36,10 +36,12 @@ def test_notifier_in_up_forwards_error_groups_and_reports(tmp_path: Path, receiv
         ready = httpx.get(f"{up.admin_url}/ready", timeout=5).json()
         assert ready["checks"]["notifier"] is True
         base = receivers.base_url
-        ok = _cli(up, "notify", "add", "webhook", "--url", f"{base}/webhook/up", "--secret-env", "HOOK_SECRET")
+        # The receivers listen on 127.0.0.1: loopback targets need the explicit opt-in.
+        ok = _cli(up, "notify", "add", "webhook", "--url", f"{base}/webhook/up", "--secret-env", "HOOK_SECRET",
+                  "--allow-private")  # fmt: skip
         assert ok.returncode == 0, ok.stderr
         broken = _cli(up, "notify", "add", "webhook", "--url", f"{base}/webhook/broken", "--secret-env", "HOOK_SECRET",
-                      "--on", "report")  # fmt: skip
+                      "--on", "report", "--allow-private")  # fmt: skip
         assert broken.returncode == 0, broken.stderr
         receivers.always("/webhook/broken", 503)
 

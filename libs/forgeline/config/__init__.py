@@ -134,6 +134,9 @@ class Settings:
     notify_concurrency: int = 64
     # Fernet key of the notify secrets; "" means: generated once into data_dir/notify.key.
     notify_key: str = ""
+    # Networks (CIDRs) every notify target may reach although they are not public (an in-house
+    # GitLab on 10.x); otherwise only a target added with --allow-private reaches private ones.
+    notify_allowed_networks: tuple[str, ...] = field(default=())
     trusted_proxies: tuple[str, ...] = field(default=())
 
     @property
@@ -246,6 +249,9 @@ class Settings:
             ),
             notify_concurrency=reader.get("FORGELINE_NOTIFY_CONCURRENCY", _positive_int, d.notify_concurrency),
             notify_key=reader.get("FORGELINE_NOTIFY_KEY", str, d.notify_key),
+            notify_allowed_networks=reader.get(
+                "FORGELINE_NOTIFY_ALLOWED_NETWORKS", _networks, d.notify_allowed_networks
+            ),
             trusted_proxies=reader.get("FORGELINE_TRUSTED_PROXIES", _networks, d.trusted_proxies),
             processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
             export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),

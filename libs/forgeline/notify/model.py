@@ -56,6 +56,8 @@ class Target:
     rate: float = 0.0  # 0: the provider's default
     created_at: str = ""
     removed: bool = False
+    # `--allow-private`: may reach loopback and private networks (forgeline.notify.egress).
+    allow_private: bool = False
 
     @property
     def spec(self) -> ProviderSpec:
@@ -63,6 +65,9 @@ class Target:
 
     def describe(self) -> str:
         """Where it sends, without any secret (for `notify list` and logs)."""
+        return self._destination() + (" (private networks allowed)" if self.allow_private else "")
+
+    def _destination(self) -> str:
         s = self.settings
         if self.provider == "github":
             return f"{s.get('base_url', DEFAULT_BASE_URLS['github'])} {s['repo']}"
@@ -126,6 +131,17 @@ def validate_secret(provider: str, secret: str) -> None:
         _check_url("the Discord webhook URL", secret)
         if "/api/webhooks/" not in urlparse(secret).path:
             raise ValueError("the Discord webhook URL must look like https://discord.com/api/webhooks/ID/TOKEN")
+
+
+def destination_urls(provider: str, settings: dict[str, str], secret: str) -> list[str]:
+    """The URLs a target sends to: its settings' URL or base URL (default: the provider's
+    public API), or for Discord the webhook URL, which is its secret."""
+    if provider == "discord":
+        return [secret]
+    if "url" in settings:
+        return [settings["url"]]
+    base = settings.get("base_url") or DEFAULT_BASE_URLS.get(provider)
+    return [base] if base else []
 
 
 def _check_url(what: str, url: str) -> None:

@@ -78,6 +78,7 @@ class TargetAdmin:
         secret: str,
         subjects: tuple[str, ...] = SUBJECTS,
         rate: float = 0.0,
+        allow_private: bool = False,
     ) -> Target:
         target = Target(
             id=str(uuid.uuid4()),
@@ -89,6 +90,7 @@ class TargetAdmin:
             subjects=subjects,
             rate=rate,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            allow_private=allow_private,
         )
         await self._put(target)
         return target
