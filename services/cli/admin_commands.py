@@ -112,9 +112,10 @@ def migrate_command(settings: Settings) -> int:
 
 def bootstrap_command(settings: Settings) -> int:
     """What `forgeline up` does on its first start, for deployments that never run `up`."""
+    from forgeline.private_fs import private_dir
     from services.supervisor.bootstrap import bootstrap_tenancy
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # 0700: it will hold the tokens, the bus and the keys
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     written = asyncio.run(bootstrap_tenancy(bus, settings.data_dir))
     if written is None:

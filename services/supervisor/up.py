@@ -23,6 +23,7 @@ import orjson
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
+from forgeline.private_fs import open_private, private_dir
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
 RUN_FILE = "run.json"
@@ -60,8 +61,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 def run_up(settings: Settings) -> int:
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the life of the process
+    private_dir(data_dir)  # 0700, also a data dir an older version made 0755
+    lock = os.fdopen(open_private(data_dir / "up.lock", os.O_WRONLY | os.O_CREAT), "w")  # held while up runs
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -112,7 +113,8 @@ def _write_run_file(data_dir: Path, run_info: dict[str, object], children: list[
     """``run.json`` tells the CLI (and operators) where the running pipeline listens."""
     pids = {c.name: c.process.pid for c in children if c.process is not None}
     tmp = data_dir / (RUN_FILE + ".tmp")
-    tmp.write_bytes(orjson.dumps({**run_info, "children": pids}))
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
+        handle.write(orjson.dumps({**run_info, "children": pids}))
     os.replace(tmp, data_dir / RUN_FILE)
 
 

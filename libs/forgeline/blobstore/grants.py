@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from forgeline.blobstore.port import SignatureError, UploadGrant
+from forgeline.private_fs import make_private_dirs
 
 # Gateway paths the tokens are good for: the local store's PUT, the S3 store's completion.
 UPLOAD_PATH = "/v1/blobs"
@@ -36,7 +37,7 @@ def load_or_create_key(path: Path) -> bytes:
     """The signing key of this data dir, created once with mode 0600."""
     if path.exists():
         return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     key = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -40,9 +40,11 @@ from forgeline.blobstore.port import (
     check_key,
     check_prefix,
 )
+from forgeline.private_fs import make_private_dirs, open_private, private_dir
 
 TEMP_DIR = ".tmp"
 STALE_TEMP_SECONDS = 3600.0
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # temp names are random: never an existing file
 
 
 class LocalBlobStore:
@@ -52,7 +54,7 @@ class LocalBlobStore:
         self.root = root
         self._signer = GrantSigner(signing_key)
         self._public_url = public_url.rstrip("/")
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)  # 0700 (player uploads and exports), also a root an older version made 0755
         _remove_stale_temps(root / TEMP_DIR)
 
     def token(self, grant: UploadGrant) -> str:
@@ -77,7 +79,7 @@ class LocalBlobStore:
         return path
 
     def _temp(self, final: Path) -> Path:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(final.parent)
         return final.with_name(f".{final.name}.{secrets.token_hex(6)}.part")
 
     async def receive(self, grant: UploadGrant, chunks: AsyncIterator[bytes]) -> StoredObject:
@@ -86,7 +88,7 @@ class LocalBlobStore:
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(temp, "wb") as handle:
+            with os.fdopen(open_private(temp, _CREATE), "wb") as handle:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > grant.max_bytes:
@@ -118,12 +120,12 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(final.parent)
         temp_dir = self.root / TEMP_DIR
-        temp_dir.mkdir(exist_ok=True)
+        make_private_dirs(temp_dir)
         temp = temp_dir / f"{secrets.token_hex(8)}.part"
         try:
-            with open(temp, "wb") as handle:
+            with os.fdopen(open_private(temp, _CREATE), "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

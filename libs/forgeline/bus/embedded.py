@@ -9,6 +9,8 @@ Layout under ``root``::
     groups/<group>/owner.lock                                held by the group's one consumer
     groups/<group>/<topic>.<partition>.offset                {"offset": N, "position": BYTE_POS}
 
+Directories are created 0700 and files 0600 (``forgeline.private_fs``): the log is player data.
+
 Guarantees (those of ``forgeline.bus.port``):
 
 - ``send`` returns once the record is fsync'd. Appends from any number of processes are
@@ -70,6 +72,7 @@ from forgeline.bus.port import (
     TopicPartition,
     partition_for,
 )
+from forgeline.private_fs import FILE_MODE, make_private_dirs, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +255,7 @@ def _write_all(fd: int, data: bytes) -> None:
 def _write_json_atomic(path: Path, doc: object, *, fsync_dir: bool = True) -> None:
     """Replace ``path`` with ``doc`` so a crash leaves either the old or the new file."""
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         _write_all(fd, json.dumps(doc).encode())
         os.fsync(fd)
@@ -299,8 +302,8 @@ class _PartitionLog:
         next append scans and repairs the tail.
         """
         if self._fd is None or self._lock_fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         fd = self._fd
         with _flocked(self._lock_fd):
             size = os.fstat(fd).st_size
@@ -404,6 +407,14 @@ class EmbeddedBus:
         self.send_timeout_s = send_timeout_s
         self._configured = dict(partitions or {})
         self._counts: dict[str, int] = {}
+        self._root_ready = False
+
+    def prepare_root(self) -> None:
+        """Create the root 0700, or tighten one an older version made 0755 (once per instance):
+        the log holds every event as sent, so nobody but the owner may read below it."""
+        if not self._root_ready:
+            private_dir(self.root)
+            self._root_ready = True
 
     def producer(self, send_timeout_s: float | None = None) -> EmbeddedProducer:
         return EmbeddedProducer(self, self.send_timeout_s if send_timeout_s is None else send_timeout_s)
@@ -448,8 +459,9 @@ class EmbeddedBus:
         meta = directory / "meta.json"
         count = self._read_meta(meta)
         if count is None:
-            directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(directory / "create.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self.prepare_root()
+            make_private_dirs(directory)
+            lock_fd = os.open(directory / "create.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
             try:
                 with _flocked(lock_fd):
                     count = self._read_meta(meta)  # another process may have won the race
@@ -482,9 +494,9 @@ class EmbeddedBus:
         directory = self.topic_dir(topic)
         for partition in range(count):
             pdir = self.partition_dir(topic, partition)
-            pdir.mkdir(exist_ok=True)
+            make_private_dirs(pdir)
             # Readers open the log before any producer writes: create it empty now.
-            os.close(os.open(pdir / _FIRST_SEGMENT, os.O_WRONLY | os.O_CREAT, 0o644))
+            os.close(os.open(pdir / _FIRST_SEGMENT, os.O_WRONLY | os.O_CREAT, FILE_MODE))
             if self.fsync:
                 _fsync_dir(pdir)
         _write_json_atomic(directory / "meta.json", {"partitions": count}, fsync_dir=self.fsync)
@@ -530,7 +542,7 @@ class EmbeddedProducer:
         self._closed = False
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._bus.root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._bus.prepare_root)
         self._ensure_flusher()
 
     async def send(self, record: OutgoingRecord) -> None:
@@ -733,9 +745,10 @@ class EmbeddedConsumer:
 
     def _take_ownership(self, group: str) -> None:
         directory = self._bus.group_dir(group)
-        directory.mkdir(parents=True, exist_ok=True)
+        self._bus.prepare_root()
+        make_private_dirs(directory)
         path = directory / "owner.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -761,7 +774,7 @@ class EmbeddedConsumer:
                 for partition in range(self._bus.ensure_topic(topic)):
                     tp = TopicPartition(topic, partition)
                     path = self._bus.partition_dir(topic, partition) / _FIRST_SEGMENT
-                    part = _Assigned(tp, os.open(path, os.O_RDONLY | os.O_CREAT, 0o644))
+                    part = _Assigned(tp, os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
                     parts[tp] = part
                     offset, position = self._load_commit(tp)
                     part.committed, part.committed_position = offset, position

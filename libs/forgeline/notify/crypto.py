@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from forgeline.private_fs import private_dir
+
 KEY_FILE = "notify.key"
 KEY_ENV = "FORGELINE_NOTIFY_KEY"
 
@@ -29,7 +31,7 @@ def load_key(data_dir: Path, configured: str = "") -> bytes:
         _check(key, KEY_ENV)
         return key
     path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     try:
         # O_EXCL: two processes starting together cannot both write a key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from forgeline.private_fs import private_dir
 from forgeline.warehouse.port import WarehouseError
 
 DATABASE = "forgeline"
@@ -29,6 +31,9 @@ class ClickHouseWarehouse:
     def __init__(self, dsn: str, database: str = DATABASE) -> None:
         self.database = database
         self._lock = threading.Lock()
+        chdb_dir = dsn.removeprefix("chdb://").split("?", 1)[0] if dsn.startswith("chdb://") else ""
+        if chdb_dir.startswith("/"):  # chDB's files are player data: its directory is 0700
+            private_dir(Path(chdb_dir))
         try:
             self._client: Client = clickhouse_connect.get_client(dsn=dsn)
             # A second client for analysts' queries: chDB keeps settings per connection,
