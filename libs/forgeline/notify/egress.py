@@ -27,6 +27,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -261,10 +262,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a GuardedBackend; environment proxies are not used (a proxy would
     connect on our behalf to an address we never checked)."""
 
-    def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:
+    def __init__(self, policy: EgressPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),  # SSL_CERT_FILE/SSL_CERT_DIR still apply
+            # Certificates are verified against the URL's host name (SSL_CERT_FILE/DIR apply).
+            ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -272,9 +274,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def guarded_client(policy: EgressPolicy, timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.AsyncClient:
+def guarded_client(
+    policy: EgressPolicy, timeout: httpx.Timeout, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=GuardedTransport(policy, limits), timeout=timeout, follow_redirects=False, trust_env=False
+        transport=GuardedTransport(policy, limits, ssl_context),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
     )
 
 

@@ -4,14 +4,22 @@ again on every connection (one resolution, the connection made to the checked ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from forgeline.notify import egress
 from forgeline.notify.egress import (
@@ -266,3 +274,61 @@ async def test_attempt_reports_a_blocked_address_as_permanent(monkeypatch: pytes
             looked = await attempt(client, jira, "tok", n, "d2", pending_since_ms=1)
             assert (looked.kind, looked.reason) == ("permanent", "blocked_address")
         assert received == []
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("served_name", ["hooks.example.test", "other.example.test"])
+@run
+async def test_https_uses_the_name_for_sni_and_verification(
+    served_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to the checked IP, yet TLS still speaks to and verifies the name."""
+    monkeypatch.setattr(egress, "resolve", _resolver({"hooks.example.test": ["127.0.0.1"]}))
+    cert, key = _self_signed(tmp_path, served_name)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    sni: list[str | None] = []
+    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    async with server, guarded_client(OPT_IN, TIMEOUT, LIMITS, client_ctx) as client:
+        url = f"https://hooks.example.test:{port}/hook"
+        if served_name == "hooks.example.test":
+            assert (await client.get(url)).status_code == 200
+        else:  # a certificate for another name is refused: verification is on the URL's name
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|hostname"):
+                await client.get(url)
+    assert sni and set(sni) == {"hooks.example.test"}
