@@ -20,10 +20,10 @@ from typing import Any
 
 from forgeline.bus.port import Bus
 from forgeline.bus.topics import CONTROL_ERROR_GROUPS, TYPED_ERRORS
-from forgeline.processing.deadletter import dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
 from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
-from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS, PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS
+from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS, PROCESSOR_BATCH_SIZE
 from forgeline.warehouse.port import Warehouse
 from services.errors.steps import EVENT_COLUMNS, GROUP_COLUMNS, ErrorGroup, ErrorGrouper
 
@@ -54,7 +54,10 @@ async def load_groups(warehouse: Warehouse) -> list[ErrorGroup]:
 
 
 class ErrorGrouperService:
-    def __init__(self, bus: Bus, warehouse: Warehouse, batch: int = 1000) -> None:
+    def __init__(
+        self, bus: Bus, warehouse: Warehouse, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None
+    ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._consumer = bus.consumer(GROUP, [TYPED_ERRORS, CONTROL_ERROR_GROUPS])
         self._producer = bus.producer()
         self._warehouse = warehouse
@@ -104,9 +107,10 @@ class ErrorGrouperService:
     async def _process(self, grouper: ErrorGrouper, records: list[Any]) -> None:
         result = grouper.apply(records)
         out = list(result.notifications)
-        for record, err in result.rejected:
-            PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-            out.append(dead_letter(GROUP, record, err))
+        out += [self._dead_letters.reject(record, err) for record, err in result.rejected]
+        # Over the limit: nothing of this batch is appended, written or committed. The grouper
+        # holds its changes, so the service stops here (it reloads from the warehouse at start).
+        self._dead_letters.check(len(records), len(result.rejected))
         await send_with_retry(self._producer, out, GROUP)
         for kind in result.notification_kinds:
             ERROR_GROUP_NOTIFICATIONS.labels(kind=kind).inc()

@@ -22,14 +22,18 @@ Guarantees:
   Notification ids are derived (group, kind, triggering event id), so a replay re-emits
   the same ids and the notifier drops duplicates.
 
-Failure modes: a record that is not a JSON object with the expected fields raises
-``InvalidMessage`` (dead-lettered by ``main.py``); nothing else raises.
+Failure modes: a record that is not a JSON object with the expected fields (or has a time
+outside DateTime64's range) is rejected with ``InvalidMessage``; a record whose processing
+raises anything else is rejected as a ``processing_error``. Either way ``main.py``
+dead-letters it and ``apply`` goes on with the next record. A rejected record changes
+nothing: each record is applied to a copy of its group, and the copy, its event row and its
+notification are installed only once nothing more can raise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -38,7 +42,8 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import CONTROL_ERROR_GROUPS, EVENTS_ERROR_GROUPS, TYPED_ERRORS
 from forgeline.grouping import first_line, group_fingerprint, group_id, group_key
 from forgeline.ids import derived_uuid
-from forgeline.processing.deadletter import InvalidMessage
+from forgeline.processing.deadletter import InvalidMessage, as_invalid
+from forgeline.schemas.records import datetime64_ms
 
 Status = Literal["unresolved", "resolved", "ignored"]
 STATUSES: tuple[Status, ...] = ("unresolved", "resolved", "ignored")
@@ -95,6 +100,15 @@ class ErrorGroup:
     @property
     def group_id(self) -> str:
         return group_id(self.project_id, self.fingerprint)
+
+    def copy(self) -> ErrorGroup:
+        """A copy to change: the held group stays as it was until the copy replaces it."""
+        return replace(
+            self,
+            releases=set(self.releases),
+            environments=set(self.environments),
+            recent_event_ids=list(self.recent_event_ids),
+        )
 
     def row(self) -> tuple[Any, ...]:
         """The ``error_groups`` row (timestamps as epoch ms; main.py converts)."""
@@ -184,7 +198,8 @@ class ErrorGrouper:
 
     def apply(self, records: Iterable[Record]) -> BatchResult:
         """Fold records (typed.errors and control.error_groups) in. A record that cannot be
-        read is returned in ``rejected`` (state untouched for it); nothing raises."""
+        processed, whatever it raises, is returned in ``rejected`` (state untouched for it);
+        nothing raises."""
         result = BatchResult()
         for record in records:
             try:
@@ -192,9 +207,14 @@ class ErrorGrouper:
                     self._apply_control(record, result)
                 elif record.topic == TYPED_ERRORS:
                     self._apply_error(record, result)
-            except InvalidMessage as err:
-                result.rejected.append((record, err))
+            except Exception as err:  # noqa: BLE001 - one record's failure, never the batch's
+                result.rejected.append((record, as_invalid(err)))
         return result
+
+    def _install(self, group: ErrorGroup, result: BatchResult) -> None:
+        """The last step of a record: its changed copy becomes the group (nothing here raises)."""
+        self.groups[(group.project_id, group.fingerprint)] = group
+        result.groups[group.group_id] = group
 
     def _apply_error(self, record: Record, result: BatchResult) -> None:
         doc = _decode(record)
@@ -204,28 +224,28 @@ class ErrorGrouper:
             exception_class = str(doc.get("exception_class") or "")
             fingerprint = group_fingerprint(str(doc.get("fingerprint") or ""), message, exception_class)
             event_id = str(doc["event_id"])
-            occurred = int(doc["occurred_at"])
+            occurred = datetime64_ms(doc["occurred_at"])
             level = str(doc.get("level") or "error")
             environment = str(doc.get("environment") or "")
             release = str(doc.get("release") or "")
             organisation_id = str(doc.get("organisation_id") or "")
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidMessage("bad_typed_record", repr(err)) from err
-        key = (project_id, fingerprint)
-        group = self.groups.get(key)
-        is_new = group is None
-        if group is None:
+        held = self.groups.get((project_id, fingerprint))
+        is_new = held is None
+        if held is None:
             group = ErrorGroup(project_id, fingerprint, organisation_id=organisation_id)
             group.first_key = (occurred + 1, "")  # replaced by this event just below
             group.first_seen_ms = occurred
             group.last_seen_ms = occurred
-            self.groups[key] = group
-        elif record.offset <= group.applied_event_offset:
+        elif record.offset <= held.applied_event_offset:
             return  # already in the stored state: a redelivery after a crash
+        else:
+            group = held.copy()
         group.applied_event_offset = record.offset
         if event_id in group.recent_event_ids:
-            result.groups[group.group_id] = group
             group.version += 1
+            self._install(group, result)
             return  # a client retry of an event already counted
         group.recent_event_ids.append(event_id)
         del group.recent_event_ids[:-RECENT_IDS]
@@ -244,36 +264,42 @@ class ErrorGrouper:
             group.releases.add(release)
         if environment:
             group.environments.add(environment)
+        kind = ""
         if is_new:
-            result.notifications.append(_notification(group, "new", event_id, occurred))
-            result.notification_kinds.append("new")
+            kind = "new"
         elif group.status == "resolved" and occurred > group.status_changed_ms:
+            kind = "regressed"
             group.status = "unresolved"
             group.regressed = True
             group.status_changed_ms = occurred
-            result.notifications.append(_notification(group, "regressed", event_id, occurred))
-            result.notification_kinds.append("regressed")
+        notification = _notification(group, kind, event_id, occurred) if kind else None
         group.version += 1
-        result.groups[group.group_id] = group
-        result.events.append((project_id, group.group_id, event_id, occurred, environment, release, level))
+        event = (project_id, group.group_id, event_id, occurred, environment, release, level)
+        # Installed only now: anything above that raised left the held group untouched.
+        self._install(group, result)
+        result.events.append(event)
+        if notification is not None:
+            result.notifications.append(notification)
+            result.notification_kinds.append(kind)
 
     def _apply_control(self, record: Record, result: BatchResult) -> None:
         doc = _decode(record)
         try:
             key = (str(doc["project_id"]), str(doc["fingerprint"]))
             new_status = ACTIONS[str(doc["action"])]
-            at_ms = int(doc["at_ms"])
+            at_ms = datetime64_ms(doc["at_ms"])
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidMessage("bad_control_record", repr(err)) from err
-        group = self.groups.get(key)
-        if group is None or record.offset <= group.applied_control_offset:
+        held = self.groups.get(key)
+        if held is None or record.offset <= held.applied_control_offset:
             return  # unknown group (nothing to change) or already applied
+        group = held.copy()
         group.applied_control_offset = record.offset
         group.status = _status(new_status)
         group.regressed = False
         group.status_changed_ms = at_ms
         group.version += 1
-        result.groups[group.group_id] = group
+        self._install(group, result)
 
 
 def _decode(record: Record) -> dict[str, Any]:

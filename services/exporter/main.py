@@ -17,6 +17,9 @@ exists, the crashed flush got that far and its name gives the range's end, so th
 is held to exactly that range and rewrites the same files with the same bytes (then
 commits). If none exists, no file of that flush was written and the range is free.
 Monitor ticks (``TICK_HEADER``) and records that make no row are skipped but committed.
+A record whose conversion raises anything else goes to ``dlq.exporter`` (appended before
+its range is committed) and is committed too; a stream that mostly fails stops the exporter
+uncommitted instead (``forgeline.processing.deadletter``).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from forgeline.blobstore.port import BlobStore
-from forgeline.bus.port import Bus, Record, TopicPartition
+from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, TICK_HEADER, TYPED_TOPICS
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
 from forgeline.processing.loop import LagReporter, backoff, count_consumed
+from forgeline.processing.sinks import send_with_retry
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
 from forgeline.telemetry.metrics import (
     EXPORTER_BUFFERED,
@@ -87,6 +92,19 @@ class _Range:
         return self.pinned_last is None or self.last >= self.pinned_last
 
 
+def _line(kind: RecordKind, record: Record) -> tuple[Hour, bytes] | None:
+    """The record's hour and NDJSON line; None for a record that makes no row (the writer
+    dead-letters it, so it is only counted here)."""
+    try:
+        row = row_from_record(kind, record.value)
+    except BadRow as err:
+        EXPORTER_SKIPPED.labels(table=kind.table).inc()
+        log.warning("record makes no row; skipped", extra={"topic": record.topic, "offset": record.offset,
+                                                           "error": str(err)[:300]})  # fmt: skip
+        return None
+    return hour_of(kind, row), encode_line(row)
+
+
 class Exporter:
     def __init__(
         self,
@@ -97,7 +115,11 @@ class Exporter:
         max_bytes: int,
         flush_seconds: float,
         compress: bool,
+        dead_letters: DeadLetterPolicy | None = None,
     ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
+        self._dead: list[OutgoingRecord] = []  # appended at the next flush, before its commit
+        self._producer = bus.producer()
         self._topics = [t for t in TYPED_TOPICS if t in KINDS_BY_TOPIC]
         self._consumer = bus.consumer(GROUP, [*self._topics, CONTROL_EXPORTER])
         self._store = store
@@ -123,6 +145,7 @@ class Exporter:
         return self._stopping.is_set()
 
     async def run(self) -> None:
+        await self._producer.start()
         await self._consumer.start()
         lag = LagReporter(GROUP, self._consumer)
         self.ready = True
@@ -131,8 +154,10 @@ class Exporter:
                 room = max(1, min(POLL_CHUNK, self._max_rows - self._rows))
                 records = await self._consumer.poll(room, timeout_s=self._wait())
                 count_consumed(GROUP, records)
+                failed = 0
                 for record in records:
-                    await self._add(record)
+                    failed += await self._add(record)
+                self._dead_letters.check(len(records), failed)
                 EXPORTER_BUFFERED.set(self._rows)
                 reason = self._due(caught_up=len(records) < room)
                 if reason is not None:
@@ -143,6 +168,7 @@ class Exporter:
         finally:
             self.ready = False
             await self._consumer.stop()
+            await self._producer.stop()
 
     def _wait(self) -> float:
         if self._requested:
@@ -164,14 +190,15 @@ class Exporter:
             return "time"
         return None
 
-    async def _add(self, record: Record) -> None:
+    async def _add(self, record: Record) -> bool:
+        """Buffer one record; True if it was dead-lettered."""
         if self._opened_at is None:
             self._opened_at = time.monotonic()
         if record.topic == CONTROL_EXPORTER:
             self._control[record.tp] = record.offset + 1
             EXPORTER_REQUESTS.labels(outcome="coalesced" if self._requested else "flushed").inc()
             self._requested = True
-            return
+            return False
         tp = record.tp
         open_range = self._open.get(tp)
         if open_range is not None and open_range.pinned_last is not None and record.offset > open_range.pinned_last:
@@ -182,17 +209,14 @@ class Exporter:
             open_range = self._open[tp] = _Range(KINDS_BY_TOPIC[record.topic], tp)
         open_range.last = record.offset
         if record.header(TICK_HEADER) is not None:
-            return  # a monitor clock tick: no row, committed with the range
+            return False  # a monitor clock tick: no row, committed with the range
         kind = open_range.kind
-        try:
-            row = row_from_record(kind, record.value)
-        except BadRow as err:
-            EXPORTER_SKIPPED.labels(table=kind.table).inc()
-            log.warning("record makes no row; skipped", extra={"topic": record.topic, "offset": record.offset,
-                                                               "error": str(err)[:300]})  # fmt: skip
-            return
-        hour = hour_of(kind, row)
-        line = encode_line(row)
+        made: tuple[Hour, bytes] | None = None
+        with self._dead_letters.guarded(record, self._dead) as guard:
+            made = _line(kind, record)
+        if made is None:
+            return guard.failed  # no row (skipped, or dead-lettered): committed with the range
+        hour, line = made
         if open_range.first_data is None:
             open_range.first_data, open_range.anchor = record.offset, hour
             if tp not in self._checked:
@@ -203,6 +227,7 @@ class Exporter:
         open_range.size += len(line)
         self._rows += 1
         self._bytes += len(line)
+        return False
 
     async def _check_replay(self, open_range: _Range) -> None:
         """Did a crashed run already write files of this range? Then hold it to their range."""
@@ -236,6 +261,9 @@ class Exporter:
             commits[tp] = open_range.last + 1
             flushed += open_range.rows
             del self._open[tp]
+        if self._dead:
+            await send_with_retry(self._producer, self._dead, GROUP)
+            self._dead = []
         if commits:
             await self._consumer.commit(commits)
         self._control.clear()

@@ -30,7 +30,7 @@ from typing import Any
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, partition_for
 from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
-from forgeline.processing.deadletter import dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
 from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
@@ -38,7 +38,6 @@ from forgeline.telemetry.metrics import (
     MONITOR_STATES,
     MONITOR_STREAM_CLOCK,
     PROCESSOR_BATCH_SIZE,
-    PROCESSOR_DEAD_LETTERS,
 )
 from forgeline.warehouse.port import Warehouse
 from services.monitors.steps import (
@@ -75,7 +74,9 @@ class MonitorEvaluatorService:
         tick_s: float = 5.0,
         slack_s: float = 3.0,
         batch: int = 1000,
+        dead_letters: DeadLetterPolicy | None = None,
     ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._bus = bus
         self._consumer = bus.consumer(GROUP, [TYPED_CHECKINS])
         self._producer = bus.producer()
@@ -147,9 +148,10 @@ class MonitorEvaluatorService:
     async def _process(self, evaluator: Evaluator, records: list[Record]) -> None:
         result = evaluator.apply(records)
         out = [change.record() for change in result.changes]
-        for record, err in result.rejected:
-            PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-            out.append(dead_letter(GROUP, record, err))
+        out += [self._dead_letters.reject(record, err) for record, err in result.rejected]
+        # Over the limit: nothing of this batch is appended, written or committed (the service
+        # stops; a start restores the evaluator from the warehouse).
+        self._dead_letters.check(len(records), len(result.rejected))
         await send_with_retry(self._producer, out, GROUP)
         changes = _rows([c.row() for c in result.changes], _CHANGE_TIMES)
         await insert_with_retry(self._warehouse, "monitor_state_changes", changes, CHANGE_COLUMNS, GROUP)

@@ -31,12 +31,17 @@ States and transitions (``apply``):
 Exactly once under redelivery: each monitor stores the offset of the last check-in it
 applied (a monitor lives in one partition); a replayed record at or below it is skipped.
 Change ids are derived (monitor, state, time, trigger), so a replayed change keeps its id.
+
+A record that cannot be processed — bad data (``InvalidMessage``) or anything else that
+raises (a ``processing_error``) — is returned in ``rejected`` and changes nothing: a
+check-in is applied to a copy of its monitor, a tick's expiries are computed on copies
+against the clock it would move to, and both are installed only once nothing more can raise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -44,7 +49,8 @@ import orjson
 from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import EVENTS_MONITORS, TICK_HEADER, TYPED_CHECKINS
 from forgeline.ids import derived_uuid
-from forgeline.processing.deadletter import InvalidMessage
+from forgeline.processing.deadletter import InvalidMessage, as_invalid
+from forgeline.schemas.records import DATETIME64_MAX_MS, datetime64_ms
 
 State = Literal["ok", "failing", "missed", "recovered"]
 STATES: tuple[State, ...] = ("ok", "failing", "missed", "recovered")
@@ -195,6 +201,15 @@ class StreamClock:
         self._ticks: dict[tuple[int, int], int] = {}
         self.now_ms = floor_ms
 
+    def peek(self, typed_partition: int, raw_partition: int, at_ms: int) -> int | None:
+        """Where this tick would move the clock (None: nowhere), changing nothing."""
+        pair = (typed_partition, raw_partition)
+        ticks = {**self._ticks, pair: max(self._ticks.get(pair, 0), at_ms)}
+        if not self._pairs or len(ticks) < self._pairs:
+            return None
+        candidate = min(ticks.values())
+        return candidate if candidate > self.now_ms else None
+
     def tick(self, typed_partition: int, raw_partition: int, at_ms: int) -> bool:
         """Record a tick; True if the clock moved forward."""
         pair = (typed_partition, raw_partition)
@@ -242,27 +257,40 @@ class Evaluator:
                     self._tick(record, result)
                 else:
                     self._check_in(record, result)
-            except InvalidMessage as err:
-                result.rejected.append((record, err))
+            except Exception as err:  # noqa: BLE001 - one record's failure, never the batch's
+                result.rejected.append((record, as_invalid(err)))
         return result
+
+    def _install(self, monitor: Monitor, changes: list[StateChange], result: BatchResult) -> None:
+        """The last step of a record: a changed copy becomes the monitor (nothing here raises)."""
+        self.monitors[monitor.key] = monitor
+        result.monitors[monitor.key] = monitor
+        result.changes.extend(changes)
 
     def _tick(self, record: Record, result: BatchResult) -> None:
         try:
-            at_ms = int(orjson.loads(record.value)["tick_ms"])
+            at_ms = datetime64_ms(orjson.loads(record.value)["tick_ms"])
             source = int(record.header(SOURCE_PARTITION_HEADER) or b"0")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise InvalidMessage("bad_tick", repr(err)) from err
+        now = self.clock.peek(record.partition, source, at_ms)
+        # The expiries are computed on copies first: if anything raises, neither the clock
+        # nor a monitor has moved.
+        expired = self._expire(now) if now is not None else []
         if self.clock.tick(record.partition, source, at_ms):
             result.clock_moved = True
-            self._expire(result)
+        for monitor, change in expired:
+            self._install(monitor, [change], result)
 
-    def _expire(self, result: BatchResult) -> None:
+    def _expire(self, now: int) -> list[tuple[Monitor, StateChange]]:
         # A scan of every monitor per clock step: fine for thousands of monitors; a heap
         # keyed by deadline is the next step if that stops being true.
-        now = self.clock.now_ms
-        for monitor in self.monitors.values():
-            if monitor.state != "missed" and monitor.deadline_ms < now:
-                self._change(monitor, "missed", monitor.deadline_ms, "deadline", "", result)
+        expired = []
+        for held in self.monitors.values():
+            if held.state != "missed" and held.deadline_ms < now:
+                monitor = replace(held)
+                expired.append((monitor, self._change(monitor, "missed", monitor.deadline_ms, "deadline", "", now)))
+        return expired
 
     def _check_in(self, record: Record, result: BatchResult) -> None:
         try:
@@ -273,17 +301,20 @@ class Evaluator:
             interval = int(doc.get("expected_interval_seconds") or 300)
             event_id = str(doc["event_id"])
             organisation_id = str(doc.get("organisation_id") or "")
+            datetime64_ms(received)
+            if interval <= 0 or received + (interval + self.margin_s) * 1000 > DATETIME64_MAX_MS:
+                raise ValueError(f"expected_interval_seconds {interval} puts the deadline out of range")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise InvalidMessage("bad_typed_record", repr(err)) from err
-        monitor = self.monitors.get(key)
-        if monitor is None:
+        held = self.monitors.get(key)
+        if held is None:
             monitor = Monitor(*key, organisation_id=organisation_id, state="ok", margin_s=self.margin_s)
             monitor.state_changed_ms = received
-            self.monitors[key] = monitor
             previous = ""
-        elif record.offset <= monitor.applied_offset:
+        elif record.offset <= held.applied_offset:
             return  # already applied before a crash: a redelivery
         else:
+            monitor = replace(held)  # changed as a copy, installed at the end
             previous = monitor.state
         monitor.applied_offset = record.offset
         monitor.interval_s = interval
@@ -299,29 +330,30 @@ class Evaluator:
         else:
             new = "ok"
         monitor.version += 1
-        result.monitors[key] = monitor
+        changes = []
         if new != previous:
-            self._change(monitor, new, received, "check_in", event_id, result, previous=previous)
+            changes.append(
+                self._change(monitor, new, received, "check_in", event_id, self.clock.now_ms, previous=previous)
+            )
+        self._install(monitor, changes, result)
 
+    @staticmethod
     def _change(
-        self,
         monitor: Monitor,
         state: State,
         at_ms: int,
         reason: str,
         event_id: str,
-        result: BatchResult,
+        clock_ms: int,
         previous: str | None = None,
-    ) -> None:
+    ) -> StateChange:
+        """Move ``monitor`` (a copy, not yet installed) to ``state``; the change record."""
         before = monitor.state if previous is None else previous
+        change_id = str(derived_uuid("monitor_change", *monitor.key, state, str(at_ms), reason, event_id))
         monitor.state = state
         monitor.state_changed_ms = at_ms
         monitor.version += 1
-        result.monitors[monitor.key] = monitor
-        change_id = str(derived_uuid("monitor_change", *monitor.key, state, str(at_ms), reason, event_id))
-        result.changes.append(
-            StateChange(change_id, *monitor.key, before, state, at_ms, self.clock.now_ms, reason, event_id)
-        )
+        return StateChange(change_id, *monitor.key, before, state, at_ms, clock_ms, reason, event_id)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = dict.fromkeys(STATES, 0)

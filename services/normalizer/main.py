@@ -12,37 +12,39 @@ import logging
 
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
 from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
-from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
 from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
-from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_DEAD_LETTERS, PROCESSOR_RETRIES
+from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_RETRIES
 from services.normalizer.steps import NORMALIZERS, forward_tick
 
 GROUP = "normalizer"
 log = logging.getLogger(__name__)
 
 
-def process_batch(records: list[Record], checkin_partitions: int = 1) -> list[OutgoingRecord]:
+def process_batch(
+    records: list[Record], checkin_partitions: int = 1, dead_letters: DeadLetters | None = None
+) -> list[OutgoingRecord]:
+    """The typed records (and dead letters) of a batch. A record whose step raises anything is
+    dead-lettered; DeadLetterLimitExceeded if most recent records failed (nothing to forward)."""
+    dead_letters = dead_letters or DeadLetters(GROUP)
     out: list[OutgoingRecord] = []
+    dead: list[OutgoingRecord] = []
     for record in records:
         if record.header(TICK_HEADER) is not None:
             # A stream-clock tick (services/monitors): fan out to every typed.checkins
             # partition, after every check-in of this raw partition read before it.
             out.extend(forward_tick(record, checkin_partitions))
             continue
-        try:
+        with dead_letters.guarded(record, dead):
             out.append(NORMALIZERS[record.topic](record))
-        except InvalidMessage as err:
-            PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-            log.warning(
-                "dead-lettered",
-                extra={"reason": err.reason, "topic": record.topic, "offset": record.offset},
-            )
-            out.append(dead_letter(GROUP, record, err))
+    dead_letters.check(len(records), len(dead))
+    out.extend(dead)
     return out
 
 
 class Normalizer:
-    def __init__(self, bus: Bus, batch: int = 1000) -> None:
+    def __init__(self, bus: Bus, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._consumer = bus.consumer(GROUP, list(NORMALIZERS))
         self._producer = bus.producer()
         self._batch = batch
@@ -73,7 +75,8 @@ class Normalizer:
                     if records:
                         count_consumed(GROUP, records)
                         PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        await self._forward(process_batch(records, self._checkin_partitions))
+                        out = process_batch(records, self._checkin_partitions, self._dead_letters)
+                        await self._forward(out)
                         await self._consumer.commit(next_offsets(records))
                 await lag.maybe_report({})
         finally:

@@ -26,7 +26,7 @@ from forgeline.notify.crypto import SecretBox, SecretError
 from forgeline.notify.egress import BlockedDestination, OutboundClients, parse_networks
 from forgeline.notify.model import Target
 from forgeline.notify.store import TargetFollower
-from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage, as_invalid, dead_letter
 from forgeline.processing.loop import LagReporter, count_consumed, next_offsets
 from forgeline.processing.sinks import send_with_retry
 from forgeline.telemetry.metrics import (
@@ -38,7 +38,6 @@ from forgeline.telemetry.metrics import (
     NOTIFIER_SEND_LATENCY,
     NOTIFIER_SENT,
     PROCESSOR_BATCH_SIZE,
-    PROCESSOR_DEAD_LETTERS,
 )
 from services.notifier import providers
 from services.notifier.delivery import DeliveryLog, Pending, TokenBucket, backoff_s
@@ -110,7 +109,15 @@ async def attempt(
 
 
 class NotifierService:
-    def __init__(self, bus: Bus, box: SecretBox, policy: NotifyPolicy | None = None, batch: int = 500) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        box: SecretBox,
+        policy: NotifyPolicy | None = None,
+        batch: int = 500,
+        dead_letters: DeadLetterPolicy | None = None,
+    ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._consumer = bus.consumer(GROUP, TOPICS)
         self._producer = bus.producer()
         self._targets = TargetFollower(bus)
@@ -183,32 +190,43 @@ class NotifierService:
         jobs: dict[str, tuple[Target, Notification, Record, Pending | None]] = {}
         rejected: list[OutgoingRecord] = []
         for record in records:
-            try:
-                n = parse(record)
-            except InvalidMessage as err:
-                PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-                rejected.append(dead_letter(GROUP, record, err))
-                continue
-            if n is None:
-                continue
-            for target in self._targets.table.for_project(n.project_id):
-                if not wants(target, n):
-                    continue
-                did = delivery_id(n.project_id, n.subject_id, target.id)
-                if did in self._log.done or did in jobs:
-                    NOTIFIER_DUPLICATES.labels(provider=target.provider).inc()
-                    continue
-                jobs[did] = (target, n, record, self._log.pending.get(did))
-        await send_with_retry(self._producer, rejected, GROUP)
+            # Whatever reading a record raises dead-letters that record alone; its deliveries
+            # join the batch only once all of them were worked out.
+            with self._dead_letters.guarded(record, rejected):
+                jobs.update(self._jobs(record, jobs))
         # "pending" for the whole batch in one durable append, before the first request.
         await self._log.mark_many([did for did, job in jobs.items() if job[3] is None], "pending")
-        await asyncio.gather(
+        broken = await asyncio.gather(
             *(
                 self._deliver(client, target, n, did, record, pending)
                 for did, (target, n, record, pending) in jobs.items()
             )
         )
+        # A record counts as failed once for the limit, however many of its deliveries broke.
+        failed = {
+            (record.tp, record.offset) for (_, _, record, _), bad in zip(jobs.values(), broken, strict=True) if bad
+        }
+        self._dead_letters.check(len(records), len(rejected) + len(failed))
+        await send_with_retry(self._producer, rejected, GROUP)
         await self._consumer.commit(next_offsets(records))
+
+    def _jobs(
+        self, record: Record, batch: dict[str, tuple[Target, Notification, Record, Pending | None]]
+    ) -> dict[str, tuple[Target, Notification, Record, Pending | None]]:
+        """The deliveries one record asks for (none if it is no notification or all were done)."""
+        jobs: dict[str, tuple[Target, Notification, Record, Pending | None]] = {}
+        n = parse(record)
+        if n is None:
+            return jobs
+        for target in self._targets.table.for_project(n.project_id):
+            if not wants(target, n):
+                continue
+            did = delivery_id(n.project_id, n.subject_id, target.id)
+            if did in self._log.done or did in batch or did in jobs:
+                NOTIFIER_DUPLICATES.labels(provider=target.provider).inc()
+                continue
+            jobs[did] = (target, n, record, self._log.pending.get(did))
+        return jobs
 
     async def lag(self) -> int:
         """Records of the input topics not yet committed (0: every delivery so far is settled)."""
@@ -233,7 +251,8 @@ class NotifierService:
         did: str,
         record: Record,
         pending: Pending | None,
-    ) -> None:
+    ) -> bool:
+        """Deliver one notification to one target; True if our own code raised (not the provider)."""
         async with self._semaphore:
             provider = target.provider
             ctx = {"target": target.id, "provider": provider, "delivery_id": did, "subject": n.subject}
@@ -241,7 +260,7 @@ class NotifierService:
                 secret = self._box.decrypt(target.secret)
             except SecretError as err:
                 await self._dead(target, n, did, record, "secret", str(err), 0)
-                return
+                return False
             # Pending from an earlier run: it may have reached the provider; look before sending.
             pending_since = pending.since_ms if pending is not None else None
             bucket = self._bucket(target)
@@ -250,7 +269,13 @@ class NotifierService:
             while True:
                 tries += 1
                 await bucket.acquire()
-                outcome = await attempt(client, target, secret, n, did, pending_since)
+                try:
+                    outcome = await attempt(client, target, secret, n, did, pending_since)
+                except Exception as err:  # noqa: BLE001 - a bug building or reading a request: never retried
+                    invalid = as_invalid(err)
+                    log.error("delivery failed on an unexpected error", exc_info=err, extra=ctx)
+                    await self._dead(target, n, did, record, invalid.reason, invalid.detail, tries)
+                    return True
                 if outcome.kind in ("ok", "already"):
                     await self._log.mark(did, "delivered")
                     if outcome.kind == "ok":
@@ -258,12 +283,12 @@ class NotifierService:
                     else:
                         NOTIFIER_RECOVERED.labels(provider=provider).inc()
                         log.info("found delivered by an earlier run", extra=ctx)
-                    return
+                    return False
                 pending_since = pending_since if outcome.reason == "lookup" else None
                 NOTIFIER_FAILED_ATTEMPTS.labels(provider=provider, reason=outcome.reason).inc()
                 if outcome.kind == "permanent" or tries >= self._policy.max_attempts:
                     await self._dead(target, n, did, record, outcome.reason, outcome.detail, tries)
-                    return
+                    return False
                 delay = backoff_s(tries, self._policy.backoff_s, self._policy.backoff_max_s)
                 if outcome.retry_after_s is not None:
                     wait = min(outcome.retry_after_s, self._policy.backoff_max_s)

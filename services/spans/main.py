@@ -27,15 +27,14 @@ from typing import Any
 
 import orjson
 
-from forgeline.bus.port import Bus, Record, TopicPartition
+from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import TYPED_SPANS
 from forgeline.clock import Clock, SystemClock
-from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage
 from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
-    PROCESSOR_DEAD_LETTERS,
     SPANS_OPEN_TRACES,
     SPANS_TRACES_SUMMARIZED,
 )
@@ -70,6 +69,16 @@ def load_sql(database: str, keys: list[tuple[str, str]]) -> str:
     return f"SELECT {cols} FROM {database}.span_tree FINAL WHERE (project_id, trace_id) IN ({pairs})"
 
 
+def _parse(record: Record) -> Span:
+    try:
+        doc = orjson.loads(record.value)
+    except orjson.JSONDecodeError as err:
+        raise InvalidMessage("bad_typed_record", repr(err)) from err
+    if not isinstance(doc, dict):
+        raise InvalidMessage("bad_typed_record", "not a JSON object")
+    return span_from_doc(doc)
+
+
 def tree_row(node: SpanNode, version: int) -> tuple[Any, ...]:
     s = node.span
     return (
@@ -97,7 +106,9 @@ class SpanAssemblerService:
         keep_s: float = 300.0,
         batch: int = 1000,
         clock: Clock | None = None,
+        dead_letters: DeadLetterPolicy | None = None,
     ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._consumer = bus.consumer(GROUP, [TYPED_SPANS])
         self._producer = bus.producer()
         self._warehouse = warehouse
@@ -150,18 +161,10 @@ class SpanAssemblerService:
 
     async def _ingest(self, records: list[Record]) -> None:
         parsed: list[tuple[Record, Span]] = []
-        dead = []
+        dead: list[OutgoingRecord] = []
         for record in records:
-            try:
-                doc = orjson.loads(record.value)
-                if not isinstance(doc, dict):
-                    raise InvalidMessage("bad_typed_record", "not a JSON object")
-                parsed.append((record, span_from_doc(doc)))
-            except (orjson.JSONDecodeError, InvalidMessage) as err:
-                reason = err if isinstance(err, InvalidMessage) else InvalidMessage("bad_typed_record", repr(err))
-                PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=reason.reason).inc()
-                dead.append(dead_letter(GROUP, record, reason))
-        await send_with_retry(self._producer, dead, GROUP)
+            with self._dead_letters.guarded(record, dead):
+                parsed.append((record, _parse(record)))
         missing = sorted(self._assembler.needs_load(span for _, span in parsed))
         if missing:
             stored: dict[tuple[str, str], list[Span]] = {key: [] for key in missing}
@@ -174,7 +177,12 @@ class SpanAssemblerService:
                 self._assembler.restore(key, spans)
         now = self._clock.monotonic()
         for record, span in parsed:
-            self._assembler.add(span, record.partition, record.offset, now)
+            with self._dead_letters.guarded(record, dead):
+                self._assembler.add(span, record.partition, record.offset, now)
+        # Over the limit: raise before these dead letters are appended or any offset moves (the
+        # service stops; its open traces come back from the log at the next start).
+        self._dead_letters.check(len(records), len(dead))
+        await send_with_retry(self._producer, dead, GROUP)
         for record in records:
             self._consumed[record.tp] = max(self._consumed.get(record.tp, 0), record.offset + 1)
 

@@ -18,8 +18,9 @@ Guarantees:
 - ``summary_version`` = the number of distinct spans: a re-summary after a late span has
   a higher version, and the ReplacingMergeTree tables keep one current row per trace.
 
-Failure modes: a span record without ``trace_id`` / ``span_id`` or with bad numbers
-raises ``InvalidMessage`` from ``span_from_doc`` (dead-lettered by ``main.py``).
+Failure modes: a span record without ``trace_id`` / ``span_id``, with bad numbers or with
+times outside DateTime64's range raises ``InvalidMessage`` from ``span_from_doc``; it is
+dead-lettered by ``main.py``, as is a record whose processing raises anything else.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeline.processing.deadletter import InvalidMessage
+from forgeline.schemas.records import datetime64_ms
 
 ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
 
@@ -103,7 +105,7 @@ def span_from_doc(doc: dict[str, Any]) -> Span:
     """A typed span record (``schemas/records.py: SPAN``) or a ``span_tree`` row → Span."""
     try:
         trace_id, span_id = str(doc["trace_id"]), str(doc["span_id"])
-        started = int(doc["started_at"])
+        started = datetime64_ms(doc["started_at"])
         duration = float(doc.get("duration_ms") or 0.0)
         ended_raw = doc.get("ended_at")
         ended = int(ended_raw) if ended_raw is not None else started + int(round(duration))
@@ -120,8 +122,9 @@ def span_from_doc(doc: dict[str, Any]) -> Span:
             level=str(doc.get("level") or ""),
             service=str(doc.get("service") or ""),
             started_ms=started,
-            ended_ms=max(ended, started),
-            received_ms=int(doc.get("received_at") or 0),
+            # Every time is one a span_tree row can hold: a flush never fails on them.
+            ended_ms=datetime64_ms(max(ended, started)),
+            received_ms=datetime64_ms(doc.get("received_at") or 0),
             duration_ms=max(duration, 0.0),
         )
     except (KeyError, TypeError, ValueError, OverflowError) as err:

@@ -17,11 +17,12 @@ from forgeline.blobstore.port import BlobStore
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import Bus
 from forgeline.bus.provision import ensure_topics
-from forgeline.config import Settings
+from forgeline.config import Settings, SettingsError
+from forgeline.processing.deadletter import DeadLetterPolicy
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from forgeline.warehouse.port import Warehouse
-from services.admin import admin_app, admin_server
+from services.admin import admin_app, admin_exposure_problem, admin_server
 from services.errors.main import ErrorGrouperService
 from services.exporter.main import Exporter
 from services.monitors.main import MonitorEvaluatorService
@@ -76,26 +77,39 @@ def notifier_service(settings: Settings, bus: Bus) -> NotifierService:
         concurrency=settings.notify_concurrency,
         allowed_networks=settings.notify_allowed_networks,
     )
-    return NotifierService(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)), policy)
+    box = SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key))
+    return NotifierService(bus, box, policy, dead_letters=dead_letter_policy(settings))
+
+
+def dead_letter_policy(settings: Settings) -> DeadLetterPolicy:
+    return DeadLetterPolicy(settings.dlq_max_ratio, settings.dlq_min_records, settings.dlq_window_records)
 
 
 async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
         raise SystemExit(f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}")
+    exposure = admin_exposure_problem(settings.admin_host, settings.admin_key)
+    if exposure:
+        raise SettingsError(exposure)
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     # Kafka mode: every topic exists, with its configured partitions, before anyone subscribes.
     await ensure_topics(bus)
     warehouse = await asyncio.to_thread(open_warehouse, settings) if set(names) & set(WAREHOUSE_USERS) else None
     processors: dict[str, Processor] = {}
+    dlq = dead_letter_policy(settings)
     if "normalizer" in names:
-        processors["normalizer"] = Normalizer(bus, settings.normalizer_batch)
+        processors["normalizer"] = Normalizer(bus, settings.normalizer_batch, dead_letters=dlq)
     if warehouse is not None and "writer" in names:
-        processors["writer"] = Writer(bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds)
+        processors["writer"] = Writer(
+            bus, warehouse, settings.writer_batch_rows, settings.writer_flush_seconds, dead_letters=dlq
+        )
     if warehouse is not None and "errors" in names:
-        processors["errors"] = ErrorGrouperService(bus, warehouse)
+        processors["errors"] = ErrorGrouperService(bus, warehouse, dead_letters=dlq)
     if warehouse is not None and "spans" in names:
-        processors["spans"] = SpanAssemblerService(bus, warehouse, quiet_s=settings.span_quiet_seconds)
+        processors["spans"] = SpanAssemblerService(
+            bus, warehouse, quiet_s=settings.span_quiet_seconds, dead_letters=dlq
+        )
     if "notifier" in names:
         processors["notifier"] = notifier_service(settings, bus)
     if warehouse is not None and "monitors" in names:
@@ -105,6 +119,7 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
             margin_s=settings.monitor_margin_seconds,
             tick_s=settings.monitor_tick_seconds,
             slack_s=settings.publish_timeout_seconds + 1.0,
+            dead_letters=dlq,
         )
 
     if "exporter" in names:
@@ -115,12 +130,14 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
             max_bytes=settings.export_max_bytes,
             flush_seconds=settings.export_flush_seconds,
             compress=settings.export_gzip,
+            dead_letters=dlq,
         )
 
     def readiness() -> dict[str, bool]:
         return {name: p.ready for name, p in processors.items()}
 
-    server = admin_server(admin_app(readiness, warehouse), settings.host, settings.admin_port)
+    # The admin port keeps to its own address (loopback by default), not the gateway's --host.
+    server = admin_server(admin_app(readiness, warehouse, settings.admin_key), settings.admin_host, settings.admin_port)
     loop = asyncio.get_running_loop()
 
     def request_stop() -> None:

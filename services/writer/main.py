@@ -7,6 +7,9 @@ re-inserts identical rows, which the ReplacingMergeTree tables collapse (same ev
 Failures: a retriable warehouse error backs off and retries the same batch (nothing is
 committed meanwhile, and the buffer does not grow); a non-retriable one is bisected down
 to the rows that fail alone, which go to ``dlq.writer`` so they never block a partition.
+So does a record that cannot be decoded or converted, whatever it raises
+(``forgeline.processing.deadletter``); a flush whose records mostly failed stops the writer
+uncommitted instead (the dead-letter limit).
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from typing import Any
 
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import DEAD_LETTER_GROUPS, TICK_HEADER, dead_letter_topic
-from forgeline.processing.deadletter import InvalidMessage, dead_letter
+from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage
 from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
 from forgeline.telemetry.metrics import (
     PROCESSOR_BATCH_SIZE,
-    PROCESSOR_DEAD_LETTERS,
     PROCESSOR_RETRIES,
     WRITER_INSERT_LATENCY,
     WRITER_ROWS,
@@ -51,6 +53,7 @@ class _TableBatch:
 
 @dataclass
 class _Batch:
+    dead_letters: DeadLetters = field(default_factory=lambda: DeadLetters(GROUP))
     records: list[Record] = field(default_factory=list)
     tables: dict[str, _TableBatch] = field(default_factory=dict)
     dead: list[OutgoingRecord] = field(default_factory=list)
@@ -63,15 +66,15 @@ class _Batch:
         if record.header(TICK_HEADER) is not None:
             return  # a stream-clock tick (services/monitors) has no row; it commits with the batch
         kind: RecordKind | None = None
-        item: tuple[Any, ...] | dict[str, Any]
-        try:
+        item: tuple[Any, ...] | dict[str, Any] = ()
+        table = ""
+        with self.dead_letters.guarded(record, self.dead) as guard:
             if is_dead_letter_topic(record.topic):
                 table, item = "dead_letters", dead_letter_row(record)
             else:
                 kind = KINDS_BY_TOPIC[record.topic]
                 table, item = kind.table, decode_typed(record)
-        except InvalidMessage as err:
-            self.reject(record, err)
+        if guard.failed:
             return
         batch = self.tables.get(table)
         if batch is None:
@@ -80,23 +83,46 @@ class _Batch:
         batch.items.append(item)
         batch.sources.append(record)
 
-    def reject(self, record: Record, err: InvalidMessage) -> None:
-        PROCESSOR_DEAD_LETTERS.labels(service=GROUP, reason=err.reason).inc()
-        log.warning("dead-lettered", extra={"reason": err.reason, "topic": record.topic, "offset": record.offset})
-        self.dead.append(dead_letter(GROUP, record, err))
+    def reject(self, record: Record, err: Exception) -> None:
+        self.dead.append(self.dead_letters.reject(record, err))
 
     def columns_of(self, tb: _TableBatch) -> tuple[list[list[Any]], list[Record]]:
         """The table's columns and the records they hold (those that do not fit are rejected)."""
         if tb.kind is None:
             return [list(column) for column in zip(*tb.items, strict=True)], tb.sources
-        data, bad = to_columns(tb.kind, tb.items)
+        try:
+            data, bad = to_columns(tb.kind, tb.items)
+        except Exception:  # noqa: BLE001 - not one cell's fault (those are in ``bad``): find who fails alone
+            log.exception("converting a batch failed; converting it record by record", extra={"table": tb.kind.table})
+            return self._columns_one_by_one(tb.kind, tb)
         for index, err in bad.items():
             self.reject(tb.sources[index], err)
         return data, [source for i, source in enumerate(tb.sources) if i not in bad]
 
+    def _columns_one_by_one(self, kind: RecordKind, tb: _TableBatch) -> tuple[list[list[Any]], list[Record]]:
+        data: list[list[Any]] = [[] for _ in kind.columns]
+        kept: list[Record] = []
+        for item, source in zip(tb.items, tb.sources, strict=True):
+            with self.dead_letters.guarded(source, self.dead):
+                columns, bad = to_columns(kind, [item])
+                if bad:
+                    raise bad[0]
+                for column, values in zip(data, columns, strict=True):
+                    column.extend(values)
+                kept.append(source)
+        return data, kept
+
 
 class Writer:
-    def __init__(self, bus: Bus, warehouse: Warehouse, batch_rows: int, flush_seconds: float) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        warehouse: Warehouse,
+        batch_rows: int,
+        flush_seconds: float,
+        dead_letters: DeadLetterPolicy | None = None,
+    ) -> None:
+        self._dead_letters = DeadLetters(GROUP, dead_letters)
         self._consumer = bus.consumer(GROUP, [*KINDS_BY_TOPIC, *DEAD_LETTER_SOURCES])
         self._producer = bus.producer()
         self._warehouse = warehouse
@@ -106,7 +132,7 @@ class Writer:
         self.ready = False
         # The batch being built; the guard keeps a rebalance from flushing it while the loop
         # adds to it or flushes it itself.
-        self._batch = _Batch()
+        self._batch = _Batch(self._dead_letters)
         # One flush in flight while the next batch is read and converted: the insert runs in a
         # thread, so decoding overlaps it. Flushes still run (and commit) strictly in order, and
         # at most two batches are held in memory.
@@ -128,7 +154,7 @@ class Writer:
             await flushing
         if self._batch.records:
             await self._flush(self._batch)
-            self._batch = _Batch()
+            self._batch = _Batch(self._dead_letters)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -162,7 +188,7 @@ class Writer:
                         if self._flushing is not None:
                             await self._flushing
                         self._flushing = asyncio.create_task(self._flush(batch))
-                        self._batch = _Batch()
+                        self._batch = _Batch(self._dead_letters)
                     elif self._flushing is not None and self._flushing.done():
                         await self._flushing  # surfaces its exception, if any
                         self._flushing = None
@@ -184,6 +210,9 @@ class Writer:
         PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(batch.records))
         for table, table_batch in batch.tables.items():
             await self._insert(table, table_batch, batch)
+        # Before a single dead letter of it is appended or its offsets committed: a batch that
+        # tips the ratio over stays in the log for a fixed version (the inserts above replay as no-ops).
+        self._dead_letters.check(len(batch.records), len(batch.dead))
         if batch.dead:
             await self._send_dead_letters(batch.dead)
         await self._consumer.commit(next_offsets(batch.records))

@@ -126,7 +126,7 @@ def to_columns(kind: RecordKind, docs: Sequence[dict[str, Any]]) -> tuple[list[l
             for i, value in enumerate(values):
                 try:
                     values[i] = convert(value)
-                except (TypeError, ValueError, OverflowError, AttributeError) as err:
+                except Exception as err:  # noqa: BLE001 - whatever a cell raises, only its record fails
                     bad.setdefault(i, InvalidMessage("bad_typed_record", f"{name}: {err!r}"))
                     values[i] = None
         columns.append(values)

@@ -80,7 +80,7 @@ def dead_letter_topic(group: str) -> str:
 FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1}
 
 # Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
-DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "notifier")
+DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter", "notifier")
 RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
 # Kafka compacts these (last record per key, kept forever): state, every record keyed.
 CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES)

@@ -33,6 +33,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     admin_port: int = 8081
+    # The processors' admin port (SQL over the warehouse) listens here, never on `host`;
+    # anywhere but loopback it needs admin_key (sent as `Authorization: Bearer …`).
+    admin_host: str = "127.0.0.1"
+    admin_key: str = field(default="", repr=False)
     # "" means: derive from data_dir (embedded defaults).
     bus_url: str = ""
     warehouse_dsn: str = ""
@@ -113,6 +117,12 @@ class Settings:
     # there, so this only matters with a backlog, where 5000 did 1.4× the records/s of 1000
     # (docs/performance.md, "scale-out").
     normalizer_batch: int = 5000
+    # Dead letters: a record that fails is dead-lettered and the next one processed; but when
+    # more than dlq_max_ratio of a processor's last dlq_window_records records failed (once at
+    # least dlq_min_records were seen) it stops, uncommitted: a bad deploy, not bad input.
+    dlq_max_ratio: float = 0.5
+    dlq_min_records: int = 100
+    dlq_window_records: int = 1000
     # Which processors `forgeline processors` (and so `forgeline up`) runs; () = all of them.
     # Leave one out to run it as its own service (`forgeline process exporter`).
     processors: tuple[str, ...] = field(default=())
@@ -171,6 +181,8 @@ class Settings:
             host=reader.get("FORGELINE_HOST", str, d.host),
             port=reader.get("FORGELINE_PORT", _port, d.port),
             admin_port=reader.get("FORGELINE_ADMIN_PORT", _port, d.admin_port),
+            admin_host=reader.get("FORGELINE_ADMIN_HOST", str, d.admin_host),
+            admin_key=reader.get("FORGELINE_ADMIN_KEY", str, d.admin_key),
             bus_url=reader.get("FORGELINE_BUS_URL", str, d.bus_url),
             warehouse_dsn=reader.get("FORGELINE_WAREHOUSE_DSN", str, d.warehouse_dsn),
             partitions=reader.get("FORGELINE_PARTITIONS", _positive_int, d.partitions),
@@ -237,6 +249,9 @@ class Settings:
             ),
             monitor_tick_seconds=reader.get("FORGELINE_MONITOR_TICK_SECONDS", _positive_float, d.monitor_tick_seconds),
             normalizer_batch=reader.get("FORGELINE_NORMALIZER_BATCH", _positive_int, d.normalizer_batch),
+            dlq_max_ratio=reader.get("FORGELINE_DLQ_MAX_RATIO", _ratio, d.dlq_max_ratio),
+            dlq_min_records=reader.get("FORGELINE_DLQ_MIN_RECORDS", _positive_int, d.dlq_min_records),
+            dlq_window_records=reader.get("FORGELINE_DLQ_WINDOW_RECORDS", _positive_int, d.dlq_window_records),
             notify_max_attempts=reader.get("FORGELINE_NOTIFY_MAX_ATTEMPTS", _positive_int, d.notify_max_attempts),
             notify_backoff_seconds=reader.get(
                 "FORGELINE_NOTIFY_BACKOFF_SECONDS", _positive_float, d.notify_backoff_seconds
@@ -323,6 +338,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a ratio above 0 and at most 1")
     return value
 
 

@@ -97,12 +97,14 @@ def test_resolved_group_regresses_on_a_later_event_and_ignored_stays_quiet() -> 
     group = next(iter(grouper.groups.values()))
     assert group.status == "resolved"
     result = grouper.apply([rec(error(1), 1)])
+    group = next(iter(grouper.groups.values()))  # a record's changes replace the group (copy on write)
     assert group.status == "unresolved" and group.regressed
     assert result.notification_kinds == ["regressed"]
 
     ignore = control_record("p1", "user <n> not found", "ignore", 1_700_000_009_000)
     grouper.apply([Record(CONTROL_ERROR_GROUPS, 0, 1, ignore.key, ignore.value, 0)])
     result = grouper.apply([rec(error(20), 2)])
+    group = next(iter(grouper.groups.values()))
     assert group.status == "ignored" and result.notifications == [] and group.event_count == 3
 
 
