@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from forgeline import mediatype
 from forgeline.schemas.forge import (
     ATTACHMENT_TYPES,
     BUILD_CHANNELS,
     EXPORT_PROVIDERS,
+    FILENAME_PATTERN,
     MAX_BATCH_EVENTS,
+    MAX_CONTENT_TYPE_CHARS,
+    MAX_FILENAME_BYTES,
     REPORTER_TYPES,
     SEVERITIES,
 )
@@ -92,8 +96,20 @@ _FILE = {
     "type": "object",
     "required": ["filename", "contentType", "size", "type"],
     "properties": {
-        "filename": {"type": "string"},
-        "contentType": {"type": "string"},
+        "filename": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_FILENAME_BYTES,
+            "pattern": FILENAME_PATTERN,
+            "description": "A plain file name: no path, not dot-led, no control characters, "
+            f"at most {MAX_FILENAME_BYTES} bytes in UTF-8.",
+        },
+        "contentType": {
+            "type": "string",
+            "maxLength": MAX_CONTENT_TYPE_CHARS,
+            "pattern": mediatype.PATTERN,
+            "description": "A media type (RFC 9110), e.g. image/png; the PUT must send it as its Content-Type.",
+        },
         "size": {"type": "integer", "minimum": 1},
         "type": {"type": "string", "enum": list(ATTACHMENT_TYPES)},
     },
@@ -179,9 +195,17 @@ def game_paths() -> dict[str, Any]:
                     {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
+                "requestBody": {
+                    "required": True,
+                    "description": "The file's bytes, sent with the Content-Type header the upload was created with.",
+                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                },
                 "responses": {
                     "201": _json_error("Stored.", {"uploadId": "uuid", "size": 1, "sha256": "…"}),
-                    "400": _json_error("Content-Type differs from the one signed.", {"code": "wrong_content_type"}),
+                    "400": _json_error(
+                        "Content-Type differs from the one signed, or the upload cannot be stored.",
+                        {"code": "wrong_content_type | invalid_filename"},
+                    ),
                     "403": _json_error("Tampered or expired URL.", {"code": "forbidden"}),
                     "413": _json_error("More bytes than declared.", {"code": "payload_too_large"}),
                 },

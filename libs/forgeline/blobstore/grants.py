@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from forgeline.private_fs import make_private_dirs
 # Gateway paths the tokens are good for: the local store's PUT, the S3 store's completion.
 UPLOAD_PATH = "/v1/blobs"
 COMPLETE_PATH = UPLOAD_PATH + "/{upload_id}/complete"
+
+
+# base64url payload (a grant is well under 16 KiB), ".", base64url HMAC-SHA256 (32 bytes → 43 chars).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,16384}\.[A-Za-z0-9_-]{43}")
 
 
 def _b64(data: bytes) -> str:
@@ -69,8 +74,12 @@ class GrantSigner:
 
     def verify(self, token: str, now: float) -> UploadGrant:
         """The grant of a token; SignatureError when forged, malformed, or expired at ``now``."""
+        # Shape first: compare_digest raises TypeError on non-ASCII text ("a.%C3%A9"), and
+        # anything that is not base64url "payload.signature" cannot be ours anyway.
+        if not _TOKEN.fullmatch(token):
+            raise SignatureError("malformed token")
         payload, _, signature = token.partition(".")
-        if not signature or not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode("ascii"), self._sign(payload).encode("ascii")):
             raise SignatureError("bad signature")
         try:
             doc = orjson.loads(_unb64(payload))

@@ -2,7 +2,7 @@
 
 A URL carries its grant as an HMAC-signed token (grants.py). Bytes stream into a temp file
 in the same directory, are fsynced, then renamed into place: a reader never sees a partial
-object, and a listing skips the temp files (their names start with a dot).
+object, and a listing skips the temp files (their names start with a dot, which no key's may).
 
 ``put`` (the exporter's files) writes its temp file under ``.tmp/`` in the root instead (the
 same file system, so the rename stays atomic) and fsyncs the directory after the rename, so
@@ -37,6 +37,7 @@ from forgeline.blobstore.port import (
     TooLarge,
     UploadGrant,
     UploadTarget,
+    check_content_type,
     check_key,
     check_prefix,
 )
@@ -61,6 +62,9 @@ class LocalBlobStore:
         return self._signer.token(grant)
 
     def upload_target(self, grant: UploadGrant) -> UploadTarget:
+        # Refuse now what the PUT could not store, or a header the client must not be told to send.
+        check_key(grant.key)
+        check_content_type(grant.content_type)
         url = f"{self._public_url}{UPLOAD_PATH}/{quote(grant.upload_id)}?token={self.token(grant)}"
         return UploadTarget(
             url=url,
@@ -80,7 +84,8 @@ class LocalBlobStore:
 
     def _temp(self, final: Path) -> Path:
         make_private_dirs(final.parent)
-        return final.with_name(f".{final.name}.{secrets.token_hex(6)}.part")
+        # Not named after the object: a 255-byte name plus a suffix would be too long for the disk.
+        return final.with_name(f".{secrets.token_hex(8)}.part")
 
     async def receive(self, grant: UploadGrant, chunks: AsyncIterator[bytes]) -> StoredObject:
         final = self._path(grant.key)
@@ -165,7 +170,7 @@ class LocalBlobStore:
         found = []
         for path in base.rglob("*"):
             key = path.relative_to(root).as_posix()
-            # Dot-led names are temp files (``.<name>.part``, anything under ``.tmp/``).
+            # Dot-led names are temp files (``.<hex>.part``, anything under ``.tmp/``).
             if any(part.startswith(".") for part in key.split("/")) or not path.is_file():
                 continue
             if key.startswith(prefix):

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from forgeline.mediatype import is_media_type
+
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
@@ -87,15 +89,45 @@ class WrongContentType(Exception):
 
 
 class InvalidKey(ValueError):
-    """An object key that is empty, absolute, has an empty or dot-led segment ('..'), or a NUL."""
+    """An object key no adapter may store (→ 400, never a 500): see ``check_key``."""
+
+
+class InvalidContentType(ValueError):
+    """A grant's content type that is no media type: it would be handed out as a header (→ 400)."""
+
+
+# A file system's limit on one name (NAME_MAX), and S3's on a whole key.
+MAX_SEGMENT_BYTES = 255
+MAX_KEY_BYTES = 1024
 
 
 def check_key(key: str) -> str:
+    """``key`` if every adapter can store it safely; InvalidKey otherwise.
+
+    Refused: empty keys or segments (so no absolute key), dot-led segments (the local adapter's
+    temp files are, and '..' climbs), control characters (NUL, CR, LF…), text that is not valid
+    UTF-8 (lone surrogates), a segment over 255 bytes or a key over 1024 bytes.
+    """
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey(f"object key is not valid UTF-8: {key!r}") from None
     parts = key.split("/")
-    # No segment may start with a dot: the local adapter's temp files do, and ".." climbs.
-    if not key or any(p == "" or p.startswith(".") for p in parts) or "\x00" in key:
+    if (
+        not key
+        or len(encoded) > MAX_KEY_BYTES
+        or any(p == "" or p.startswith(".") or len(p.encode()) > MAX_SEGMENT_BYTES for p in parts)
+        or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in key)
+    ):
         raise InvalidKey(f"bad object key {key!r}")
     return key
+
+
+def check_content_type(content_type: str) -> str:
+    """``content_type`` if it is a media type (RFC 9110) that is safe to send as a header."""
+    if not is_media_type(content_type):
+        raise InvalidContentType(f"bad content type {content_type!r}")
+    return content_type
 
 
 def check_prefix(prefix: str) -> str:

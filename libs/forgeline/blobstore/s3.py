@@ -47,9 +47,11 @@ from forgeline.blobstore.port import (
     UploadGrant,
     UploadTarget,
     WrongContentType,
+    check_content_type,
     check_key,
     check_prefix,
 )
+from forgeline.mediatype import essence
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 pre-signed URL may live
@@ -90,6 +92,7 @@ class S3BlobStore:
     # --- uploads -------------------------------------------------------------------------
 
     def upload_target(self, grant: UploadGrant) -> UploadTarget:
+        check_content_type(grant.content_type)
         issued = grant.issued_at or int(time.time())
         lifetime = max(1, min(grant.expires_at - issued, _MAX_PRESIGN_SECONDS))
         url = self._presign.get_presigned_url(
@@ -116,7 +119,7 @@ class S3BlobStore:
         if info.size > grant.max_bytes:
             self.delete(grant.key)
             raise TooLarge(grant.max_bytes)
-        if _media_type(info.content_type) != _media_type(grant.content_type):
+        if essence(info.content_type) != essence(grant.content_type):
             self.delete(grant.key)
             raise WrongContentType(info.content_type)
         digest = hashlib.sha256()
@@ -193,10 +196,6 @@ class S3BlobStore:
         """Create the bucket when it is missing (tests, first start of a dev MinIO)."""
         if not self.client.bucket_exists(self.bucket):
             self.client.make_bucket(self.bucket)
-
-
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _when(value: Any) -> datetime:

@@ -10,6 +10,7 @@ dotted field path, message), and the gateway answers them all in one 400.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 from forgeline.ids import derived_uuid
+from forgeline.mediatype import media_type_problem
 from forgeline.schemas.checks import Check, Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.schemas.records import BUILD, GAME_EVENT, REPORT, SESSION, UPLOAD, RecordKind
@@ -236,6 +238,38 @@ def normalize_report(body: Any, ctx: ForgeContext, rid: uuid.UUID) -> tuple[Reco
 # --- uploads -------------------------------------------------------------------------------
 
 
+MAX_FILENAME_BYTES = 255  # one name on a file system (NAME_MAX)
+MAX_CONTENT_TYPE_CHARS = 128
+# What filename_problem checks that a JSON Schema pattern can say (for the OpenAPI document).
+FILENAME_PATTERN = r"^[^./\\\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
+# Invisible characters that reorder or hide text: "gnp.exe" shown as "exe.png".
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def filename_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an attachment's file name, or None when it can.
+
+    It becomes the last segment of the object key, so it must be one plain name a file
+    system and S3 both store: no path, no dot-led name (hidden files, '..'), no control
+    or direction-changing characters, valid UTF-8, at most 255 bytes.
+    """
+    if "/" in name or "\\" in name:
+        return "must be a file name, not a path (no / or \\)"
+    if name.startswith("."):
+        return "must not start with a dot"
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        return "must not contain control characters (NUL, CR, LF, tab…)"
+    if any(c in _BIDI_CONTROLS for c in name):
+        return "must not contain bidirectional control characters"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid UTF-8 text"
+    if size > MAX_FILENAME_BYTES:
+        return f"must be at most {MAX_FILENAME_BYTES} bytes in UTF-8, got {size}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
     filename: str
@@ -259,10 +293,16 @@ def check_uploads(doc: Any, max_sizes: dict[str, int]) -> tuple[str, list[Upload
     out: list[UploadRequest] = []
     for n, item in enumerate(files):
         check = Check(item, n if batch else None, "files." if batch else "")
-        filename = check.string("filename", required=True)
-        if "/" in filename or "\\" in filename or filename in (".", ".."):
-            check.fail("filename", "must be a file name, not a path")
-        content_type = check.string("contentType", required=True, max_len=128)
+        known = len(check.problems)
+        filename = check.string("filename", required=True, max_len=MAX_FILENAME_BYTES)
+        problem = filename_problem(filename) if filename and len(check.problems) == known else None
+        if problem:
+            check.fail("filename", problem)
+        known = len(check.problems)
+        content_type = check.string("contentType", required=True, max_len=MAX_CONTENT_TYPE_CHARS)
+        problem = media_type_problem(content_type) if content_type and len(check.problems) == known else None
+        if problem:
+            check.fail("contentType", problem)
         kind = check.choice("type", ATTACHMENT_TYPES, required=True)
         size = check.doc.get("size")
         if size is None:

@@ -28,8 +28,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from forgeline import mediatype
 from forgeline.blobstore.grants import COMPLETE_PATH, UPLOAD_PATH
-from forgeline.blobstore.port import BlobStore, SignatureError, StoredObject, TooLarge, UploadGrant, WrongContentType
+from forgeline.blobstore.port import (
+    BlobStore,
+    InvalidContentType,
+    InvalidKey,
+    SignatureError,
+    StoredObject,
+    TooLarge,
+    UploadGrant,
+    WrongContentType,
+)
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
@@ -277,7 +287,12 @@ class ForgeApi:
                     "filename": file.filename,
                 },
             )
-            target = self.blobs.upload_target(grant)
+            try:
+                target = self.blobs.upload_target(grant)
+            except InvalidKey:  # the checks above make both unreachable; never a 500 if not
+                raise invalid([Problem("filename", "cannot be stored")]) from None
+            except InvalidContentType:
+                raise invalid([Problem("contentType", "must be a media type")]) from None
             entry = {
                 "uploadId": upload_id,
                 "filename": file.filename,
@@ -310,8 +325,7 @@ class ForgeApi:
         if not self.blobs.capabilities.gateway_receives_uploads:
             raise ApiError(404, {"error": "Uploads go to object storage", "code": "not_found"}, reason="not_found")
         grant = self.grant(request)
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type != grant.content_type.lower():
+        if mediatype.essence(request.headers.get("content-type", "")) != mediatype.essence(grant.content_type):
             raise ApiError(
                 400,
                 {"error": f"Content-Type must be {grant.content_type}", "code": "wrong_content_type"},
@@ -324,6 +338,8 @@ class ForgeApi:
             stored = await self.blobs.receive(grant, _stream(request))
         except TooLarge:
             raise _upload_too_large(grant.max_bytes) from None
+        except InvalidKey:
+            raise _unstorable() from None
         except ClientDisconnect:
             raise ApiError(400, {"error": "Upload interrupted", "code": "disconnected"}, "disconnect") from None
         return await self.record_upload(grant, stored)
@@ -338,6 +354,8 @@ class ForgeApi:
         grant = self.grant(request, grace_seconds=self.settings.upload_url_ttl_seconds)
         try:
             stored = await asyncio.to_thread(self.blobs.complete, grant)
+        except InvalidKey:
+            raise _unstorable() from None
         except FileNotFoundError:
             raise ApiError(
                 400, {"error": "Nothing was uploaded to this URL yet", "code": "upload_missing"}, "upload_missing"
@@ -392,6 +410,15 @@ def _upload_too_large(limit: int) -> ApiError:
         413,
         {"error": f"Upload exceeds {limit} bytes", "code": "payload_too_large", "limit_bytes": limit},
         reason="too_large",
+    )
+
+
+def _unstorable() -> ApiError:
+    """A grant signed before file names were checked, naming a key no store may hold."""
+    return ApiError(
+        400,
+        {"error": "This upload's file name cannot be stored; request a new upload URL", "code": "invalid_filename"},
+        reason="invalid",
     )
 
 
