@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import uuid
 
@@ -27,6 +28,66 @@ def derived_uuids(count: int, *parts: str) -> list[uuid.UUID]:
         item.update(str(n).encode())
         ids.append(uuid.UUID(bytes=item.digest()[:16], version=5))
     return ids
+
+
+# --- ids owned by a project -------------------------------------------------------------
+#
+# Sessions, uploads and game events are cited by later requests (a report names its session,
+# events and uploads). The gateway must refuse a citation of another project's id before
+# anything is stored, with no lookup: so these ids carry their owner. An owned id is a
+# version-8 UUID (RFC 9562, "custom"): 9 bytes of head (random, or derived from the request)
+# and 7 bytes of tag = BLAKE2b(kind, project id, head). Whoever knows a project's id can
+# compute tags for it, and that is fine: the tag does not prove who *sent* an id, only which
+# project it *belongs* to, and a request is only ever checked against its own token's
+# project. Another project's id fails that check unless 56 bits collide (p = 2^-56 per id).
+# The head keeps 66 random bits: a collision within one project is even odds only after
+# ~10^10 ids of one kind.
+
+OWNED_VERSION = 8
+_HEAD = 9
+
+
+def _tag(kind: str, project_id: str, head: bytes) -> bytes:
+    prefix = f"forgeline-owned\x1f{kind}\x1f{project_id}\x1f".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(prefix + head, digest_size=16 - _HEAD).digest()
+
+
+def owned_uuid(kind: str, project_id: str, seed: bytes) -> uuid.UUID:
+    """The id of ``kind`` owned by ``project_id`` whose head comes from ``seed`` (≥ 9 bytes).
+
+    The same (kind, project, seed) always gives the same id: derived seeds keep replays
+    idempotent; random seeds give fresh ids.
+    """
+    head = bytearray(seed[:_HEAD])
+    if len(head) != _HEAD:
+        raise ValueError(f"an owned id needs a seed of at least {_HEAD} bytes")
+    head[6] = (head[6] & 0x0F) | (OWNED_VERSION << 4)
+    head[8] = (head[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
+    return uuid.UUID(bytes=bytes(head) + _tag(kind, project_id, bytes(head)))
+
+
+def new_owned_uuid(kind: str, project_id: str) -> uuid.UUID:
+    """A fresh random id of ``kind`` owned by ``project_id`` (a session, an upload)."""
+    return owned_uuid(kind, project_id, _POOL.take(_HEAD))
+
+
+def owned_uuids(kind: str, project_id: str, count: int, *parts: str) -> list[uuid.UUID]:
+    """Owned ids for a batch's items, each seeded by ``derived_uuids(count, *parts)``."""
+    return [owned_uuid(kind, project_id, d.bytes) for d in derived_uuids(count, *parts)]
+
+
+def is_owned(value: uuid.UUID | str, kind: str, project_id: str) -> bool:
+    """Whether ``value`` is an id of ``kind`` that ``project_id`` owns (False for anything else,
+    including ids issued before ids carried their owner, and text that is no UUID)."""
+    if not isinstance(value, uuid.UUID):
+        try:
+            value = uuid.UUID(value)
+        except (ValueError, TypeError, AttributeError):
+            return False
+    raw = value.bytes
+    if raw[6] >> 4 != OWNED_VERSION or raw[8] >> 6 != 0b10:
+        return False
+    return hmac.compare_digest(raw[_HEAD:], _tag(kind, project_id, raw[:_HEAD]))
 
 
 def legacy_id(event_id: uuid.UUID) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
+from forgeline.schemas.forge import new_session_id
 from services.bench.loadgen import LoadResult, build_request, load_in_process
 
 HOST = "127.0.0.1"
@@ -112,8 +113,9 @@ def _batch_body(n: int) -> bytes:
     return gzip.compress(b"\n".join(lines) + b"\n")
 
 
-def _forge_batch_body(n: int) -> bytes:
-    session = str(uuid.uuid4())
+def _forge_batch_body(n: int, project_id: str) -> bytes:
+    # Events cite a session of their own project (forgeline.ids "owned" ids): a random UUID is a 403.
+    session = str(new_session_id(project_id))
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return orjson.dumps(
         [
@@ -187,7 +189,7 @@ def bench_http(data_dir: Path, seconds: float) -> list[Row]:
 
     tokens = bootstrap_tokens(data_dir)
     token = tokens["logister_token"]
-    single, batch, forge = _event_body(), _batch_body(100), _forge_batch_body(200)
+    single, batch, forge = _event_body(), _batch_body(100), _forge_batch_body(200, tokens["project_id"])
     forge_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['forge_token']}"}
     json_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     batch_headers = {

@@ -1,4 +1,4 @@
-"""CLI commands that administer: tokens, projects, migrations, SQL."""
+"""CLI commands that administer: tokens, projects, applications, migrations, SQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
-from forgeline.tenancy.model import TOKEN_KINDS, TokenKind
+from forgeline.tenancy.model import TOKEN_KINDS, Project, TenancyTable, TokenKind
 from forgeline.tenancy.store import TenancyAdmin
 
 
@@ -23,7 +23,9 @@ def add_tenancy_commands(
     create.add_argument("--kind", choices=TOKEN_KINDS, default="logister")
     create.add_argument("--project", default="default", help="project name or id")
     create.add_argument("--environment", default="production")
-    create.add_argument("--application", help="application name or id (MessagePack tokens)")
+    create.add_argument(
+        "--application", help="name or id of an application of --project (required for MessagePack tokens)"
+    )
     create.add_argument("--name", default="", help="a label for listings")
     tsub.add_parser("list", parents=[common], help="list tokens (never their values)")
     revoke = tsub.add_parser("revoke", parents=[common], help="revoke a token by id (or unique id prefix)")
@@ -37,13 +39,49 @@ def add_tenancy_commands(
     archive = psub.add_parser("archive", parents=[common], help="archive a project: its tokens stop working")
     archive.add_argument("project")
 
+    applications = sub.add_parser("applications", help="create and list a project's game applications (MessagePack)")
+    asub = applications.add_subparsers(dest="action", required=True)
+    acreate = asub.add_parser("create", parents=[common], help="create an application (its name is the app_name)")
+    acreate.add_argument("name", help="unique within the project; the app_name that POST /api/models expects")
+    acreate.add_argument("--project", default="default", help="project name or id")
+    alist = asub.add_parser("list", parents=[common], help="list applications: app_id and app_name")
+    alist.add_argument("--project", help="only this project's (name or id)")
+
 
 def tenancy_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_tenancy(settings, args))
-    except LookupError as err:
+    except (LookupError, ValueError) as err:
         print(f"forgeline: {err}", file=sys.stderr)
         return 1
+
+
+def _project(table: TenancyTable, ref: str) -> Project:
+    project = table.project_by_name_or_id(ref)
+    if project is None:
+        raise LookupError(f"no project {ref!r} (is this the right --data-dir?)")
+    return project
+
+
+def _application_of(table: TenancyTable, project: Project, ref: str | None, kind: TokenKind) -> str | None:
+    """The id of the project's application ``ref`` a token of ``kind`` is bound to (None: no binding)."""
+    if kind not in ("msgpack_public", "msgpack_secret"):
+        if ref:
+            raise ValueError(f"--application is for MessagePack tokens only, not {kind}")
+        return None
+    names = ", ".join(a.name for a in table.applications_of(project.id)) or "none yet"
+    if not ref:
+        raise ValueError(f"a {kind} token needs --application (applications of {project.name}: {names})")
+    application = table.application_in_project(project.id, ref)
+    if application is None:
+        elsewhere = [a for a in table.applications.values() if ref in (a.id, a.name)]
+        if elsewhere:
+            raise ValueError(
+                f"application {ref!r} belongs to another project, not {project.name}: a token can only be "
+                f"bound to an application of its own project (applications of {project.name}: {names})"
+            )
+        raise LookupError(f"no application {ref!r} in project {project.name} (its applications: {names})")
+    return application.id
 
 
 async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
@@ -51,16 +89,9 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
     async with TenancyAdmin(bus) as admin:
         table = admin.table
         if args.command == "tokens" and args.action == "create":
-            project = table.project_by_name_or_id(args.project)
-            if project is None:
-                raise LookupError(f"no project {args.project!r} (is this the right --data-dir?)")
-            application_id = None
-            if args.application:
-                apps = [a for a in table.applications.values() if args.application in (a.id, a.name)]
-                if len(apps) != 1:
-                    raise LookupError(f"no application {args.application!r}")
-                application_id = apps[0].id
+            project = _project(table, args.project)
             kind: TokenKind = args.kind
+            application_id = _application_of(table, project, args.application, kind)
             token, secret = await admin.create_token(kind, project.id, args.environment, application_id, args.name)
             print(secret)
             print(
@@ -71,9 +102,9 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
         elif args.command == "tokens" and args.action == "list":
             print(f"{'id':36}  {'kind':15}  {'prefix':12}  {'project':20}  {'environment':12}  {'state':8}  created")
             for token in sorted(table.tokens.values(), key=lambda t: t.created_at):
-                project = table.projects.get(token.project_id)
-                state = "revoked" if token.revoked else ("archived" if project and project.archived else "active")
-                pname = project.name if project else token.project_id
+                owner = table.projects.get(token.project_id)
+                state = "revoked" if token.revoked else ("archived" if owner and owner.archived else "active")
+                pname = owner.name if owner else token.project_id
                 print(
                     f"{token.id:36}  {token.kind:15}  {token.display_prefix:12}  {pname:20}  "
                     f"{token.environment:12}  {state:8}  {token.created_at}"
@@ -94,6 +125,23 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
         elif args.command == "projects" and args.action == "archive":
             project = await admin.archive_project(args.project)
             print(f"archived {project.name} ({project.id}); its tokens are refused from now on")
+        elif args.command == "applications" and args.action == "create":
+            project = _project(table, args.project)
+            app = await admin.create_application(project.id, args.name)
+            print(app.id)
+            print(
+                f"app_id {app.id}  app_name {app.name}  project {project.name}\n"
+                f"tokens: forgeline tokens create --kind msgpack_public --project {project.name} "
+                f"--application {app.name}",
+                file=sys.stderr,
+            )
+        elif args.command == "applications" and args.action == "list":
+            projects = [_project(table, args.project)] if args.project else list(table.projects.values())
+            # app_id: what events carry; app_name: what POST /api/models expects.
+            print(f"{'app_id':36}  {'project':20}  app_name")
+            for project in projects:
+                for app in table.applications_of(project.id):
+                    print(f"{app.id:36}  {project.name:20}  {app.name}")
     return 0
 
 

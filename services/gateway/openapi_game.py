@@ -41,7 +41,11 @@ _VALIDATION = _json_error(
 _FORGE_REFUSALS: dict[str, Any] = {
     "400": _VALIDATION,
     "401": _json_error("Missing or invalid token (only flg_ tokens).", {"error": "Missing or invalid token"}),
-    "403": _json_error("The body names another project/environment.", {"error": "Token does not have access"}),
+    "403": _json_error(
+        "The body names another project/environment, or cites a sessionId, eventId or uploadId that is not "
+        "one of the token's project.",
+        {"code": "forbidden", "details": [{"field": "uploadIds[0]", "message": "is not an upload of this project"}]},
+    ),
     "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
     "429": _json_error("Rate limited; see Retry-After.", {"code": "rate_limited", "retry_after": 12}),
     "503": _json_error("The event bus did not acknowledge; retry after Retry-After.", {"retry_after": 1}),

@@ -20,6 +20,7 @@ from forgeline.bus.port import Record
 from forgeline.bus.topics import EVENTS_ERROR_GROUPS, EVENTS_MONITORS, TYPED_REPORTS
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage
+from forgeline.schemas.forge import own_report_row
 
 TOPICS = (TYPED_REPORTS, EVENTS_ERROR_GROUPS, EVENTS_MONITORS)
 MAX_TEXT = 3500  # below every provider's body limit once wrapped (Discord embeds: 4096)
@@ -90,6 +91,7 @@ def _report(doc: dict[str, Any]) -> Notification | None:
     requested = tuple(str(p) for p in doc.get("export_providers") or ())
     if not requested:
         return None  # stored only: the report asked for no export
+    doc = own_report_row(doc)  # typed before foreign citations were refused: never forward them
     title = str(doc["title"])
     fields = (
         ("severity", str(doc.get("severity", ""))),

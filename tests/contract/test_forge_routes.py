@@ -252,7 +252,7 @@ def test_report_validation(gateway: GatewayHarness) -> None:
 
 def _create_upload(gw: GatewayHarness, **file: Any) -> dict[str, Any]:
     spec = {"filename": "shot.png", "contentType": "image/png", "size": 1000, "type": "screenshot", **file}
-    response = _post(gw, "/v1/ingest/uploads", {"sessionId": str(uuid.uuid4()), "files": [spec]})
+    response = _post(gw, "/v1/ingest/uploads", {"sessionId": _session(gw), "files": [spec]})
     assert response.status_code == 201, response.text
     target: dict[str, Any] = response.json()["uploads"][0]
     return target
@@ -274,7 +274,7 @@ def test_upload_round_trip_then_report_references_it(gateway: GatewayHarness) ->
     assert completion[0]["body"]["size_bytes"] == len(data)
     store = LocalBlobStore(gateway.settings.data_dir / "blobs", b"unused", "")
     assert hashlib.sha256(store.read(completion[0]["body"]["storage_key"])).hexdigest() == response.json()["sha256"]
-    report = _report(str(uuid.uuid4()), uploadIds=[target["uploadId"]])
+    report = _report(_session(gateway), uploadIds=[target["uploadId"]])
     assert _post(gateway, "/v1/ingest/reports", report).status_code == 201
 
 

@@ -10,7 +10,6 @@ content type (400) and deletes it.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,6 +20,7 @@ import pytest
 from forgeline.blobstore.factory import create_blob_store
 from forgeline.blobstore.port import BlobStore
 from tests.conftest import GatewayHarness
+from tests.contract.forge_support import new_session
 from tests.fixtures.s3 import S3Server
 
 pytestmark = pytest.mark.contract
@@ -43,7 +43,7 @@ def _auth(gw: GatewayHarness) -> dict[str, str]:
 
 def _create(gw: GatewayHarness, **file: Any) -> dict[str, Any]:
     spec = {"filename": "shot.png", "contentType": "image/png", "size": 1000, "type": "screenshot", **file}
-    body = {"sessionId": str(uuid.uuid4()), "files": [spec]}
+    body = {"sessionId": new_session(gw), "files": [spec]}
     response = gw.client.post("/v1/ingest/uploads", json=body, headers=_auth(gw))
     assert response.status_code == 201, response.text
     target: dict[str, Any] = response.json()["uploads"][0]

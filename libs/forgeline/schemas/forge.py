@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from forgeline.ids import derived_uuid
+from forgeline.ids import derived_uuid, is_owned, new_owned_uuid, owned_uuids
 from forgeline.mediatype import media_type_problem
 from forgeline.schemas.checks import Check, Invalid, Problem
 from forgeline.schemas.common import to_millis
@@ -66,6 +66,81 @@ def build_id(project_id: str, version: str, platform: str, git_commit: str) -> u
 def report_id(project_id: str, client_request_id: uuid.UUID) -> uuid.UUID:
     """A retried report (same clientRequestId) gets the same id, hence one stored row."""
     return derived_uuid("forge_report", project_id, str(client_request_id))
+
+
+# --- ids other requests cite: owned by their project (forgeline.ids) ---------------------------
+
+SESSION_ID, EVENT_ID, UPLOAD_ID = "forge_session", "forge_event", "forge_upload"
+
+
+def new_session_id(project_id: str) -> uuid.UUID:
+    """Not idempotent, as the seed says: every call is a new session."""
+    return new_owned_uuid(SESSION_ID, project_id)
+
+
+def new_upload_id(project_id: str) -> uuid.UUID:
+    return new_owned_uuid(UPLOAD_ID, project_id)
+
+
+def event_ids(project_id: str, environment: str, body_digest: str, count: int) -> list[uuid.UUID]:
+    """Derived from the request bytes: a retried batch maps onto the same rows."""
+    return owned_uuids(EVENT_ID, project_id, count, "forge_event", project_id, environment, body_digest)
+
+
+# body key → (id kind, what it must be) of every citation a request body may hold.
+CITATIONS = {
+    "sessionId": (SESSION_ID, "a session"),
+    "eventIds": (EVENT_ID, "an event"),
+    "uploadIds": (UPLOAD_ID, "an upload"),
+}
+REPORT_CITATIONS = ("sessionId", "eventIds", "uploadIds")
+
+
+def foreign_references(
+    doc: Any, project_id: str, keys: Sequence[str] = ("sessionId",), index: int | None = None
+) -> list[Problem]:
+    """Every id under ``keys`` of ``doc`` that is not its project's (→ 403, nothing stored).
+
+    Call after validation: ids that are no UUIDs were reported as 400 already. An id from
+    another project and an id no gateway issued look the same here, and both are refused.
+    """
+    if not isinstance(doc, dict):
+        return []
+    problems: list[Problem] = []
+    for key in keys:
+        kind, noun = CITATIONS[key]
+        value = doc.get(key)
+        cited: list[tuple[str, Any]] = [(key, value)] if isinstance(value, str) else []
+        if isinstance(value, list):
+            cited = [(f"{key}[{n}]", item) for n, item in enumerate(value) if isinstance(item, str)]
+        problems += [
+            Problem(field, f"is not {noun} of this project", index)
+            for field, item in cited
+            if not is_owned(item, kind, project_id)
+        ]
+    return problems
+
+
+NO_SESSION = str(uuid.UUID(int=0))  # what a dropped session citation becomes in a UUID column
+
+
+def _own_session(session_id: Any, project_id: str, none: str = NO_SESSION) -> str:
+    """The session id if the project owns it, else ``none`` (a citation the gateway should have refused)."""
+    return str(session_id) if is_owned(str(session_id), SESSION_ID, project_id) else none
+
+
+def own_report_row(row: Row) -> Row:
+    """A report row citing only its own project's session, events and uploads.
+
+    The gateway refuses foreign citations; this is the second line for records accepted
+    before it did (still on the log when processed or notified): the report is kept, the
+    citations it may not make are dropped.
+    """
+    project_id = str(row.get("project_id", ""))
+    event_ids_ = [e for e in row.get("event_ids") or () if is_owned(str(e), EVENT_ID, project_id)]
+    upload_ids = [u for u in row.get("upload_ids") or () if is_owned(str(u), UPLOAD_ID, project_id)]
+    session_id = _own_session(row.get("session_id", ""), project_id)
+    return {**row, "session_id": session_id, "event_ids": event_ids_, "upload_ids": upload_ids}
 
 
 def _json(value: dict[str, Any] | None) -> str:
@@ -175,7 +250,7 @@ def normalize_event(body: Any, ctx: ForgeContext, event_id: uuid.UUID) -> tuple[
     check.raise_if_invalid()
     row = {
         "event_id": str(event_id),
-        "session_id": body["sessionId"],
+        "session_id": _own_session(body["sessionId"], ctx.project_id),
         **ctx.tenant(),
         "type": body["type"],
         "severity": body.get("severity") or "",
@@ -232,7 +307,7 @@ def normalize_report(body: Any, ctx: ForgeContext, rid: uuid.UUID) -> tuple[Reco
         "metadata": _json(body.get("metadata")),
         "received_at": to_millis(ctx.received_at),
     }
-    return REPORT, row
+    return REPORT, own_report_row(row)
 
 
 # --- uploads -------------------------------------------------------------------------------
@@ -324,7 +399,7 @@ def normalize_upload(body: Any, ctx: ForgeContext, upload_id: uuid.UUID) -> tupl
         row = {
             "upload_id": str(upload_id),
             **ctx.tenant(),
-            "session_id": str(body.get("session_id", "")),
+            "session_id": _own_session(body.get("session_id", ""), ctx.project_id, none=""),
             "attachment_type": str(body["attachment_type"]),
             "filename": str(body["filename"]),
             "content_type": str(body["content_type"]),

@@ -227,9 +227,14 @@ def foreign_app_ids(docs: Sequence[Any], app_id: str) -> list[int]:
     ]
 
 
-def event_id(app_id: str, body_digest: str, index: int) -> uuid.UUID:
-    """Derived from the request: a retried request (same bytes) maps onto the same rows."""
-    return derived_uuid("msgpack", app_id, body_digest, str(index))
+def event_id(project_id: str, app_id: str, body_digest: str, index: int) -> uuid.UUID:
+    """Derived from the request: a retried request (same bytes) maps onto the same rows.
+
+    The project is part of it: the same bytes sent by two projects are two rows, never one
+    replacing the other (the tables are keyed by app and event id, and an application
+    belongs to one project).
+    """
+    return derived_uuid("msgpack", project_id, app_id, body_digest, str(index))
 
 
 def _json(value: Any) -> str:
@@ -311,8 +316,8 @@ def normalize(doc: Any, ctx: AppContext, eid: uuid.UUID) -> tuple[RecordKind, Ro
     return kind, row
 
 
-def model_id(app_id: str, level_name: str, sha256: str) -> uuid.UUID:
-    return derived_uuid("level_model", app_id, level_name, sha256)
+def model_id(project_id: str, app_id: str, level_name: str, sha256: str) -> uuid.UUID:
+    return derived_uuid("level_model", project_id, app_id, level_name, sha256)
 
 
 def normalize_model(body: Any, ctx: AppContext, mid: uuid.UUID) -> tuple[RecordKind, Row]:

@@ -61,7 +61,11 @@ class Environment:
 
 @dataclass(frozen=True, slots=True)
 class Application:
-    """A game client application (MessagePack family); its id is the wire `app_id`."""
+    """A game client application (MessagePack family); its id is the wire `app_id`.
+
+    It belongs to exactly one project: its name is unique within that project (the
+    `app_name` of `POST /api/models`), and only that project's tokens may be bound to it.
+    """
 
     id: str
     project_id: str
@@ -166,6 +170,10 @@ class TenancyTable:
         project = self.projects.get(token.project_id)
         if project is None or project.archived:
             return None
+        if token.application_id is not None and not self.owns_application(project.id, token.application_id):
+            # Bound to another project's application (only possible for tokens created
+            # before bindings were checked): refused, never a door into that application.
+            return None
         return Principal(
             token_id=token.id,
             kind=token.kind,
@@ -174,6 +182,20 @@ class TenancyTable:
             environment=token.environment,
             application_id=token.application_id,
         )
+
+    def owns_application(self, project_id: str, application_id: str) -> bool:
+        application = self.applications.get(application_id)
+        return application is not None and application.project_id == project_id
+
+    def applications_of(self, project_id: str) -> list[Application]:
+        return sorted((a for a in self.applications.values() if a.project_id == project_id), key=lambda a: a.name)
+
+    def application_in_project(self, project_id: str, ref: str) -> Application | None:
+        """The project's application named or identified by ``ref``; another project's is None."""
+        for application in self.applications_of(project_id):
+            if ref in (application.id, application.name):
+                return application
+        return None
 
     def project_by_name_or_id(self, ref: str) -> Project | None:
         if ref in self.projects:

@@ -112,6 +112,13 @@ class TenancyAdmin:
         return env
 
     async def create_application(self, project_id: str, name: str) -> Application:
+        """A new application of ``project_id``; its name must be new in that project."""
+        if project_id not in self.table.projects:
+            raise LookupError(f"no project {project_id!r}")
+        if not name.strip() or len(name) > 256:
+            raise ValueError("an application name is 1 to 256 characters")
+        if any(a.name == name for a in self.table.applications_of(project_id)):
+            raise ValueError(f"the project has an application named {name!r} already")
         app = Application(id=str(uuid.uuid4()), project_id=project_id, name=name)
         await self.put(app)
         return app
@@ -124,7 +131,24 @@ class TenancyAdmin:
         application_id: str | None = None,
         name: str = "",
     ) -> tuple[Token, str]:
-        """Returns the stored token record and the token itself (shown once, never stored)."""
+        """Returns the stored token record and the token itself (shown once, never stored).
+
+        MessagePack tokens are bound to one application of their own project (ValueError
+        otherwise); the other kinds to none.
+        """
+        if kind in ("msgpack_public", "msgpack_secret"):
+            if application_id is None:
+                raise ValueError(f"a {kind} token needs an application of its project")
+            application = self.table.applications.get(application_id)
+            if application is None:
+                raise LookupError(f"no application {application_id!r}")
+            if application.project_id != project_id:
+                raise ValueError(
+                    f"application {application.name!r} belongs to another project; "
+                    "a token can only be bound to an application of its own project"
+                )
+        elif application_id is not None:
+            raise ValueError(f"a {kind} token is not bound to an application")
         secret = generate_token(kind)
         token = Token(
             id=str(uuid.uuid4()),

@@ -8,9 +8,12 @@ PUT  /v1/blobs/{uploadId} → 201 {uploadId, size, sha256}            raw.forge 
 POST /v1/blobs/{uploadId}/complete → 201 {uploadId, size, sha256}   raw.forge (upload completion, S3 store:
                             the client PUT the bytes to S3 itself; the gateway checks the object)
 
-Order of checks: token (401), scope (403), rate limit (429), body (413, 400), content (400).
+Order of checks: token (401), scope (403), rate limit (429), body (413, 400), content (400),
+citations (403: a sessionId, eventId or uploadId that is not the token's project's).
 The seed's status table has no 415, so a non-JSON content type is a 400 here.
-Only a fully valid request is enqueued; every id is derived from input or the token.
+Only a fully valid request is enqueued; every id is derived from input or the token, and
+session, event and upload ids carry their project (forgeline.ids "owned" ids), so the
+citation check needs no lookup.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.ids import derived_uuids
 from forgeline.schemas import forge
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
@@ -167,6 +169,24 @@ class ForgeApi:
                     reason="forbidden",
                 )
 
+    def owned(self, docs: Sequence[Any], principal: Principal, keys: Sequence[str], batch: bool = False) -> None:
+        """403 when a body cites a session, event or upload that is not the token's project's."""
+        problems = [
+            problem
+            for n, doc in enumerate(docs)
+            for problem in forge.foreign_references(doc, principal.project_id, keys, n if batch else None)
+        ]
+        if problems:
+            raise ApiError(
+                403,
+                {
+                    "error": "Token does not have access to this project/environment",
+                    "code": "forbidden",
+                    "details": [p.as_json() for p in problems[:100]],
+                },
+                reason="foreign_reference",
+            )
+
     def context(self, principal: Principal) -> forge.ForgeContext:
         return forge.ForgeContext(
             principal.organisation_id,
@@ -200,8 +220,7 @@ class ForgeApi:
         if check.problems:
             raise invalid(check.problems)
         ctx = self.context(principal)
-        # Not idempotent, as the seed says: every call is a new session.
-        session_id = uuid.uuid4()
+        session_id = forge.new_session_id(principal.project_id)
         build_id = forge.build_id(principal.project_id, info.version, info.platform, info.git_commit)
         await self.publisher.publish(
             [
@@ -224,9 +243,9 @@ class ForgeApi:
         problems = forge.check_events(items, batch, ctx.received_at)
         if problems:
             raise invalid(problems)
-        # Derived from the request bytes: a retried batch maps onto the same rows.
+        self.owned(items, principal, ("sessionId",), batch)
         digest = hashlib.sha256(raw).hexdigest()
-        ids = derived_uuids(len(items), "forge_event", principal.project_id, principal.environment, digest)
+        ids = forge.event_ids(principal.project_id, principal.environment, digest, len(items))
         envelope = self.envelope("event", ctx, principal)
         await self.publisher.publish(
             [
@@ -243,6 +262,7 @@ class ForgeApi:
         refs, check = forge.check_report(doc)
         if check.problems:
             raise invalid(check.problems)
+        self.owned([doc], principal, forge.REPORT_CITATIONS)
         ctx = self.context(principal)
         crid = refs.client_request_id
         report_id = forge.report_id(principal.project_id, crid) if crid else uuid.uuid4()
@@ -265,11 +285,12 @@ class ForgeApi:
             session_id, files = forge.check_uploads(doc, self.settings.upload_size_limits)
         except Invalid as err:
             raise invalid(err.problems) from None
+        self.owned([doc], principal, ("sessionId",))
         issued_at = int(self.clock.time())
         expires_at = issued_at + self.settings.upload_url_ttl_seconds
         targets = []
         for file in files:
-            upload_id = str(uuid.uuid4())
+            upload_id = str(forge.new_upload_id(principal.project_id))
             grant = UploadGrant(
                 upload_id=upload_id,
                 key=f"{principal.project_id}/{upload_id}/{file.filename}",

@@ -161,7 +161,7 @@ class MsgpackApi:
 
     def _record(self, doc: dict[str, Any], index: int, digest: str, received_at: int, p: Principal) -> OutgoingRecord:
         app_id = p.application_id or ""
-        event_id = msgpack.event_id(app_id, digest, index)
+        event_id = msgpack.event_id(p.project_id, app_id, digest, index)
         value = {
             "v": 1,
             "id": str(event_id),
@@ -274,7 +274,7 @@ class MsgpackApi:
             raise _model_too_large(limit) from None
         except MultiPartException as err:
             raise _invalid([Problem("body", f"bad multipart body: {err.message}")]) from None
-        mid = msgpack.model_id(app_id, level_name, stored.sha256)
+        mid = msgpack.model_id(principal.project_id, app_id, level_name, stored.sha256)
         value = {
             "v": 1,
             "route": "model",

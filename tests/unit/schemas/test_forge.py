@@ -14,7 +14,8 @@ from forgeline.schemas.records import BUILD, GAME_EVENT, REPORT, SESSION
 pytestmark = pytest.mark.unit
 
 CTX = forge.ForgeContext("org", "proj", "production", datetime(2026, 4, 8, 14, 30, tzinfo=UTC))
-SID = str(uuid.uuid4())
+SID = str(forge.new_session_id("proj"))
+[EID] = forge.event_ids("proj", "production", "digest", 1)
 
 
 def test_build_id_is_deterministic_and_scoped_to_the_project() -> None:
@@ -72,11 +73,11 @@ def test_report_row_has_arrays_and_deduplicated_providers() -> None:
         "description": "",
         "severity": "low",
         "reporterType": "player",
-        "eventIds": [SID.upper()],
+        "eventIds": [str(EID).upper()],
         "export": ["jira", "jira", "github"],
     }
     kind, row = forge.normalize_report(body, CTX, uuid.uuid4())
-    assert kind is REPORT and row["export_providers"] == ["jira", "github"] and row["event_ids"] == [SID]
+    assert kind is REPORT and row["export_providers"] == ["jira", "github"] and row["event_ids"] == [str(EID)]
 
 
 def test_uploads_enforce_type_size_limits_and_file_names() -> None:

@@ -92,4 +92,9 @@ def test_gameplay_position_must_be_three_numbers() -> None:
 
 def test_foreign_app_ids_and_stable_ids() -> None:
     assert msgpack.foreign_app_ids([{"app_id": "app"}, {"app_id": "other"}, {"app_id": 3}, "x"], "app") == [1]
-    assert msgpack.event_id("a", "d", 0) == msgpack.event_id("a", "d", 0) != msgpack.event_id("a", "d", 1)
+    assert (
+        msgpack.event_id("p", "a", "d", 0) == msgpack.event_id("p", "a", "d", 0) != msgpack.event_id("p", "a", "d", 1)
+    )
+    # Two projects never share a row, even for the same application id and bytes.
+    assert msgpack.event_id("p", "a", "d", 0) != msgpack.event_id("q", "a", "d", 0)
+    assert msgpack.model_id("p", "a", "l", "h") != msgpack.model_id("q", "a", "l", "h")
