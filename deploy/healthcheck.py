@@ -3,7 +3,8 @@
 
 One image runs every service, so the probe does not know which one it is in: it asks the
 gateway port ($FORGELINE_PORT, 8080) first and, if nothing listens there, the processors'
-admin port ($FORGELINE_ADMIN_PORT, 8081). Standard library only (a slim image has no curl).
+admin port ($FORGELINE_ADMIN_PORT, 8081, on $FORGELINE_ADMIN_HOST). Standard library only
+(a slim image has no curl). /health and /ready need no admin key.
 
     forgeline-healthcheck [--path /health] [--timeout 2]
 """
@@ -35,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/ready", help="/ready (default) or /health")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt")
     args = parser.parse_args(argv)
-    host = os.environ.get("FORGELINE_HOST", "").strip()
-    host = "127.0.0.1" if host in WILDCARDS else host
-    ports = [os.environ.get("FORGELINE_PORT") or "8080", os.environ.get("FORGELINE_ADMIN_PORT") or "8081"]
-    for raw in ports:
+    # The gateway listens on FORGELINE_HOST, the admin port on FORGELINE_ADMIN_HOST (127.0.0.1
+    # unless set); a wildcard address is reached on 127.0.0.1.
+    targets = [
+        (os.environ.get("FORGELINE_HOST", "").strip(), os.environ.get("FORGELINE_PORT") or "8080"),
+        (
+            os.environ.get("FORGELINE_ADMIN_HOST", "").strip() or "127.0.0.1",
+            os.environ.get("FORGELINE_ADMIN_PORT") or "8081",
+        ),
+    ]
+    for host, raw in targets:
+        host = "127.0.0.1" if host in WILDCARDS else host
         try:
             status = probe(host, int(raw), args.path, args.timeout)
         except (OSError, ValueError, http.client.HTTPException) as err:
@@ -50,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"forgeline-healthcheck: {host}:{raw}{args.path} answered {status}", file=sys.stderr)
         return 1
-    print(f"forgeline-healthcheck: nothing listens on {host} ports {', '.join(ports)}", file=sys.stderr)
+    listening = ", ".join(f"{'127.0.0.1' if host in WILDCARDS else host}:{port}" for host, port in targets)
+    print(f"forgeline-healthcheck: nothing listens on {listening}", file=sys.stderr)
     return 1
 
 

@@ -2,13 +2,22 @@
 
 ``POST /query`` runs one read-only statement through the process that owns the
 warehouse (chDB allows one process per data directory), so ``forgeline sql`` works
-while ``forgeline up`` is running. It listens on 127.0.0.1 by default.
+while ``forgeline up`` is running; ``forgeline.warehouse.guard`` decides what it runs.
+
+The port listens on ``FORGELINE_ADMIN_HOST`` (127.0.0.1 by default, whatever the
+gateway's host). With ``FORGELINE_ADMIN_KEY`` set, ``/query`` needs
+``Authorization: Bearer <key>``; a non-loopback address without a key refuses to start.
+``/health``, ``/ready`` and ``/metrics`` stay open: probes and Prometheus call them, and
+they return no warehouse data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 from collections.abc import Callable, Generator
 
 import orjson
@@ -22,13 +31,55 @@ from starlette.routing import Route
 from forgeline.warehouse.port import Warehouse, WarehouseError
 
 MAX_SQL_BYTES = 64 * 1024
+MIN_ADMIN_KEY_CHARS = 16
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name may resolve to anything: not loopback
+
+
+def admin_exposure_problem(host: str, key: str) -> str | None:
+    """Why the admin port may not start on ``host`` with ``key`` (None: it may)."""
+    if key and (len(key) < MIN_ADMIN_KEY_CHARS or not key.isascii() or not key.isprintable() or " " in key):
+        return (
+            f"FORGELINE_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} printable ASCII characters without "
+            "spaces (e.g. `openssl rand -hex 32`)"
+        )
+    if not key and not is_loopback(host):
+        return (
+            f"the admin port (SQL over the warehouse) would listen on {host or 'every interface'!r}: set "
+            "FORGELINE_ADMIN_KEY to require a key there, or keep FORGELINE_ADMIN_HOST / --admin-host on 127.0.0.1"
+        )
+    return None
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host`` (URL form)."""
+    if host.strip() in WILDCARD_HOSTS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _key_matches(header: str | None, key: str) -> bool:
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    # Digests of equal length: the comparison time tells nothing, not even the key's length.
+    want = hashlib.sha256(key.encode()).digest()
+    return hmac.compare_digest(hashlib.sha256(given.strip().encode("latin-1")).digest(), want)
 
 
 def _json(doc: object, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
-def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None) -> Starlette:
+def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None, admin_key: str = "") -> Starlette:
     async def health(request: Request) -> Response:
         return _json({"status": "ok"})
 
@@ -41,11 +92,20 @@ def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def query(request: Request) -> Response:
+        if admin_key and not _key_matches(request.headers.get("authorization"), admin_key):
+            return Response(
+                orjson.dumps({"error": "this admin port needs its key: Authorization: Bearer <FORGELINE_ADMIN_KEY>"}),
+                status_code=401,
+                media_type="application/json",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if warehouse is None:
             return _json({"error": "this process has no warehouse"}, 404)
-        body = await request.body()
-        if len(body) > MAX_SQL_BYTES:
-            return _json({"error": f"query larger than {MAX_SQL_BYTES} bytes"}, 413)
+        body = b""
+        async for chunk in request.stream():  # never buffer more than the limit
+            body += chunk
+            if len(body) > MAX_SQL_BYTES:
+                return _json({"error": f"query larger than {MAX_SQL_BYTES} bytes"}, 413)
         try:
             doc = orjson.loads(body)
             sql, fmt = str(doc["sql"]), str(doc.get("format") or "PrettyCompact")
@@ -54,7 +114,9 @@ def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None)
         try:
             out = await asyncio.to_thread(warehouse.query_formatted, sql, fmt)
         except WarehouseError as err:
-            return _json({"error": str(err)}, 400)
+            # A refused or failing statement is the caller's to fix (400); an unreachable
+            # warehouse is ours, and may be retried (503).
+            return _json({"error": str(err)}, 503 if err.retriable else 400)
         return Response(out, media_type="text/plain; charset=utf-8")
 
     return Starlette(
@@ -77,5 +139,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 def admin_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    # proxy_headers=False: no X-Forwarded-For is believed here (no proxy fronts this port).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="off", proxy_headers=False
+    )
     return _EmbeddedServer(config)

@@ -174,13 +174,12 @@ def bootstrap_command(settings: Settings) -> int:
 
 
 def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None) -> int:
-    from services.supervisor.up import read_run_file
+    from services.cli.admin_client import admin_url as resolve_admin_url
+    from services.cli.admin_client import post_query
 
-    if admin_url is None:
-        run = read_run_file(settings.data_dir.resolve())
-        admin_url = str(run["admin_url"]) if run else f"http://{settings.host}:{settings.admin_port}"
+    admin_url = resolve_admin_url(settings, admin_url)
     try:
-        response = httpx.post(f"{admin_url}/query", json={"sql": query, "format": fmt}, timeout=60)
+        response = post_query(settings, admin_url, query, fmt)
     except httpx.TransportError as err:
         print(
             f"forgeline: cannot reach the processors at {admin_url} ({err}); is `forgeline up` running?",

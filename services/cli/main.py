@@ -24,7 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     changes: dict[str, object] = {}
     if getattr(args, "data_dir", None):
         changes["data_dir"] = Path(args.data_dir)
-    for name in ("host", "port", "admin_port"):
+    for name in ("host", "port", "admin_host", "admin_port"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--host", help="listen address (FORGELINE_HOST, default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="gateway port (FORGELINE_PORT, default 8080)")
     serving.add_argument("--admin-port", type=int, help="processors admin port (FORGELINE_ADMIN_PORT, default 8081)")
+    serving.add_argument(
+        "--admin-host",
+        help="processors admin address (FORGELINE_ADMIN_HOST, default 127.0.0.1, whatever --host says); "
+        "any other address needs FORGELINE_ADMIN_KEY",
+    )
 
     parser = argparse.ArgumentParser(prog="forgeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"forgeline: bad setting: {err}", file=sys.stderr)
         return 2
     command = args.command
+    if command in ("up", "processors", "process"):
+        from services.admin import admin_exposure_problem
+
+        exposure = admin_exposure_problem(settings.admin_host, settings.admin_key)
+        if exposure:
+            print(f"forgeline: bad setting: {exposure}", file=sys.stderr)
+            return 2
     if command == "up":
         from services.supervisor.up import run_up
 

@@ -43,16 +43,15 @@ def add_errors_commands(
 
 
 def _admin_url(settings: Settings, explicit: str | None) -> str:
-    from services.supervisor.up import read_run_file
+    from services.cli.admin_client import admin_url
 
-    if explicit:
-        return explicit
-    run = read_run_file(settings.data_dir.resolve())
-    return str(run["admin_url"]) if run else f"http://{settings.host}:{settings.admin_port}"
+    return admin_url(settings, explicit)
 
 
-def _query(admin_url: str, sql: str, fmt: str) -> str:
-    response = httpx.post(f"{admin_url}/query", json={"sql": sql, "format": fmt}, timeout=60)
+def _query(settings: Settings, admin_url: str, sql: str, fmt: str) -> str:
+    from services.cli.admin_client import post_query
+
+    response = post_query(settings, admin_url, sql, fmt)
     if response.status_code != 200:
         raise LookupError(response.text)
     return response.text
@@ -63,7 +62,8 @@ def errors_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             where = f"WHERE status = '{args.status}'" if args.status else ""
-            sys.stdout.write(_query(admin_url, LIST_SQL.format(where=where, limit=int(args.limit)), "PrettyCompact"))
+            sql = LIST_SQL.format(where=where, limit=int(args.limit))
+            sys.stdout.write(_query(settings, admin_url, sql, "PrettyCompact"))
             return 0
         prefix = str(args.group_id)
         if not prefix or not all(c in "0123456789abcdef-" for c in prefix.lower()):
@@ -72,7 +72,7 @@ def errors_command(settings: Settings, args: argparse.Namespace) -> int:
             "SELECT group_id, project_id, fingerprint FROM forgeline.error_groups FINAL "
             f"WHERE startsWith(group_id, '{prefix.lower()}') LIMIT 2"
         )
-        found = [orjson.loads(line) for line in _query(admin_url, sql, "JSONEachRow").splitlines() if line]
+        found = [orjson.loads(line) for line in _query(settings, admin_url, sql, "JSONEachRow").splitlines() if line]
         if len(found) != 1:
             raise LookupError(f"{len(found)} groups match {prefix!r}; give more of the id")
         group = found[0]

@@ -82,18 +82,19 @@ def hour_sql(kind: RecordKind, database: str, start_ms: int, end_ms: int) -> str
         f"SELECT {columns} FROM {database}.{kind.table} FINAL "
         f"WHERE `{column}` >= fromUnixTimestamp64Milli(toInt64({int(start_ms)}), 'UTC') "
         f"AND `{column}` < fromUnixTimestamp64Milli(toInt64({int(end_ms)}), 'UTC') "
-        f"ORDER BY `{column}`, `{kind.column_names[0]}` "
-        "SETTINGS output_format_json_quote_64bit_integers = 0"
-    )
+        f"ORDER BY `{column}`, `{kind.column_names[0]}`"
+    )  # no SETTINGS: the admin endpoint is read-only; row_from_warehouse reads quoted 64-bit ints
 
 
 Query = Callable[[str], bytes]
 
 
-def admin_query(admin_url: str) -> Query:
+def admin_query(admin_url: str, headers: dict[str, str] | None = None) -> Query:
     def run(sql: str) -> bytes:
         try:
-            response = httpx.post(f"{admin_url}/query", json={"sql": sql, "format": "JSONEachRow"}, timeout=300)
+            response = httpx.post(
+                f"{admin_url}/query", json={"sql": sql, "format": "JSONEachRow"}, headers=headers or {}, timeout=300
+            )
         except httpx.TransportError as err:
             raise BackfillError(
                 f"cannot reach the processors at {admin_url} ({err}); is `forgeline up` running? "
@@ -208,12 +209,10 @@ def backfill_command(settings: Settings, kind_name: str, since: str, until: str,
         if dsn:
             query, close = dsn_query(dsn)
         else:
-            if admin_url is None:
-                from services.supervisor.up import read_run_file
+            from services.cli.admin_client import admin_headers
+            from services.cli.admin_client import admin_url as resolve_admin_url
 
-                run = read_run_file(settings.data_dir.resolve())
-                admin_url = str(run["admin_url"]) if run else f"http://{settings.host}:{settings.admin_port}"
-            query = admin_query(admin_url)
+            query = admin_query(resolve_admin_url(settings, admin_url), admin_headers(settings))
         try:
             result = asyncio.run(backfill(kind, start_ms, end_ms, query, store, compress))
         finally:

@@ -24,6 +24,7 @@ import orjson
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.private_fs import open_private, private_dir
+from services.admin import connect_host
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 
 RUN_FILE = "run.json"
@@ -54,6 +55,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
             "FORGELINE_HOST": settings.host,
             "FORGELINE_PORT": str(settings.port),
             "FORGELINE_ADMIN_PORT": str(settings.admin_port),
+            "FORGELINE_ADMIN_HOST": settings.admin_host,
         }
     )
     return env
@@ -73,7 +75,8 @@ def run_up(settings: Settings) -> int:
     written = asyncio.run(bootstrap_tenancy(bus, data_dir))
     tokens_file = data_dir / BOOTSTRAP_FILE
     gateway_url = f"http://{settings.host}:{settings.port}"
-    admin_url = f"http://{settings.host}:{settings.admin_port}"
+    # Where this machine's CLI reaches the admin port (never its key: that stays in the env).
+    admin_url = f"http://{connect_host(settings.admin_host)}:{settings.admin_port}"
     run_info: dict[str, object] = {"pid": os.getpid(), "gateway_url": gateway_url, "admin_url": admin_url}
     print(
         f"forgeline up: gateway {gateway_url}  admin {admin_url}  data {data_dir}\n"

@@ -43,10 +43,8 @@ def exported_lines(root: Path, table: str, field: str, marker: str) -> list[byte
 
 def warehouse_lines(up: ForgelineUp, kind: RecordKind, where: str) -> list[bytes]:
     columns = ", ".join(kind.column_names)
-    sql = (
-        f"SELECT {columns} FROM forgeline.{kind.table} FINAL WHERE {where} "
-        "SETTINGS output_format_json_quote_64bit_integers = 0"
-    )
+    # No SETTINGS (the admin endpoint runs read-only): row_from_warehouse reads quoted 64-bit ints.
+    sql = f"SELECT {columns} FROM forgeline.{kind.table} FINAL WHERE {where}"
     return [
         encode_line(row_from_warehouse(kind, orjson.loads(line))) for line in up.sql(sql, "JSONEachRow").splitlines()
     ]

@@ -21,10 +21,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from forgeline.private_fs import private_dir
+from forgeline.warehouse import guard
 from forgeline.warehouse.port import WarehouseError
 
 DATABASE = "forgeline"
-READ_ONLY_PREFIXES = ("select", "with", "show", "describe", "desc", "explain", "exists")
 
 
 class ClickHouseWarehouse:
@@ -36,12 +36,15 @@ class ClickHouseWarehouse:
             private_dir(Path(chdb_dir))
         try:
             self._client: Client = clickhouse_connect.get_client(dsn=dsn)
-            # A second client for analysts' queries: chDB keeps settings per connection,
-            # so `readonly` set here never leaks into the writer's inserts.
-            self._reader: Client = clickhouse_connect.get_client(dsn=dsn)
+            self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+            # A second client for analysts' queries (`query_formatted`), read-only for its
+            # whole life: chDB keeps settings per connection (a server gets them with every
+            # request), so `readonly` never reaches the writer's inserts, and a query cannot
+            # lift it (readonly=1 forbids changing any setting, itself included).
+            self._reader: Client = clickhouse_connect.get_client(dsn=dsn, database=database, settings={"readonly": 1})
         except ClickHouseError as err:
             raise WarehouseError(f"cannot open warehouse {_redact(dsn)}: {err}", retriable=True) from err
-        self.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._catalog: guard.Catalog | None = None
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         if not rows:
@@ -60,17 +63,51 @@ class ClickHouseWarehouse:
             return [tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows]
 
     def query_formatted(self, sql: str, fmt: str) -> bytes:
-        statement = sql.strip().rstrip(";").strip()
-        if not statement.lower().startswith(READ_ONLY_PREFIXES):
-            raise WarehouseError("only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN…)", retriable=False)
-        if _has_statement_separator(statement):
-            # chDB runs every statement of a multi-statement string: allow exactly one.
-            raise WarehouseError("one statement at a time (no ';' between statements)", retriable=False)
-        if not fmt.replace("_", "").isalnum():
-            raise WarehouseError(f"bad output format {fmt!r}", retriable=False)
-        with self._lock, _translated():
-            result = self._reader.raw_query(f"{statement}\nFORMAT {fmt}", settings={"readonly": 2})
-        return bytes(result)
+        """Run one read-only statement for an analyst (see ``guard``); QueryRefused says why not."""
+        statement, fmt = guard.statement_of(sql), guard.output_format(fmt)
+        with self._lock:
+            # The server parses the exact text it would run; the tree decides, not a prefix.
+            explained = self._explain(statement, fmt)
+            guard.check_ast(explained, fmt, self._reader_catalog(), self.database)
+            with _translated():
+                return bytes(self._reader.raw_query(guard.run_sql(statement, fmt)))
+
+    def _explain(self, statement: str, fmt: str) -> str:
+        try:
+            with _translated():
+                return bytes(self._reader.raw_query(guard.explain_sql(statement, fmt))).decode("utf-8", "replace")
+        except WarehouseError as err:
+            if err.retriable:
+                raise
+            if "Cannot modify" in str(err):
+                raise guard.QueryRefused(
+                    f"SETTINGS clauses are not allowed (queries here run read-only): {err}"
+                ) from err
+            # The text parses without our FORMAT but not with it: the query has its own.
+            # Or it is a statement that takes no FORMAT (SET, SYSTEM…): name it either way.
+            try:
+                with _translated():
+                    bare = bytes(self._reader.raw_query(f"EXPLAIN AST {statement}")).decode()
+            except WarehouseError:
+                raise guard.QueryRefused(f"the warehouse cannot run this query: {err}") from err
+            guard.check_statement_kind(bare)
+            raise guard.QueryRefused(
+                'remove the FORMAT clause: choose the output format with --format ("format" in the request)'
+            ) from err
+
+    def _reader_catalog(self) -> guard.Catalog:
+        if self._catalog is None:
+            with _translated():
+                rows = self._reader.query(
+                    "SELECT 't', lower(name) FROM system.table_functions UNION ALL "
+                    "SELECT 'f', lower(name) FROM system.functions UNION ALL "
+                    "SELECT 'd', lower(name) FROM system.databases"
+                ).result_rows
+            names: dict[str, set[str]] = {"t": set(), "f": set(), "d": set()}
+            for tag, name in rows:
+                names[tag].add(name)
+            self._catalog = guard.Catalog(frozenset(names["t"]), frozenset(names["f"]), frozenset(names["d"]))
+        return self._catalog
 
     def command(self, sql: str) -> None:
         with self._lock, _translated():
@@ -109,25 +146,3 @@ def _redact(dsn: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
     return scheme + sep + rest
-
-
-def _has_statement_separator(sql: str) -> bool:
-    """Whether ``sql`` has a ';' outside quotes and comments."""
-    quote: str | None = None
-    i = 0
-    while i < len(sql):
-        ch = sql[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "'\"`":
-            quote = ch
-        elif sql.startswith("--", i):
-            newline = sql.find("\n", i)
-            i = len(sql) if newline < 0 else newline
-        elif ch == ";":
-            return True
-        i += 1
-    return False
