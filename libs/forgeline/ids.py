@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import uuid
+from typing import Any
 
 # Namespace for every UUIDv5 Forgeline derives (a fixed, random UUID).
 FORGELINE_NAMESPACE = uuid.UUID("6f1d3c4e-2a7b-4c1e-9a55-0b7d1f3e8c21")
@@ -47,9 +48,26 @@ OWNED_VERSION = 8
 _HEAD = 9
 
 
-def _tag(kind: str, project_id: str, head: bytes) -> bytes:
+def _tagger(kind: str, project_id: str) -> Any:
+    """The hash state of (kind, project): each id's tag is a copy of it fed the id's head."""
     prefix = f"forgeline-owned\x1f{kind}\x1f{project_id}\x1f".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(prefix + head, digest_size=16 - _HEAD).digest()
+    return hashlib.blake2b(prefix, digest_size=16 - _HEAD)
+
+
+def _tag(tagger: Any, head: bytes) -> bytes:
+    state = tagger.copy()
+    state.update(head)
+    digest: bytes = state.digest()
+    return digest
+
+
+def _owned(tagger: Any, seed: bytes) -> uuid.UUID:
+    head = bytearray(seed[:_HEAD])
+    if len(head) != _HEAD:
+        raise ValueError(f"an owned id needs a seed of at least {_HEAD} bytes")
+    head[6] = (head[6] & 0x0F) | (OWNED_VERSION << 4)
+    head[8] = (head[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
+    return uuid.UUID(bytes=bytes(head) + _tag(tagger, bytes(head)))
 
 
 def owned_uuid(kind: str, project_id: str, seed: bytes) -> uuid.UUID:
@@ -58,12 +76,7 @@ def owned_uuid(kind: str, project_id: str, seed: bytes) -> uuid.UUID:
     The same (kind, project, seed) always gives the same id: derived seeds keep replays
     idempotent; random seeds give fresh ids.
     """
-    head = bytearray(seed[:_HEAD])
-    if len(head) != _HEAD:
-        raise ValueError(f"an owned id needs a seed of at least {_HEAD} bytes")
-    head[6] = (head[6] & 0x0F) | (OWNED_VERSION << 4)
-    head[8] = (head[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
-    return uuid.UUID(bytes=bytes(head) + _tag(kind, project_id, bytes(head)))
+    return _owned(_tagger(kind, project_id), seed)
 
 
 def new_owned_uuid(kind: str, project_id: str) -> uuid.UUID:
@@ -73,7 +86,8 @@ def new_owned_uuid(kind: str, project_id: str) -> uuid.UUID:
 
 def owned_uuids(kind: str, project_id: str, count: int, *parts: str) -> list[uuid.UUID]:
     """Owned ids for a batch's items, each seeded by ``derived_uuids(count, *parts)``."""
-    return [owned_uuid(kind, project_id, d.bytes) for d in derived_uuids(count, *parts)]
+    tagger = _tagger(kind, project_id)
+    return [_owned(tagger, d.bytes) for d in derived_uuids(count, *parts)]
 
 
 def is_owned(value: uuid.UUID | str, kind: str, project_id: str) -> bool:
@@ -87,7 +101,7 @@ def is_owned(value: uuid.UUID | str, kind: str, project_id: str) -> bool:
     raw = value.bytes
     if raw[6] >> 4 != OWNED_VERSION or raw[8] >> 6 != 0b10:
         return False
-    return hmac.compare_digest(raw[_HEAD:], _tag(kind, project_id, raw[:_HEAD]))
+    return hmac.compare_digest(raw[_HEAD:], _tag(_tagger(kind, project_id), raw[:_HEAD]))
 
 
 def legacy_id(event_id: uuid.UUID) -> int:
