@@ -105,3 +105,43 @@ def test_a_msgpack_batch_of_each_kind_lands_in_its_table(forgeline_up: Forgeline
     row = up.sql(f"SELECT point_count, xs, fps_low_1 FROM forgeline.trajectories FINAL WHERE session_id = '{session}'")
     assert row.strip() == "2\t[10,10.1]\t30"
     assert up.scalar(f"SELECT count() FROM forgeline.dead_letters WHERE payload LIKE '%{session}%'") == 0
+
+
+def test_a_level_model_upload_then_an_event_both_land_and_no_processor_restarts(forgeline_up: ForgelineUp) -> None:
+    """POST /api/models used to crash the normalizer (KeyError in its partition key) on every
+    restart: nothing after it was stored again, for any tenant."""
+    up = forgeline_up
+    children = up.children()
+    level = f"Level-{uuid.uuid4().hex[:8]}"
+    model = httpx.post(
+        f"{up.base_url}/api/models",
+        data={"app_name": "default-game", "level_name": level},
+        files={"model_file": ("level.glb", b"glTF-model-bytes", "model/gltf-binary")},
+        headers={"x-api-key": up.tokens["msgpack_secret_key"]},
+        timeout=10,
+    )
+    assert model.status_code == 200, model.text
+    model_id = model.json()["model_id"]
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    event = {
+        "app_id": up.tokens["msgpack_app_id"],
+        "build_id": "Win64_1.0",
+        "player_id": f"p-{session}",
+        "session_id": session,
+        "event_name": "Level_Start",
+        "level_id": level,
+        "timestamp": "2026-02-12T10:00:00Z",
+    }
+    response = httpx.post(
+        f"{up.base_url}/api/events",
+        content=msgpack.packb([event]),
+        headers={"x-public-token": up.tokens["msgpack_public_token"], "Content-Type": "application/msgpack"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert up.wait_for(f"SELECT count() FROM forgeline.gameplay_events FINAL WHERE session_id = '{session}'", 1) == 1
+    where = f"FROM forgeline.level_models FINAL WHERE model_id = '{model_id}'"
+    assert up.wait_for(f"SELECT count() {where}", 1) == 1
+    assert up.sql(f"SELECT level_name, size_bytes {where}").strip() == f"{level}\t16"
+    assert up.scalar(f"SELECT count() FROM forgeline.dead_letters WHERE payload LIKE '%{level}%'") == 0
+    assert up.children() == children  # the same processes: nothing crashed and restarted
