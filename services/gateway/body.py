@@ -39,7 +39,7 @@ def _too_large(limit: int, what: str) -> ApiError:
 async def read_body(request: Request, limits: BodyLimits) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # "²".isdigit() is True
             raise ApiError(
                 400, {"error": "Invalid Content-Length header", "code": "invalid_length"}, reason="bad_length"
             )

@@ -8,6 +8,7 @@ checks existed still gets a 400 on its PUT, not a 500.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -308,3 +309,47 @@ def test_stores_hand_out_no_unsafe_content_type(blob_store: BlobStore, content_t
         check_content_type(content_type)
     with pytest.raises(InvalidContentType):
         blob_store.upload_target(UploadGrant("u", "p/u/a.png", content_type, 10, 2**31))
+
+
+# --- headers an HTTP client library would not send ----------------------------------------------
+
+
+def _asgi(gw: GatewayHarness, method: str, url: str, headers: list[tuple[bytes, bytes]]) -> int:
+    """One request straight into the app with raw header bytes; the status it answers."""
+    parts = urlsplit(url)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": parts.path,
+        "raw_path": parts.path.encode(),
+        "root_path": "",
+        "query_string": parts.query.encode(),
+        "headers": headers,
+        "client": ("203.0.113.9", 5000),
+        "server": ("testserver", 80),
+    }
+    with contextlib.suppress(Exception):  # a 500 re-raises after it was sent
+        gw.client.portal.call(gw.client.app, scope, receive, send)
+    return int(sent[0]["status"])
+
+
+def test_a_content_length_of_non_ascii_digits_is_never_a_500(gateway: GatewayHarness) -> None:
+    """'²'.isdigit() is True and int('²') raises: the PUT, every JSON route and /api/models said 500."""
+    length = (b"content-length", "²".encode("latin-1"))
+    target = _create(gateway).json()["uploads"][0]
+    assert _asgi(gateway, "PUT", _local(target["url"]), [length, (b"content-type", b"image/png")]) < 500
+    forge = (b"authorization", f"Bearer {gateway.tokens['forge_token']}".encode())
+    assert _asgi(gateway, "POST", "/v1/ingest/sessions", [forge, length, (b"content-type", b"application/json")]) == 400
+    secret = (b"x-api-key", gateway.tokens["msgpack_secret_key"].encode())
+    multipart = (b"content-type", b"multipart/form-data; boundary=x")
+    assert _asgi(gateway, "POST", "/api/models", [secret, length, multipart]) < 500

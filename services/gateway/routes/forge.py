@@ -353,7 +353,7 @@ class ForgeApi:
                 reason="bad_content_type",
             )
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > grant.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > grant.max_bytes:
             raise _upload_too_large(grant.max_bytes)
         try:
             stored = await self.blobs.receive(grant, _stream(request))

@@ -237,7 +237,7 @@ class MsgpackApi:
             raise _forbidden("model upload needs the application's secret key, not its public token")
         limit = self.settings.max_model_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise _model_too_large(limit)
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             raise ApiError(
