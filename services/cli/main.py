@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", help="data directory (FORGELINE_DATA_DIR, default ./.forgeline)")
 
     serving = argparse.ArgumentParser(add_help=False)
-    serving.add_argument("--host", help="listen address (FORGELINE_HOST, default 127.0.0.1)")
+    serving.add_argument("--host", help="gateway listen address (FORGELINE_HOST, default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="gateway port (FORGELINE_PORT, default 8080)")
     serving.add_argument("--admin-port", type=int, help="processors admin port (FORGELINE_ADMIN_PORT, default 8081)")
     serving.add_argument(
