@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from forgeline.warehouse.port import WarehouseError
 
 # Table functions that compute rows and read nothing outside the query.
-ALLOWED_TABLE_FUNCTIONS = frozenset(
-    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values", "view", "null"}
-)
+ALLOWED_TABLE_FUNCTIONS = ("numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
+                           "values", "view", "null")  # fmt: skip
+_ALLOWED_TABLE_FUNCTIONS = frozenset(name.lower() for name in ALLOWED_TABLE_FUNCTIONS)
 # Scalar functions that read the server's files (introspection ones are also off by default).
 REFUSED_FUNCTIONS = frozenset({"file", "addresstoline", "addresstolinewithinlines", "addresstosymbol", "demangle"})
 # Statement kinds, by the root node of their AST.
@@ -185,16 +185,16 @@ def _check_root(kind: str, rest: str, lines: list[str], allowed_databases: set[s
 def _check_function(name: str, catalog: Catalog, table_position: bool) -> None:
     lowered = name.lower()
     if table_position:
-        if lowered not in ALLOWED_TABLE_FUNCTIONS:
+        if lowered not in _ALLOWED_TABLE_FUNCTIONS:
             raise QueryRefused(
-                f"table function {name}() is not allowed (only {', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))}): "
+                f"table function {name}() is not allowed (only {', '.join(ALLOWED_TABLE_FUNCTIONS)}): "
                 "queries here read the warehouse, never files, URLs or other servers"
             )
         return
     if lowered in REFUSED_FUNCTIONS:
         raise QueryRefused(f"function {name}() is not allowed: it reads the server's files")
     if lowered in catalog.table_functions and lowered not in catalog.scalar_functions:
-        if lowered not in ALLOWED_TABLE_FUNCTIONS:
+        if lowered not in _ALLOWED_TABLE_FUNCTIONS:
             raise QueryRefused(f"table function {name}() is not allowed")
 
 
