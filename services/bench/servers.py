@@ -70,7 +70,15 @@ async def _trivial(port: int) -> None:
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     if kind == "bare":
-        uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
+        uvicorn.run(
+            bare_app(),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+            proxy_headers=False,  # as the gateway: no X-Forwarded-For rewriting
+        )
     else:
         import uvloop
 

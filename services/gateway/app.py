@@ -36,8 +36,20 @@ from services.gateway.publish import Publisher
 from services.gateway.routes.forge import ForgeApi
 from services.gateway.routes.logister import LogisterApi
 from services.gateway.routes.msgpack import MsgpackApi
+from services.gateway.slowbody import BodyTimeouts, SlowBodies
 
 log = logging.getLogger(__name__)
+
+
+def body_timeouts(settings: Settings) -> BodyTimeouts:
+    return BodyTimeouts(
+        read_seconds=settings.body_read_timeout_seconds,
+        idle_seconds=settings.body_idle_timeout_seconds,
+        min_bytes_per_second=settings.body_min_bytes_per_second,
+        slow_after_seconds=settings.slow_body_after_seconds,
+        max_slow=settings.max_slow_bodies,
+        max_slow_per_client=settings.max_slow_bodies_per_client,
+    )
 
 
 def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Starlette:
@@ -130,7 +142,10 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     known = frozenset(route.path for route in routes)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight)],
+        middleware=[
+            Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight),
+            Middleware(SlowBodies, timeouts=body_timeouts(settings), client_address=client_address),
+        ],
         exception_handlers={
             ApiError: render_api_error,
             HTTPException: render_http_exception,
