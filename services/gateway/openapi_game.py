@@ -47,7 +47,10 @@ _FORGE_REFUSALS: dict[str, Any] = {
         {"code": "forbidden", "details": [{"field": "uploadIds[0]", "message": "is not an upload of this project"}]},
     ),
     "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
-    "429": _json_error("Rate limited; see Retry-After.", {"code": "rate_limited", "retry_after": 12}),
+    "429": _json_error(
+        "Rate limited (per token), or too many failed authentications from this address; see Retry-After.",
+        {"code": "rate_limited", "retry_after": 12},
+    ),
     "503": _json_error("The event bus did not acknowledge; retry after Retry-After.", {"retry_after": 1}),
 }
 
@@ -147,7 +150,10 @@ def _msgpack_post(path: str) -> dict[str, Any]:
                 "403": _json_error("app_id of the token's application differs.", {"error": "forbidden"}),
                 "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
                 "415": _json_error("Explicit JSON (or other) content type.", {"error": "unsupported_media_type"}),
-                "429": _json_error("10 requests/second per source IP.", {"error": "rate_limited"}),
+                "429": _json_error(
+                    "10 requests/second per source IP, or too many failed authentications from it.",
+                    {"error": "rate_limited", "retry_after": 1},
+                ),
             },
         }
     }
@@ -258,6 +264,10 @@ def game_paths() -> dict[str, Any]:
                     "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
                     "403": _json_error("A public token, or another application's name.", {"error": "forbidden"}),
                     "413": _json_error("Over FORGELINE_MAX_MODEL_BYTES.", {"error": "payload_too_large"}),
+                    "429": _json_error(
+                        "Rate limited (per source IP), or too many failed authentications from it.",
+                        {"error": "rate_limited", "retry_after": 1},
+                    ),
                 },
             }
         },
@@ -282,7 +292,14 @@ def game_paths() -> dict[str, Any]:
         "/api/sql/select": {
             "post": {
                 "summary": "Disabled by design",
-                "responses": {"501": _json_error("Always, after auth.", {"error": "sql_unavailable"})},
+                "responses": {
+                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
+                    "429": _json_error(
+                        "Rate limited (per source IP), or too many failed authentications from it.",
+                        {"error": "rate_limited", "retry_after": 1},
+                    ),
+                    "501": _json_error("Always, after auth.", {"error": "sql_unavailable"}),
+                },
             }
         },
     }
