@@ -27,16 +27,18 @@ def process_batch(
     """The typed records (and dead letters) of a batch. A record whose step raises anything is
     dead-lettered; DeadLetterLimitExceeded if most recent records failed (nothing to forward)."""
     dead_letters = dead_letters or DeadLetters(GROUP)
-    out: list[OutgoingRecord] = []
-    dead: list[OutgoingRecord] = []
-    for record in records:
+
+    def step(record: Record) -> list[OutgoingRecord]:
         if record.header(TICK_HEADER) is not None:
             # A stream-clock tick (services/monitors): fan out to every typed.checkins
             # partition, after every check-in of this raw partition read before it.
-            out.extend(forward_tick(record, checkin_partitions))
-            continue
-        with dead_letters.guarded(record, dead):
-            out.append(NORMALIZERS[record.topic](record))
+            return forward_tick(record, checkin_partitions)
+        return [NORMALIZERS[record.topic](record)]
+
+    out: list[OutgoingRecord] = []
+    dead: list[OutgoingRecord] = []
+    for _, typed in dead_letters.each(records, step, dead):
+        out += typed
     dead_letters.check(len(records), len(dead))
     out.extend(dead)
     return out

@@ -51,6 +51,14 @@ class _TableBatch:
     sources: list[Record] = field(default_factory=list)
 
 
+def _decode(record: Record) -> tuple[str, RecordKind | None, tuple[Any, ...] | dict[str, Any]]:
+    """(table, kind, item) of a record: a typed document, or a dead letter's row (kind None)."""
+    if is_dead_letter_topic(record.topic):
+        return "dead_letters", None, dead_letter_row(record)
+    kind = KINDS_BY_TOPIC[record.topic]
+    return kind.table, kind, decode_typed(record)
+
+
 @dataclass
 class _Batch:
     dead_letters: DeadLetters = field(default_factory=lambda: DeadLetters(GROUP))
@@ -60,28 +68,21 @@ class _Batch:
     opened_at: float = 0.0
 
     def add(self, record: Record) -> None:
-        if not self.records:
+        self.add_many([record])
+
+    def add_many(self, records: list[Record]) -> None:
+        if records and not self.records:
             self.opened_at = time.monotonic()
-        self.records.append(record)
-        if record.header(TICK_HEADER) is not None:
-            return  # a stream-clock tick (services/monitors) has no row; it commits with the batch
-        kind: RecordKind | None = None
-        item: tuple[Any, ...] | dict[str, Any] = ()
-        table = ""
-        with self.dead_letters.guarded(record, self.dead) as guard:
-            if is_dead_letter_topic(record.topic):
-                table, item = "dead_letters", dead_letter_row(record)
-            else:
-                kind = KINDS_BY_TOPIC[record.topic]
-                table, item = kind.table, decode_typed(record)
-        if guard.failed:
-            return
-        batch = self.tables.get(table)
-        if batch is None:
-            columns = DEAD_LETTER_COLUMNS if kind is None else kind.column_names
-            batch = self.tables[table] = _TableBatch(columns, kind)
-        batch.items.append(item)
-        batch.sources.append(record)
+        self.records += records
+        # A stream-clock tick (services/monitors) has no row; it commits with the batch.
+        rows = [record for record in records if record.header(TICK_HEADER) is None]
+        for record, (table, kind, item) in self.dead_letters.each(rows, _decode, self.dead):
+            batch = self.tables.get(table)
+            if batch is None:
+                columns = DEAD_LETTER_COLUMNS if kind is None else kind.column_names
+                batch = self.tables[table] = _TableBatch(columns, kind)
+            batch.items.append(item)
+            batch.sources.append(record)
 
     def reject(self, record: Record, err: Exception) -> None:
         self.dead.append(self.dead_letters.reject(record, err))
@@ -181,8 +182,7 @@ class Writer:
                     records = self._guard.fresh(records, polled_at)
                     count_consumed(GROUP, records)
                     batch = self._batch
-                    for record in records:
-                        batch.add(record)
+                    batch.add_many(records)
                     due = batch.opened_at + self._flush_seconds <= time.monotonic()
                     if batch.records and (len(batch.records) >= self._batch_rows or due):
                         if self._flushing is not None:

@@ -22,14 +22,17 @@ import logging
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.telemetry.metrics import PROCESSOR_DEAD_LETTERS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROCESSING_ERROR = "processing_error"  # the reason of an unexpected exception (a bug)
 
@@ -145,9 +148,10 @@ class _Guard:
 class DeadLetters:
     """One processor's dead-letter handling: the record, the metric, the log, the limit.
 
-    ``guarded(record, into)`` wraps one record's step; ``reject`` is for steps that collect
-    failures themselves (the stateful processors' pure ``apply``); ``check`` is called once
-    per batch, before its dead letters are appended and its offsets committed.
+    ``each(records, step, into)`` runs a step over a batch (the hot loops: no object per
+    record); ``guarded(record, into)`` wraps one record's block; ``reject`` is for steps that
+    collect failures themselves (the stateful processors' pure ``apply``); ``check`` is
+    called once per batch, before its dead letters are appended and its offsets committed.
     """
 
     def __init__(self, group: str, policy: DeadLetterPolicy | None = None) -> None:
@@ -155,6 +159,19 @@ class DeadLetters:
         self.limit = DeadLetterLimit(group, policy or DeadLetterPolicy())
         self._last = ""
         self._stopped: str | None = None  # the limit's message, once exceeded
+
+    def each(
+        self, records: Iterable[Record], step: Callable[[Record], T], into: list[OutgoingRecord]
+    ) -> Iterator[tuple[Record, T]]:
+        """``(record, step(record))`` for each record whose step returned; a record whose step
+        raised anything is dead-lettered into ``into`` instead, and the next one goes on."""
+        for record in records:
+            try:
+                result = step(record)
+            except Exception as err:  # noqa: BLE001 - one record's failure, never the batch's
+                into.append(self.reject(record, err))
+                continue
+            yield record, result
 
     def guarded(self, record: Record, into: list[OutgoingRecord]) -> _Guard:
         """``with dead_letters.guarded(record, dead):`` — an exception in the block appends

@@ -134,3 +134,22 @@ def test_settings_read_the_limit_and_name_a_bad_value() -> None:
     assert Settings().dlq_max_ratio == 0.5 and Settings().dlq_min_records == 100
     with pytest.raises(SettingsError, match="FORGELINE_DLQ_MAX_RATIO"):
         Settings.from_env({"FORGELINE_DLQ_MAX_RATIO": "2"})
+
+
+def test_each_yields_what_succeeded_and_dead_letters_the_rest() -> None:
+    dead_letters = DeadLetters("unit-each")
+    dead: list[OutgoingRecord] = []
+
+    def step(r: Record) -> int:
+        if r.offset == 1:
+            raise ZeroDivisionError("division by zero")
+        if r.offset == 2:
+            raise InvalidMessage("bad_raw_record", "not json")
+        return r.offset * 10
+
+    done = [(r.offset, value) for r, value in dead_letters.each([record(i) for i in range(4)], step, dead)]
+    assert done == [(0, 0), (3, 30)]
+    assert [(dict(d.headers)["source_offset"], dict(d.headers)["reason"]) for d in dead] == [
+        (b"1", b"processing_error"),
+        (b"2", b"bad_raw_record"),
+    ]
