@@ -160,11 +160,8 @@ class SpanAssemblerService:
             await self._producer.stop()
 
     async def _ingest(self, records: list[Record]) -> None:
-        parsed: list[tuple[Record, Span]] = []
         dead: list[OutgoingRecord] = []
-        for record in records:
-            with self._dead_letters.guarded(record, dead):
-                parsed.append((record, _parse(record)))
+        parsed = list(self._dead_letters.each(records, _parse, dead))
         missing = sorted(self._assembler.needs_load(span for _, span in parsed))
         if missing:
             stored: dict[tuple[str, str], list[Span]] = {key: [] for key in missing}
