@@ -199,8 +199,8 @@ class DeadLetters:
             policy = self.limit.policy
             self._stopped = (
                 f"{self.group}: {self.limit.dead} of the last {self.limit.records} records failed "
-                f"(more than {policy.max_ratio:.0%}); stopping without committing them. Last failure: "
-                f"{self._last}. Fix or roll back, then restart: the records are still in the log "
+                f"(more than {policy.max_ratio:.0%}); stopping before this batch is committed. Last failure: "
+                f"{self._last}. Fix or roll back, then restart: this batch's records are still in the log "
                 f"(limits: FORGELINE_DLQ_MAX_RATIO, FORGELINE_DLQ_MIN_RECORDS, FORGELINE_DLQ_WINDOW_RECORDS)"
             )
             log.critical(f"dead-letter limit exceeded: {self._stopped}",
