@@ -122,8 +122,17 @@ def test_a_batch_names_every_bad_file(gateway: GatewayHarness) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["shot.png", "a..b.png", "スクリーンショット 1.png", "x" * 255, "é" * 127 + "x", "name with spaces.tar.gz"],
-    ids=["plain", "inner-dots", "japanese", "255-ascii", "255-bytes-utf8", "spaces"],
+    [
+        "shot.png",
+        "a..b.png",
+        "スクリーンショット 1.png",
+        "x" * 255,
+        "é" * 127 + "x",
+        "name with spaces.tar.gz",
+        "a?b#c%2F+&=;'~.png",
+        "emoji 🎮.png",
+    ],
+    ids=["plain", "inner-dots", "japanese", "255-ascii", "255-bytes-utf8", "spaces", "url-characters", "emoji"],
 )
 def test_plain_names_up_to_255_bytes_are_stored(gw: GatewayHarness, name: str) -> None:
     created = _create(gw, filename=name, size=16)
