@@ -31,13 +31,18 @@ def add_tenancy_commands(
     revoke = tsub.add_parser("revoke", parents=[common], help="revoke a token by id (or unique id prefix)")
     revoke.add_argument("token_id")
 
-    projects = sub.add_parser("projects", help="list, create and archive projects")
+    projects = sub.add_parser("projects", help="list, create, archive and unarchive projects")
     psub = projects.add_subparsers(dest="action", required=True)
     psub.add_parser("list", parents=[common])
     pcreate = psub.add_parser("create", parents=[common])
     pcreate.add_argument("name")
-    archive = psub.add_parser("archive", parents=[common], help="archive a project: its tokens stop working")
+    archive = psub.add_parser(
+        "archive", parents=[common], help="archive a project: its tokens are refused until it is unarchived"
+    )
     archive.add_argument("project")
+    archive.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    unarchive = psub.add_parser("unarchive", parents=[common], help="bring an archived project's tokens back")
+    unarchive.add_argument("project")
 
     applications = sub.add_parser("applications", help="create and list a project's game applications (MessagePack)")
     asub = applications.add_subparsers(dest="action", required=True)
@@ -84,6 +89,22 @@ def _application_of(table: TenancyTable, project: Project, ref: str | None, kind
     return application.id
 
 
+def _confirmed(project: Project) -> bool:
+    """Ask for the project's name on a terminal; without one, only ``--yes`` archives."""
+    if not sys.stdin.isatty():
+        print(
+            f"forgeline: archiving {project.name} refuses all its tokens; pass --yes to confirm "
+            "(no terminal to ask on)",
+            file=sys.stderr,
+        )
+        return False
+    prompt = f"archiving {project.name} refuses all its tokens; type its name to confirm: "
+    try:
+        return input(prompt).strip() == project.name
+    except EOFError:
+        return False
+
+
 async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     async with TenancyAdmin(bus) as admin:
@@ -123,8 +144,18 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
             await admin.create_environment(project.id, "production")
             print(project.id)
         elif args.command == "projects" and args.action == "archive":
-            project = await admin.archive_project(args.project)
-            print(f"archived {project.name} ({project.id}); its tokens are refused from now on")
+            target = _project(table, args.project)
+            if not args.yes and not _confirmed(target):
+                print("forgeline: not archived", file=sys.stderr)
+                return 1
+            project = await admin.archive_project(target.id)
+            print(
+                f"archived {project.name} ({project.id}); its tokens are refused from now on "
+                f"(`forgeline projects unarchive {project.name}` brings them back)"
+            )
+        elif args.command == "projects" and args.action == "unarchive":
+            project = await admin.unarchive_project(args.project)
+            print(f"unarchived {project.name} ({project.id}); its tokens that are not revoked work again")
         elif args.command == "applications" and args.action == "create":
             project = _project(table, args.project)
             app = await admin.create_application(project.id, args.name)

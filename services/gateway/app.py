@@ -70,6 +70,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         publisher=publisher,
         clock=clock,
         auth_failures=auth_failures,
+        refresh_tokens=tenancy.refresh,
     )
     blobs = create_blob_store(
         settings.resolved_blob_store_url,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         clock=clock,
         blobs=blobs,
         auth_failures=auth_failures,
+        refresh_tokens=tenancy.refresh,
     )
     msgpack_api = MsgpackApi(
         settings=settings,
@@ -94,6 +96,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         client_address=client_address,
         blobs=blobs,
         auth_failures=auth_failures,
+        refresh_tokens=tenancy.refresh,
     )
 
     async def health(request: Request) -> Response:

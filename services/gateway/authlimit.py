@@ -16,7 +16,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 
 from forgeline.clock import Clock
-from forgeline.tenancy.model import Principal
+from forgeline.tenancy.model import Principal, Refusal
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
@@ -37,18 +37,18 @@ class AuthFailureLimit:
     def authenticate(
         self,
         request: Request,
-        attempt: Callable[[], Principal | None],
+        attempt: Callable[[], Principal | Refusal | None],
         rate_limited: Callable[[Decision], ApiError],
-    ) -> Principal | None:
-        """``attempt()``'s principal, or None (a failure, counted); ``rate_limited`` once over budget."""
+    ) -> Principal | Refusal | None:
+        """``attempt()``'s principal, or its refusal (a failure, counted); ``rate_limited`` once over budget."""
         source = self._client_address.of(request)
         state = self._failures.peek(source)
         principal = attempt()
         if state.remaining == 0:
-            if principal is None or principal.token_id not in self._tokens(source, state.reset_at):
+            if not isinstance(principal, Principal) or principal.token_id not in self._tokens(source, state.reset_at):
                 raise rate_limited(state)
             return principal
-        if principal is None:
+        if not isinstance(principal, Principal):
             self._failures.hit(source)  # fits: the budget had room
         elif state.remaining < state.limit:
             self._remember(source, state.reset_at, principal.token_id)

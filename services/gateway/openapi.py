@@ -25,7 +25,12 @@ _COMMON_REFUSALS: dict[str, Any] = {
         "Envelope missing, invalid JSON, bad encoding or nesting too deep.",
         {"error": "param is missing or the value is empty: event"},
     ),
-    "401": _error("Token missing, unknown, revoked, or of an archived project.", {"error": "Unauthorized"}),
+    "401": _error(
+        "Token missing, unknown, revoked, or of an archived project; "
+        "code: missing_token, malformed_token, wrong_token_kind, invalid_token (unknown or revoked) "
+        "or project_archived.",
+        {"error": "Unauthorized", "code": "invalid_token"},
+    ),
     "413": _error("Body (or its decompressed form) over the route's limit.", {"error": "Payload Too Large"}),
     "415": _error("Content-Type or Content-Encoding not supported.", {"error": "Unsupported Content-Type"}),
     "422": _error("Envelope present but its content failed validation.", {"errors": ["Message can't be blank"]}),

@@ -26,6 +26,12 @@ SECURITY_SCHEMES: dict[str, Any] = {
 _FORGE_SECURITY: list[dict[str, list[str]]] = [{"forgeToken": []}]
 
 
+# The ``code`` of every 401 body, whatever the family.
+_REFUSAL_CODES = (
+    "missing_token, malformed_token, wrong_token_kind, invalid_token (unknown or revoked), project_archived."
+)
+
+
 def _json_error(description: str, example: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"example": example}}}
 
@@ -40,7 +46,10 @@ _VALIDATION = _json_error(
 )
 _FORGE_REFUSALS: dict[str, Any] = {
     "400": _VALIDATION,
-    "401": _json_error("Missing or invalid token (only flg_ tokens).", {"error": "Missing or invalid token"}),
+    "401": _json_error(
+        "Missing or invalid token (only flg_ tokens); code: " + _REFUSAL_CODES,
+        {"error": "Missing or invalid token", "code": "wrong_token_kind"},
+    ),
     "403": _json_error(
         "The body names another project/environment, or cites a sessionId, eventId or uploadId that is not "
         "one of the token's project.",
@@ -146,7 +155,7 @@ def _msgpack_post(path: str) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "Queued", "content": {"application/json": {"example": {"status": "queued"}}}},
                 "400": _json_error("Invalid or empty payload; every bad item listed.", {"error": "invalid_payload"}),
-                "401": _json_error("Missing or invalid token.", {"error": "unauthorized"}),
+                "401": _json_error("Missing or invalid token.", {"error": "unauthorized", "code": "invalid_token"}),
                 "403": _json_error("app_id of the token's application differs.", {"error": "forbidden"}),
                 "413": _json_error("Body over the limit.", {"code": "payload_too_large"}),
                 "415": _json_error("Explicit JSON (or other) content type.", {"error": "unsupported_media_type"}),
@@ -261,7 +270,7 @@ def game_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json_error("Stored; metadata queued.", {"status": "queued", "model_id": "uuid"}),
                     "400": _json_error("A field or the file is missing.", {"error": "invalid_payload"}),
-                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
+                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized", "code": "invalid_token"}),
                     "403": _json_error("A public token, or another application's name.", {"error": "forbidden"}),
                     "413": _json_error("Over FORGELINE_MAX_MODEL_BYTES.", {"error": "payload_too_large"}),
                     "429": _json_error(
@@ -282,7 +291,10 @@ def game_paths() -> dict[str, Any]:
                         "description": "Flush requested (or folded into one requested just before)",
                         "content": {"application/json": {"example": {"status": "queued", "coalesced": False}}},
                     },
-                    "401": _json_error("Secret key required and missing or invalid.", {"error": "unauthorized"}),
+                    "401": _json_error(
+                        "Secret key required and missing or invalid.",
+                        {"error": "unauthorized", "code": "invalid_token"},
+                    ),
                     "403": _json_error("Secret key required; a public token was sent.", {"error": "forbidden"}),
                     "429": _json_error("Rate limited (per source IP).", {"error": "rate_limited", "retry_after": 1}),
                     "503": _json_error("The event bus did not acknowledge; retry.", {"retry_after": 1}),
@@ -293,7 +305,7 @@ def game_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Disabled by design",
                 "responses": {
-                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized"}),
+                    "401": _json_error("Missing or invalid key.", {"error": "unauthorized", "code": "invalid_token"}),
                     "429": _json_error(
                         "Rate limited (per source IP), or too many failed authentications from it.",
                         {"error": "rate_limited", "retry_after": 1},

@@ -83,20 +83,28 @@ def test_session_without_build_is_400(gateway: GatewayHarness) -> None:
 
 
 @pytest.mark.parametrize(
-    "authorization",
-    [None, "Bearer nope", "Bearer flg_unknown", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "Basic Zm9vOmJhcg=="],
+    ("authorization", "code"),
+    [
+        (None, "missing_token"),
+        ("Bearer nope", "malformed_token"),
+        ("Bearer flg_unknown", "invalid_token"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "malformed_token"),
+        ("Basic Zm9vOmJhcg==", "missing_token"),
+    ],
 )
-def test_missing_or_invalid_token_is_401(gateway: GatewayHarness, authorization: str | None) -> None:
+def test_missing_or_invalid_token_is_401(gateway: GatewayHarness, authorization: str | None, code: str) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = gateway.client.post("/v1/ingest/sessions", json=SESSION, headers=headers)
     assert response.status_code == 401
-    assert response.json()["code"] == "unauthorized"
+    assert response.json() == {"error": "Missing or invalid token", "code": code}
 
 
 def test_tokens_of_other_families_are_401(gateway: GatewayHarness) -> None:
     for name in ("logister_token", "msgpack_public_token", "msgpack_secret_key"):
         headers = {"Authorization": f"Bearer {gateway.tokens[name]}"}
-        assert gateway.client.post("/v1/ingest/sessions", json=SESSION, headers=headers).status_code == 401
+        response = gateway.client.post("/v1/ingest/sessions", json=SESSION, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == "wrong_token_kind"
 
 
 def test_another_project_or_environment_is_403(gateway: GatewayHarness) -> None:

@@ -365,7 +365,9 @@ def test_random_bad_tokens_are_401(gw: GatewayHarness, path: str, token: str, he
     before = raw_count(gw)
     response = _send(gw, path, orjson.dumps(doc), {header: value.encode("latin-1")}, auth=False)
     assert _check(gw, before, response) == 401
-    assert response.json() == {"error": "Unauthorized"}
+    body = response.json()
+    assert body["error"] == "Unauthorized" and set(body) == {"error", "code"}
+    assert body["code"] in ("missing_token", "malformed_token", "invalid_token", "wrong_token_kind")
 
 
 TOKEN_CHARS = st.text(

@@ -152,7 +152,7 @@ def test_batch_needs_a_valid_token(gateway: GatewayHarness) -> None:
         BATCH, content=_line(), headers={"Content-Type": "application/x-ndjson", "Authorization": "Bearer nope"}
     )
     assert response.status_code == 401
-    assert response.json() == {"error": "Unauthorized"}
+    assert response.json() == {"error": "Unauthorized", "code": "malformed_token"}
 
 
 def test_deployment_is_201_and_idempotent(gateway: GatewayHarness) -> None:

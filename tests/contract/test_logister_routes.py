@@ -63,7 +63,12 @@ VALID_CHECK_IN: dict[str, Any] = {"slug": "nightly-reconcile", "status": "ok", "
 
 BAD_ENVELOPE_EVENT = {"error": "param is missing or the value is empty: event"}
 BAD_ENVELOPE_CHECK_IN = {"error": "param is missing or the value is empty: check_in"}
-UNAUTHORIZED = {"error": "Unauthorized"}
+UNAUTHORIZED = {"error": "Unauthorized", "code": "invalid_token"}
+
+
+def _unauthorized(code: str) -> dict[str, str]:
+    """Logister's documented body, and the code that says what to fix."""
+    return {"error": "Unauthorized", "code": code}
 
 
 def _event(gw: GatewayHarness, event: dict[str, Any], **kwargs: Any) -> Any:
@@ -394,20 +399,33 @@ def test_very_deep_nesting_is_400_not_a_crash(gateway: GatewayHarness) -> None:
 
 @pytest.mark.parametrize("path", [INGEST, CHECK_INS], ids=["ingest_events", "check_ins"])
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "code"),
     [
-        {},
-        {"Authorization": "Bearer lgst_unknown-token"},
-        {"Authorization": "Bearer "},
-        {"Authorization": "Token lgst_whatever"},
-        {"X-Api-Key": "lgst_unknown-token"},
-        {"X-Api-Key": ""},
+        ({}, "missing_token"),
+        ({"Authorization": "Bearer lgst_unknown-token"}, "invalid_token"),
+        ({"Authorization": "Bearer "}, "missing_token"),
+        ({"Authorization": "Token lgst_whatever"}, "missing_token"),
+        ({"X-Api-Key": "lgst_unknown-token"}, "invalid_token"),
+        ({"X-Api-Key": ""}, "missing_token"),
+        ({"X-Api-Key": "not a token"}, "malformed_token"),
+        ({"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"}, "malformed_token"),
     ],
-    ids=["missing", "unknown-bearer", "empty-bearer", "other-scheme", "unknown-api-key", "empty-api-key"],
+    ids=[
+        "missing",
+        "unknown-bearer",
+        "empty-bearer",
+        "other-scheme",
+        "unknown-api-key",
+        "empty-api-key",
+        "malformed",
+        "jwt",
+    ],
 )
-def test_missing_or_unknown_token_is_401(gateway: GatewayHarness, path: str, headers: dict[str, str]) -> None:
+def test_missing_or_unknown_token_is_401(
+    gateway: GatewayHarness, path: str, headers: dict[str, str], code: str
+) -> None:
     body = {"event": VALID_EVENTS["log"]} if path == INGEST else {"check_in": VALID_CHECK_IN}
-    assert_refused(gateway, lambda: post(gateway, path, body, auth=False, headers=headers), 401, UNAUTHORIZED)
+    assert_refused(gateway, lambda: post(gateway, path, body, auth=False, headers=headers), 401, _unauthorized(code))
 
 
 @pytest.mark.parametrize("token_name", ["forge_token", "msgpack_public_token", "msgpack_secret_key"])
@@ -416,12 +434,17 @@ def test_a_token_of_another_kind_is_401(gateway: GatewayHarness, token_name: str
     token = gateway.tokens[token_name]
     value = f"Bearer {token}" if header == "Authorization" else token
     assert_refused(
-        gateway, lambda: _event(gateway, VALID_EVENTS["log"], auth=False, headers={header: value}), 401, UNAUTHORIZED
+        gateway,
+        lambda: _event(gateway, VALID_EVENTS["log"], auth=False, headers={header: value}),
+        401,
+        _unauthorized("wrong_token_kind"),
     )
 
 
 def test_authentication_comes_before_body_validation(gateway: GatewayHarness) -> None:
-    assert_refused(gateway, lambda: post(gateway, INGEST, content=b"{broken", auth=False), 401, UNAUTHORIZED)
+    assert_refused(
+        gateway, lambda: post(gateway, INGEST, content=b"{broken", auth=False), 401, _unauthorized("missing_token")
+    )
 
 
 # --- 422 ---------------------------------------------------------------------------------
@@ -877,7 +900,7 @@ def test_auth_failures_over_the_limit_are_429_per_source(make_gateway: MakeGatew
     assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=bad), 401, UNAUTHORIZED)
     # A client at the same address that authenticates meanwhile keeps working (a shared NAT).
     assert_accepted_event(_event(gw, VALID_EVENTS["log"]))
-    assert_refused(gw, lambda: _check_in(gw, VALID_CHECK_IN, auth=False), 401, UNAUTHORIZED)  # missing token
+    assert_refused(gw, lambda: _check_in(gw, VALID_CHECK_IN, auth=False), 401, _unauthorized("missing_token"))
 
     third = assert_refused(gw, lambda: _event(gw, VALID_EVENTS["log"], auth=False, headers=bad), 429)
     _assert_rate_limited(third, 2)
@@ -926,7 +949,7 @@ def test_tokens_of_an_archived_project_are_401_within_5_seconds(gateway: Gateway
 
     run(archive())
     wait_for_status(gateway, lambda: _check_in(gateway, VALID_CHECK_IN), 401, within_s=5.0)
-    assert_refused(gateway, lambda: _event(gateway, VALID_EVENTS["error"]), 401, UNAUTHORIZED)
+    assert_refused(gateway, lambda: _event(gateway, VALID_EVENTS["error"]), 401, _unauthorized("project_archived"))
 
 
 # --- Logister environment variable aliases (seed "Rate limits") -----------------------------------

@@ -256,7 +256,8 @@ def test_seed_400_body(gateway: GatewayHarness) -> None:
 def test_seed_401_body(gateway: GatewayHarness) -> None:
     response = post(gateway, INGEST, content=LONG_INGEST_ERROR.encode(), auth=False)
     assert response.status_code == 401
-    assert response.json() == {"error": "Unauthorized"}
+    # The documented error text, and a code beside it that says what to fix.
+    assert response.json() == {"error": "Unauthorized", "code": "missing_token"}
 
 
 def test_seed_422_body_shape(gateway: GatewayHarness) -> None:

@@ -14,17 +14,28 @@ from tests.fixtures.pipeline import REPO, ForgelineUp
 pytestmark = pytest.mark.integration
 
 
-def _cli(up: ForgelineUp, *args: str) -> str:
-    out = subprocess.run(
+def _run(up: ForgelineUp, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
         up.cli(*args, "--data-dir", str(up.data_dir)),
         cwd=REPO,
         env=up.env(),
+        stdin=subprocess.DEVNULL,  # no terminal: confirmations need --yes
         capture_output=True,
         timeout=60,
         check=False,
     )
+
+
+def _cli(up: ForgelineUp, *args: str) -> str:
+    out = _run(up, *args)
     assert out.returncode == 0, out.stderr.decode()
     return out.stdout.decode()
+
+
+def _refused(up: ForgelineUp, *args: str) -> str:
+    out = _run(up, *args)
+    assert out.returncode == 1, out.stdout.decode()
+    return out.stderr.decode()
 
 
 def _status(up: ForgelineUp, token: str) -> int:
@@ -48,7 +59,7 @@ def _eventually(up: ForgelineUp, token: str, expected: int, within_s: float = 5.
 def test_created_token_works_and_revocation_reaches_the_gateway_within_5s(forgeline_up: ForgelineUp) -> None:
     token = _cli(forgeline_up, "tokens", "create", "--kind", "logister", "--name", "ci").strip()
     assert token.startswith("lgst_")
-    _eventually(forgeline_up, token, 201)
+    assert _status(forgeline_up, token) == 201, "a created token works at once"
     listing = _cli(forgeline_up, "tokens", "list")
     assert token not in listing, "a token is shown once, never listed"
     token_id = next(line.split()[0] for line in listing.splitlines() if token[:12] in line)
@@ -62,7 +73,13 @@ def test_archiving_a_project_refuses_its_tokens(forgeline_up: ForgelineUp) -> No
     _cli(forgeline_up, "projects", "create", name)
     token = _cli(forgeline_up, "tokens", "create", "--project", name, "--environment", "staging").strip()
     _eventually(forgeline_up, token, 201)
-    _cli(forgeline_up, "projects", "archive", name)
+    assert "--yes" in _refused(forgeline_up, "projects", "archive", name)
+    assert _status(forgeline_up, token) == 201, "an unconfirmed archive changes nothing"
+    _cli(forgeline_up, "projects", "archive", name, "--yes")
     _eventually(forgeline_up, token, 401)
     # The default project's token is untouched.
     assert _status(forgeline_up, forgeline_up.tokens["logister_token"]) == 201
+    assert "archived" in _refused(forgeline_up, "tokens", "create", "--project", name)
+    assert "already" in _refused(forgeline_up, "projects", "create", name)
+    _cli(forgeline_up, "projects", "unarchive", name)
+    _eventually(forgeline_up, token, 201)

@@ -50,6 +50,9 @@ CONTROL_TENANCY = "control.tenancy"
 CONTROL_NOTIFY = "control.notify"
 CONTROL_NOTIFY_DELIVERIES = "control.notify_deliveries"
 
+# Console users, admin keys and the audit log of every management change (forgeline.manage).
+CONTROL_CONSOLE = "control.console"
+
 TYPED_TOPICS = (
     TYPED_ERRORS,
     TYPED_LOGS,
@@ -77,13 +80,13 @@ def dead_letter_topic(group: str) -> str:
 
 # Topics whose partition count is not the configured default. The control topic has one
 # partition so that every reader sees tenancy changes in the order they were made.
-FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1}
+FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CONTROL_NOTIFY: 1, CONTROL_CONSOLE: 1}
 
 # Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
 DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter", "notifier")
 RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
 # Kafka compacts these (last record per key, kept forever): state, every record keyed.
-CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES)
+CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES, CONTROL_CONSOLE)
 # Requests without keys (compaction would refuse them): ordinary retention.
 REQUEST_TOPICS = (CONTROL_EXPORTER,)
 EVENT_TOPICS = (EVENTS_ERROR_GROUPS, EVENTS_MONITORS)

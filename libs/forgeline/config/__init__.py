@@ -37,6 +37,14 @@ class Settings:
     # anywhere but loopback it needs admin_key (sent as `Authorization: Bearer …`).
     admin_host: str = "127.0.0.1"
     admin_key: str = field(default="", repr=False)
+    # The console (services/console): its own port; where it reads the warehouse (the
+    # processors' admin port; "" = admin_host:admin_port); the session-cookie signing key
+    # ("" = generated once into data_dir/console.key).
+    console_host: str = "127.0.0.1"
+    console_port: int = 8082
+    console_admin_url: str = ""
+    console_secret: str = field(default="", repr=False)
+    console_secure_cookies: bool = False
     # "" means: derive from data_dir (embedded defaults).
     bus_url: str = ""
     warehouse_dsn: str = ""
@@ -183,6 +191,11 @@ class Settings:
             admin_port=reader.get("FORGELINE_ADMIN_PORT", _port, d.admin_port),
             admin_host=reader.get("FORGELINE_ADMIN_HOST", str, d.admin_host),
             admin_key=reader.get("FORGELINE_ADMIN_KEY", str, d.admin_key),
+            console_host=reader.get("FORGELINE_CONSOLE_HOST", str, d.console_host),
+            console_port=reader.get("FORGELINE_CONSOLE_PORT", _port, d.console_port),
+            console_admin_url=reader.get("FORGELINE_CONSOLE_ADMIN_URL", str, d.console_admin_url),
+            console_secret=reader.get("FORGELINE_CONSOLE_SECRET", str, d.console_secret),
+            console_secure_cookies=reader.get("FORGELINE_CONSOLE_SECURE_COOKIES", _bool, d.console_secure_cookies),
             bus_url=reader.get("FORGELINE_BUS_URL", str, d.bus_url),
             warehouse_dsn=reader.get("FORGELINE_WAREHOUSE_DSN", str, d.warehouse_dsn),
             partitions=reader.get("FORGELINE_PARTITIONS", _positive_int, d.partitions),

@@ -30,6 +30,33 @@ TOKEN_PREFIXES: dict[TokenKind, str] = {
 }
 
 
+# Why a token was refused, the stable ``code`` of a 401 body. An unknown token and a revoked
+# one are both ``invalid_token``: the answer never says whether a token ever existed.
+RefusalCode = Literal["missing_token", "malformed_token", "invalid_token", "wrong_token_kind", "project_archived"]
+REFUSAL_CODES: tuple[RefusalCode, ...] = (
+    "missing_token",
+    "malformed_token",
+    "invalid_token",
+    "wrong_token_kind",
+    "project_archived",
+)
+# What follows a prefix: URL-safe base64 (generate_token), with room for longer tokens.
+_TOKEN_BODY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_MAX_TOKEN_CHARS = 256
+
+
+def kind_of_token(presented: str) -> TokenKind | None:
+    """The kind a token's shape says it is (its prefix), or None when no token looks like it."""
+    if len(presented) > _MAX_TOKEN_CHARS:
+        return None
+    # Longest prefix first: "mpk_pub_" and "mpk_sec_" share "mpk_".
+    for kind, prefix in sorted(TOKEN_PREFIXES.items(), key=lambda item: -len(item[1])):
+        if presented.startswith(prefix):
+            body = presented[len(prefix) :]
+            return kind if body and all(c in _TOKEN_BODY for c in body) else None
+    return None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -119,6 +146,13 @@ def decode_entity(value: bytes) -> Entity:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a presented token was not accepted (see RefusalCode)."""
+
+    code: RefusalCode
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who a request is from, once its token has been accepted."""
 
@@ -159,21 +193,40 @@ class TenancyTable:
 
     def authenticate(self, presented: str, kinds: tuple[TokenKind, ...]) -> Principal | None:
         """The principal for a presented token, or None (unknown, revoked, archived, wrong kind)."""
-        digest = hash_token(presented)
+        result = self.check(presented, kinds)
+        return result if isinstance(result, Principal) else None
+
+    def check(self, presented: str | None, kinds: tuple[TokenKind, ...]) -> Principal | Refusal:
+        """The principal for a presented token, or why it is refused.
+
+        The same work whatever is presented (one hash, one lookup), so the time taken does
+        not tell the cases apart. Shape decides ``missing_token``, ``malformed_token`` and
+        ``wrong_token_kind`` (from the prefix alone, before anything stored is consulted);
+        an unknown, revoked or mismatched token is ``invalid_token`` alike.
+        """
+        digest = hash_token(presented or "")
         token = self._by_hash.get(digest)
         # The dict lookup is by a hash the caller cannot steer; compare_digest keeps the
         # final comparison constant-time all the same.
-        if token is None or not hmac.compare_digest(token.hash, digest):
-            return None
-        if token.revoked or token.kind not in kinds:
-            return None
+        found = token is not None and hmac.compare_digest(token.hash, digest)
+        if not presented:
+            return Refusal("missing_token")
+        kind = kind_of_token(presented)
+        if kind is None:
+            return Refusal("malformed_token")
+        if kind not in kinds:
+            return Refusal("wrong_token_kind")
+        if token is None or not found or token.revoked or token.kind != kind:
+            return Refusal("invalid_token")
         project = self.projects.get(token.project_id)
-        if project is None or project.archived:
-            return None
+        if project is None:
+            return Refusal("invalid_token")
+        if project.archived:
+            return Refusal("project_archived")
         if token.application_id is not None and not self.owns_application(project.id, token.application_id):
             # Bound to another project's application (only possible for tokens created
             # before bindings were checked): refused, never a door into that application.
-            return None
+            return Refusal("invalid_token")
         return Principal(
             token_id=token.id,
             kind=token.kind,
@@ -198,9 +251,18 @@ class TenancyTable:
         return None
 
     def project_by_name_or_id(self, ref: str) -> Project | None:
+        """By id, else by name: an active project of that name before an archived one.
+
+        Names are unique among an organisation's projects (TenancyAdmin); two organisations
+        may each have a "default", and then the oldest-applied active one is found.
+        """
         if ref in self.projects:
             return self.projects[ref]
-        for project in self.projects.values():
-            if project.name == ref:
-                return project
-        return None
+        named = [p for p in self.projects.values() if p.name == ref]
+        return next((p for p in named if not p.archived), named[0] if named else None)
+
+    def project_named(self, organisation_id: str, name: str) -> Project | None:
+        """The organisation's project called ``name`` (archived or not), if any."""
+        return next(
+            (p for p in self.projects.values() if p.organisation_id == organisation_id and p.name == name), None
+        )

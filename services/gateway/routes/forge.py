@@ -50,12 +50,13 @@ from forgeline.config import Settings
 from forgeline.schemas import forge
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
-from forgeline.tenancy.model import TOKEN_PREFIXES, Principal, TenancyTable
+from forgeline.tenancy.model import Principal, TenancyTable
 from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, parse_json, read_body
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
+from services.gateway.tokens import Refresh, check_token, unauthorized
 
 SESSIONS_PATH = "/v1/ingest/sessions"
 EVENTS_PATH = "/v1/ingest/events"
@@ -107,6 +108,8 @@ class ForgeApi:
     clock: Clock
     blobs: BlobStore
     auth_failures: AuthFailureLimit
+    # Reads the control topic to its end, for a token the table does not know yet.
+    refresh_tokens: Refresh | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -125,16 +128,13 @@ class ForgeApi:
 
     # --- shared steps ------------------------------------------------------------------
 
-    def principal(self, request: Request) -> Principal:
+    async def principal(self, request: Request) -> Principal:
         """Only ``flg_`` logger tokens (seed "Token prefix"): a JWT or another family's key is 401."""
-        token = _bearer(request)
-        principal = self.auth_failures.authenticate(
-            request,
-            lambda: self.tenancy.authenticate(token, ("forge",)) if token.startswith(TOKEN_PREFIXES["forge"]) else None,
-            _rate_limited,  # a guessing source: the shared per-source failure budget (authlimit.py)
-        )
-        if principal is None:
-            raise ApiError(401, {"error": "Missing or invalid token", "code": "unauthorized"}, reason="unauthorized")
+        checked = await check_token(self.tenancy, self.refresh_tokens, _bearer(request), ("forge",))
+        # A guessing source: the shared per-source failure budget (authlimit.py).
+        principal = self.auth_failures.authenticate(request, lambda: checked, _rate_limited)
+        if not isinstance(principal, Principal):
+            raise unauthorized({"error": "Missing or invalid token"}, principal)
         decision = self.limiter.hit(principal.token_id)
         if not decision.allowed:
             raise _rate_limited(decision)
@@ -213,7 +213,7 @@ class ForgeApi:
     # --- routes ------------------------------------------------------------------------
 
     async def sessions(self, request: Request) -> Response:
-        principal = self.principal(request)
+        principal = await self.principal(request)
         doc, _ = await self.body(request)
         self.scope([doc], principal)
         info, check = forge.check_session(doc)
@@ -232,7 +232,7 @@ class ForgeApi:
         return JSONResponse(body, status_code=201)
 
     async def events(self, request: Request) -> Response:
-        principal = self.principal(request)
+        principal = await self.principal(request)
         doc, raw = await self.body(request)
         try:
             items, batch = forge.event_items(doc)
@@ -256,7 +256,7 @@ class ForgeApi:
         return JSONResponse({"accepted": len(ids), "eventIds": [str(i) for i in ids]}, status_code=201)
 
     async def reports(self, request: Request) -> Response:
-        principal = self.principal(request)
+        principal = await self.principal(request)
         doc, _ = await self.body(request)
         self.scope([doc], principal)
         refs, check = forge.check_report(doc)
@@ -278,7 +278,7 @@ class ForgeApi:
         return JSONResponse(body, status_code=201)
 
     async def uploads(self, request: Request) -> Response:
-        principal = self.principal(request)
+        principal = await self.principal(request)
         doc, _ = await self.body(request)
         self.scope([doc], principal)
         try:

@@ -39,6 +39,7 @@ from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
 from services.gateway.recent import RecentIds
 from services.gateway.routes import logister_batch
+from services.gateway.tokens import Refresh, check_token, unauthorized
 
 INGEST_EVENTS_PATH = "/api/v1/ingest_events"
 CHECK_INS_PATH = "/api/v1/check_ins"
@@ -79,6 +80,8 @@ class LogisterApi:
     clock: Clock
     auth_failures: AuthFailureLimit
     recent_ids: RecentIds = field(default_factory=RecentIds)
+    # Reads the control topic to its end, for a token the table does not know yet.
+    refresh_tokens: Refresh | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -99,14 +102,12 @@ class LogisterApi:
 
     # --- shared steps ------------------------------------------------------------------
 
-    def principal(self, request: Request) -> Principal:
+    async def principal(self, request: Request) -> Principal:
         """Who sent the request; 401, or 429 once its source has failed too often (authlimit.py)."""
-        token = presented_token(request)
-        principal = self.auth_failures.authenticate(
-            request, lambda: self.tenancy.authenticate(token, ("logister",)) if token else None, _rate_limited
-        )
-        if principal is None:
-            raise ApiError(401, {"error": "Unauthorized"}, reason="unauthorized")
+        checked = await check_token(self.tenancy, self.refresh_tokens, presented_token(request), ("logister",))
+        principal = self.auth_failures.authenticate(request, lambda: checked, _rate_limited)
+        if not isinstance(principal, Principal):
+            raise unauthorized({"error": "Unauthorized"}, principal)
         return principal
 
     def limit(self, principal: Principal, endpoint: str, cost: int = 1) -> Decision:
@@ -160,7 +161,7 @@ class LogisterApi:
         event_id: Callable[[dict[str, Any], Principal], uuid.UUID],
     ) -> tuple[uuid.UUID, RecordKind, dict[str, str]]:
         """The whole single-envelope flow; returns the id, kind and rate-limit headers."""
-        principal = self.principal(request)
+        principal = await self.principal(request)
         headers = self.limit(principal, route).headers()
         try:
             require_json_content_type(request)

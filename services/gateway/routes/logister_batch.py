@@ -61,7 +61,7 @@ def _parse_line(number: int, text: bytes, max_depth: int, headers: dict[str, str
 
 
 async def ingest_batch(api: LogisterApi, request: Request) -> Response:
-    principal = api.principal(request)
+    principal = await api.principal(request)
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in NDJSON_TYPES:
         raise ApiError(

@@ -38,13 +38,14 @@ from forgeline.config import Settings
 from forgeline.schemas import msgpack
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
-from forgeline.tenancy.model import Principal, TenancyTable, TokenKind
+from forgeline.tenancy.model import Principal, Refusal, TenancyTable, TokenKind
 from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, read_body
 from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
+from services.gateway.tokens import Refresh, check_token, unauthorized
 
 EVENT_PATHS = ("/api/events", "/api/player", "/api/funnel", "/api/realtime")
 SQL_PATH = "/api/sql/select"
@@ -61,8 +62,8 @@ def _invalid(problems: list[Problem]) -> ApiError:
     )
 
 
-def _unauthorized() -> ApiError:
-    return ApiError(401, {"error": "unauthorized"}, reason="unauthorized")
+def _unauthorized(refusal: Principal | Refusal | None) -> ApiError:
+    return unauthorized({"error": "unauthorized"}, refusal)
 
 
 def _rate_limited(decision: Decision) -> ApiError:
@@ -87,6 +88,8 @@ class MsgpackApi:
     client_address: ClientAddress
     blobs: BlobStore
     auth_failures: AuthFailureLimit
+    # Reads the control topic to its end, for a token the table does not know yet.
+    refresh_tokens: Refresh | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -112,25 +115,29 @@ class MsgpackApi:
         if not decision.allowed:
             raise _rate_limited(decision)
 
-    def authenticate(self, request: Request, kinds: tuple[TokenKind, ...]) -> Principal:
+    async def authenticate(self, request: Request, kinds: tuple[TokenKind, ...]) -> Principal:
         """``x-public-token``; legacy fallback: the same token in ``x-api-key`` (seed "Authentication")."""
-        principal = self.auth_failures.authenticate(request, lambda: self._public(request, kinds), _rate_limited)
-        if principal is None:
-            raise _unauthorized()
+        headers = [request.headers.get(header, "").strip() for header in ("x-public-token", "x-api-key")]
+        checked = await self._first_accepted(headers, kinds)
+        principal = self.auth_failures.authenticate(request, lambda: checked, _rate_limited)
+        if not isinstance(principal, Principal):
+            raise _unauthorized(principal)
         return principal
 
-    def _public(self, request: Request, kinds: tuple[TokenKind, ...]) -> Principal | None:
-        for header in ("x-public-token", "x-api-key"):
-            token = request.headers.get(header, "").strip()
+    async def _first_accepted(self, candidates: list[str], kinds: tuple[TokenKind, ...]) -> Principal | Refusal:
+        """The first candidate accepted, else the first presented one's refusal."""
+        refusal: Refusal | None = None
+        for token in candidates:
             if token:
-                principal = self.tenancy.authenticate(token, kinds)
-                if principal is not None:
-                    return principal
-        return None
+                checked = await check_token(self.tenancy, self.refresh_tokens, token, kinds)
+                if isinstance(checked, Principal):
+                    return checked
+                refusal = refusal or checked
+        return refusal or Refusal("missing_token")
 
     async def ingest(self, request: Request) -> Response:
         self.rate_limit(request)
-        principal = self.authenticate(request, ("msgpack_public",))
+        principal = await self.authenticate(request, ("msgpack_public",))
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type and content_type not in MSGPACK_TYPES:
             # Seed: "Explicit JSON requests are rejected with 415"; any other explicit type too.
@@ -186,9 +193,9 @@ class MsgpackApi:
         """
         self.rate_limit(request)
         if self.settings.export_requires_secret_key:
-            principal = self._secret_or_bearer(request)
-            if principal is None:
-                raise _unauthorized()
+            principal = await self._secret_or_bearer(request)
+            if not isinstance(principal, Principal):
+                raise _unauthorized(principal)
             if principal.kind != "msgpack_secret":
                 raise _forbidden("export needs the application's secret key, not its public token")
         now = self.clock.monotonic()
@@ -206,33 +213,26 @@ class MsgpackApi:
     async def sql_select(self, request: Request) -> Response:
         """Disabled by design (seed "Other Endpoints"), but only answered to an authenticated caller."""
         self.rate_limit(request)
-        principal = self._secret_or_bearer(request)
-        if principal is None:
-            raise _unauthorized()
+        principal = await self._secret_or_bearer(request)
+        if not isinstance(principal, Principal):
+            raise _unauthorized(principal)
         return JSONResponse({"error": "sql_unavailable"}, status_code=501)
 
-    def _secret_or_bearer(self, request: Request) -> Principal | None:
+    async def _secret_or_bearer(self, request: Request) -> Principal | Refusal | None:
         """The secret key (or a public token), counted against the source's failure budget."""
-        return self.auth_failures.authenticate(request, lambda: self._presented_key(request), _rate_limited)
-
-    def _presented_key(self, request: Request) -> Principal | None:
         candidates = [request.headers.get("x-api-key", "").strip()]
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             candidates.append(value.strip())
-        for token in candidates:
-            if token:
-                principal = self.tenancy.authenticate(token, ("msgpack_secret", "msgpack_public"))
-                if principal is not None:
-                    return principal
-        return None
+        checked = await self._first_accepted(candidates, ("msgpack_secret", "msgpack_public"))
+        return self.auth_failures.authenticate(request, lambda: checked, _rate_limited)
 
     async def models(self, request: Request) -> Response:
         """A level model: secret key only (a public token is 403), stored whole or not at all."""
         self.rate_limit(request)
-        principal = self._secret_or_bearer(request)
-        if principal is None:
-            raise _unauthorized()
+        principal = await self._secret_or_bearer(request)
+        if not isinstance(principal, Principal):
+            raise _unauthorized(principal)
         if principal.kind != "msgpack_secret":
             raise _forbidden("model upload needs the application's secret key, not its public token")
         limit = self.settings.max_model_bytes
