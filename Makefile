@@ -20,8 +20,12 @@ $(VENV)/.test-installed: $(VENV)/.run-installed pyproject.toml
 run: $(VENV)/.run-installed
 	$(VENV)/bin/forgeline up
 
+# The console's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
 ## test: lint, type-check, then every test (unit, contract, integration) in parallel
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed /usr/bin/chromium
 	$(VENV)/bin/ruff check libs services tests
 	$(VENV)/bin/mypy libs services
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
-from services.cli import admin_commands, topics
+from services.cli import admin_commands, manage_commands, topics
 from services.errors.cli import add_errors_commands, errors_command
 from services.notifier.cli import add_notify_commands, notify_command
 
@@ -24,7 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     changes: dict[str, object] = {}
     if getattr(args, "data_dir", None):
         changes["data_dir"] = Path(args.data_dir)
-    for name in ("host", "port", "admin_host", "admin_port"):
+    for name in ("host", "port", "admin_host", "admin_port", "console_port"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="processors admin address (FORGELINE_ADMIN_HOST, default 127.0.0.1, whatever --host says); "
         "any other address needs FORGELINE_ADMIN_KEY",
     )
+
+    serving.add_argument("--console-port", type=int, help="console port (FORGELINE_CONSOLE_PORT, default 8082)")
 
     parser = argparse.ArgumentParser(prog="forgeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_topics_commands(sub, common)
     add_errors_commands(sub, common)
     add_notify_commands(sub, common)
+    manage_commands.add_manage_commands(sub, common, serving)
     return parser
 
 
@@ -139,6 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return errors_command(settings, args)
     if command == "notify":
         return notify_command(settings, args)
+    if command == "console":
+        from services.console.main import run_console
+
+        configure_logging("console", settings.log_level)
+        run_console(settings)
+        return 0
+    if command in ("admin-keys", "users"):
+        return manage_commands.manage_command(settings, args)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
     if command == "topics":

@@ -23,6 +23,7 @@ import orjson
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
+from forgeline.manage.firstuser import ensure_first_user
 from forgeline.private_fs import open_private, private_dir
 from services.admin import connect_host
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
@@ -56,6 +57,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
             "FORGELINE_PORT": str(settings.port),
             "FORGELINE_ADMIN_PORT": str(settings.admin_port),
             "FORGELINE_ADMIN_HOST": settings.admin_host,
+            "FORGELINE_CONSOLE_PORT": str(settings.console_port),
         }
     )
     return env
@@ -77,15 +79,30 @@ def run_up(settings: Settings) -> int:
     gateway_url = f"http://{settings.host}:{settings.port}"
     # Where this machine's CLI reaches the admin port (never its key: that stays in the env).
     admin_url = f"http://{connect_host(settings.admin_host)}:{settings.admin_port}"
-    run_info: dict[str, object] = {"pid": os.getpid(), "gateway_url": gateway_url, "admin_url": admin_url}
+    console_url = f"http://{connect_host(settings.console_host)}:{settings.console_port}"
+    first_user = asyncio.run(ensure_first_user(bus))
+    run_info: dict[str, object] = {
+        "pid": os.getpid(),
+        "gateway_url": gateway_url,
+        "admin_url": admin_url,
+        "console_url": console_url,
+    }
     print(
         f"forgeline up: gateway {gateway_url}  admin {admin_url}  data {data_dir}\n"
         f"tokens: {tokens_file}" + (" (created now)" if written else ""),
         flush=True,
     )
+    print(f"console: {console_url}", flush=True)
+    if first_user is not None:
+        # Printed this once; only an argon2 hash is stored (`forgeline users create` makes more).
+        print(f"console sign-in (shown once): user {first_user[0]}  password {first_user[1]}", flush=True)
 
     me = [sys.executable, "-m", "services.cli.main"]
-    children = [Child("processors", [*me, "processors"]), Child("gateway", [*me, "gateway"])]
+    children = [
+        Child("processors", [*me, "processors"]),
+        Child("gateway", [*me, "gateway"]),
+        Child("console", [*me, "console"]),
+    ]
     env = _child_env(settings)
     stopping = False
 

@@ -1,0 +1,295 @@
+"""The management API, ``/api/manage/v1/…`` on the console's port.
+
+Authenticated with an admin key (``Authorization: Bearer fla_…``, `forgeline admin-keys
+create`), scoped to every project or one. Every route calls the same ``Management``
+operation as the CLI and the console's Settings page. Errors are JSON ``{"error": …}``:
+400 bad input, 401 no or unknown key, 403 outside the key's scope, 404 nothing of that
+name the key may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from forgeline.manage.model import ALL_PROJECTS, AdminKey
+from forgeline.manage.ops import Actor, Management
+from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
+
+PREFIX = "/api/manage/v1"
+MAX_BODY_BYTES = 64 * 1024
+
+Handler = Callable[[Request, Actor], Awaitable[Response]]
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _project(p: Project) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "archived": p.archived}
+
+
+def _token(t: Token) -> dict[str, Any]:
+    doc = asdict(t)
+    doc.pop("hash")  # never, not even the hash
+    return doc
+
+
+def _application(a: Application) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "project_id": a.project_id}
+
+
+def _admin_key(k: AdminKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "prefix": k.display_prefix,
+        "scope": None if k.scope == ALL_PROJECTS else k.scope,
+        "name": k.name,
+        "created_at": k.created_at,
+        "revoked": k.revoked,
+    }
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ValueError(f"body larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"the body is not JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise ValueError("the body is a JSON object")
+    return doc
+
+
+def _text(doc: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = doc.get(name, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{name!r} is a string" + ("" if default is not None else " and is required"))
+    return value
+
+
+def management_routes(manage: Management) -> list[BaseRoute]:
+    def authed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            await manage.console.catch_up()
+            actor = manage.actor_for_key(presented.strip()) if scheme.lower() == "bearer" else None
+            if actor is None:
+                return Response(
+                    orjson.dumps(
+                        {"error": "send an admin key: Authorization: Bearer fla_… (forgeline admin-keys create)"}
+                    ),
+                    status_code=401,
+                    media_type="application/json",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            try:
+                return await handler(request, actor)
+            except PermissionError as err:
+                return _json({"error": str(err)}, 403)
+            except LookupError as err:
+                return _json({"error": str(err)}, 404)
+            except ValueError as err:
+                return _json({"error": str(err)}, 400)
+
+        return endpoint
+
+    async def list_projects(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        return _json({"projects": [_project(p) for p in manage.projects(actor)]})
+
+    async def create_project(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        return _json(_project(await manage.create_project(actor, _text(body, "name"))), 201)
+
+    async def change_project(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        return _json(_project(await manage.rename_project(actor, request.path_params["project"], _text(body, "name"))))
+
+    async def archive(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        project = await manage.set_archived(actor, request.path_params["project"], True, _text(body, "confirm"))
+        return _json(_project(project))
+
+    async def unarchive(request: Request, actor: Actor) -> Response:
+        return _json(_project(await manage.set_archived(actor, request.path_params["project"], False)))
+
+    async def list_tokens(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        return _json({"tokens": [_token(t) for t in manage.tokens(actor, request.path_params["project"])]})
+
+    async def create_token(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        application = body.get("application")
+        if application is not None and not isinstance(application, str):
+            raise ValueError("'application' is a string (an application name or id)")
+        token, secret = await manage.create_token(
+            actor,
+            _text(body, "kind"),
+            request.path_params["project"],
+            _text(body, "environment", "production"),
+            application,
+            _text(body, "name", ""),
+        )
+        # The token itself, this once: only its hash is stored.
+        return _json({**_token(token), "token": secret}, 201)
+
+    async def revoke_token(request: Request, actor: Actor) -> Response:
+        return _json(_token(await manage.revoke_token(actor, request.path_params["token"])))
+
+    async def list_applications(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        apps = manage.applications(actor, request.path_params["project"])
+        return _json({"applications": [_application(a) for a in apps]})
+
+    async def create_application(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        app = await manage.create_application(actor, request.path_params["project"], _text(body, "name"))
+        return _json(_application(app), 201)
+
+    async def list_admin_keys(request: Request, actor: Actor) -> Response:
+        return _json({"admin_keys": [_admin_key(k) for k in manage.admin_keys(actor)]})
+
+    async def create_admin_key(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        project = body.get("project")
+        if project is not None and not isinstance(project, str):
+            raise ValueError("'project' is a project name or id, or null for every project")
+        key, secret = await manage.create_admin_key(actor, project, _text(body, "name", ""))
+        return _json({**_admin_key(key), "key": secret}, 201)
+
+    async def revoke_admin_key(request: Request, actor: Actor) -> Response:
+        return _json(_admin_key(await manage.revoke_admin_key(actor, request.path_params["key"])))
+
+    async def audit(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        return _json({"entries": [asdict(e) for e in manage.audit(actor, 200)]})
+
+    async def openapi(request: Request) -> Response:
+        return _json(openapi_document())
+
+    return [
+        Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
+        Route(f"{PREFIX}/projects", authed(list_projects), methods=["GET"]),
+        Route(f"{PREFIX}/projects", authed(create_project), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}", authed(change_project), methods=["PATCH"]),
+        Route(f"{PREFIX}/projects/{{project}}/archive", authed(archive), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}/unarchive", authed(unarchive), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}/tokens", authed(list_tokens), methods=["GET"]),
+        Route(f"{PREFIX}/projects/{{project}}/tokens", authed(create_token), methods=["POST"]),
+        Route(f"{PREFIX}/tokens/{{token}}/revoke", authed(revoke_token), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}/applications", authed(list_applications), methods=["GET"]),
+        Route(f"{PREFIX}/projects/{{project}}/applications", authed(create_application), methods=["POST"]),
+        Route(f"{PREFIX}/admin-keys", authed(list_admin_keys), methods=["GET"]),
+        Route(f"{PREFIX}/admin-keys", authed(create_admin_key), methods=["POST"]),
+        Route(f"{PREFIX}/admin-keys/{{key}}/revoke", authed(revoke_admin_key), methods=["POST"]),
+        Route(f"{PREFIX}/audit", authed(audit), methods=["GET"]),
+    ]
+
+
+def _op(summary: str, body: dict[str, Any] | None = None, created: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"adminKey": []}],
+        "responses": {
+            "201" if created else "200": {"description": "done", "content": {"application/json": {}}},
+            "400": {"description": "bad input"},
+            "401": {"description": "no or unknown admin key"},
+            "403": {"description": "outside the key's scope"},
+            "404": {"description": "nothing of that name the key may see"},
+        },
+    }
+    if body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", **body}}},
+        }
+    return doc
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The management API's OpenAPI 3.1 document (served at /api/manage/v1/openapi.json)."""
+    string = {"type": "string"}
+    project = [_path_param("project")]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Forgeline management API", "version": "1"},
+        "components": {"securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            f"{PREFIX}/projects": {
+                "get": _op("List the projects the key reaches"),
+                "post": _op(
+                    "Create a project (all-projects key)",
+                    {"properties": {"name": string}, "required": ["name"]},
+                    created=True,
+                ),
+            },
+            f"{PREFIX}/projects/{{project}}": {
+                "parameters": project,
+                "patch": _op("Rename a project", {"properties": {"name": string}, "required": ["name"]}),
+            },
+            f"{PREFIX}/projects/{{project}}/archive": {
+                "parameters": project,
+                "post": _op(
+                    "Archive a project (its tokens are refused); confirm with its name",
+                    {"properties": {"confirm": string}, "required": ["confirm"]},
+                ),
+            },
+            f"{PREFIX}/projects/{{project}}/unarchive": {"parameters": project, "post": _op("Unarchive a project")},
+            f"{PREFIX}/projects/{{project}}/tokens": {
+                "parameters": project,
+                "get": _op("List a project's tokens (never their values)"),
+                "post": _op(
+                    "Create a token; the response holds it once",
+                    {
+                        "properties": {
+                            "kind": {"type": "string", "enum": list(TOKEN_KINDS)},
+                            "environment": string,
+                            "application": string,
+                            "name": string,
+                        },
+                        "required": ["kind"],
+                    },
+                    created=True,
+                ),
+            },
+            f"{PREFIX}/tokens/{{token}}/revoke": {"parameters": [_path_param("token")], "post": _op("Revoke a token")},
+            f"{PREFIX}/projects/{{project}}/applications": {
+                "parameters": project,
+                "get": _op("List a project's MessagePack applications"),
+                "post": _op(
+                    "Create an application", {"properties": {"name": string}, "required": ["name"]}, created=True
+                ),
+            },
+            f"{PREFIX}/admin-keys": {
+                "get": _op("List admin keys (never their values)"),
+                "post": _op(
+                    "Create an admin key for every project (project null) or one; the response holds it once",
+                    {"properties": {"project": {"type": ["string", "null"]}, "name": string}},
+                    created=True,
+                ),
+            },
+            f"{PREFIX}/admin-keys/{{key}}/revoke": {
+                "parameters": [_path_param("key")],
+                "post": _op("Revoke an admin key"),
+            },
+            f"{PREFIX}/audit": {"get": _op("The latest management changes: who, when, what")},
+        },
+    }

@@ -1,0 +1,438 @@
+"""The console: server-rendered pages over the warehouse and the management operations.
+
+Every page under ``/p/{project}/`` first checks that the signed-in user may see that
+project; one they may not is a 404, the same as one that does not exist. Jinja2
+autoescaping is on for every template, so event text is always shown as text.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from forgeline.bus.port import OutgoingRecord
+from forgeline.manage.model import ConsoleUser
+from forgeline.manage.ops import Actor, Management, verify_password
+from forgeline.tenancy.model import TOKEN_KINDS, Project
+from services.console import queries
+from services.console.api import management_routes
+from services.console.reader import AdminReader, WarehouseUnavailable
+from services.console.sessions import LOGIN_NONCE_COOKIE, SESSION_COOKIE, SESSION_SECONDS, LoginThrottle, Signer
+from services.errors.steps import control_record
+
+HERE = Path(__file__).parent
+STATUSES = ("unresolved", "regressed", "resolved", "ignored")
+GROUP_ACTIONS = ("resolve", "ignore", "unresolve")
+_HEX_ID = frozenset("0123456789abcdefABCDEF-")
+
+
+@dataclass
+class ConsoleDeps:
+    manage: Management
+    reader: AdminReader
+    send_control: Callable[[OutgoingRecord], Awaitable[None]]
+    signer: Signer
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    secure_cookies: bool = False
+    gateway_url: str = ""
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name, "")
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise HTTPException(400, f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _sparkline(counts: dict[str, int], days: int = 14) -> list[int]:
+    today = datetime.now(UTC).date()
+    return [counts.get(str(today - timedelta(days=days - 1 - i)), 0) for i in range(days)]
+
+
+def console_app(deps: ConsoleDeps) -> Starlette:
+    # Autoescaping on for every template, whatever its name: event text is never markup.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+    templates = Jinja2Templates(env=env)
+    manage = deps.manage
+
+    def user_of(request: Request) -> tuple[ConsoleUser, str] | None:
+        session = deps.signer.read(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            return None
+        user = manage.console.table.users.get(session.user_id)
+        if user is None or user.disabled:
+            return None
+        return user, session.csrf
+
+    def actor_of(user: ConsoleUser) -> Actor:
+        return Actor(name=f"user:{user.username}", scope="", projects=user.projects)
+
+    def render(request: Request, template: str, code: int = 200, **context: Any) -> Response:
+        response: Response = templates.TemplateResponse(request, template, context, status_code=code)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    class Page:
+        """A signed-in request to one project the user may access."""
+
+        def __init__(self, request: Request, user: ConsoleUser, csrf: str, project: Project) -> None:
+            self.request, self.user, self.csrf, self.project = request, user, csrf, project
+            self.actor = actor_of(user)
+
+        def render(self, template: str, code: int = 200, **context: Any) -> Response:
+            return render(
+                self.request,
+                template,
+                code,
+                user=self.user,
+                csrf=self.csrf,
+                project=self.project,
+                projects=manage.projects(self.actor),
+                **context,
+            )
+
+        async def checked_form(self) -> FormData:
+            form = await self.request.form()
+            if not secrets.compare_digest(str(form.get("csrf", "")), self.csrf):
+                raise HTTPException(403, "the form has expired or did not come from this console: reload and retry")
+            return form
+
+    async def page(request: Request) -> Page | Response:
+        found = user_of(request)
+        if found is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        user, csrf = found
+        ref = request.path_params["project"]
+        project = manage.tenancy.table.projects.get(ref)
+        if project is None or not user.may_access(project.id):
+            raise HTTPException(404, "no such project")
+        return Page(request, user, csrf, project)
+
+    def guarded(handler: Callable[[Page], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            current = await page(request)
+            if isinstance(current, Response):
+                return current
+            try:
+                return await handler(current)
+            except WarehouseUnavailable as err:
+                return current.render("message.html", 503, title="Warehouse unavailable", message=str(err))
+
+        return endpoint
+
+    # Sign-in ----------------------------------------------------------------------------
+
+    async def login_form(request: Request, error: str = "", status: int = 200) -> Response:
+        nonce = secrets.token_urlsafe(24)
+        response = render(request, "login.html", status, nonce=nonce, error=error, next=_safe_next(request))
+        response.set_cookie(
+            LOGIN_NONCE_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict", secure=deps.secure_cookies
+        )
+        return response
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return await login_form(request)
+        form = await request.form()
+        nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
+        if not nonce or not secrets.compare_digest(str(form.get("csrf", "")), nonce):
+            return await login_form(request, "The sign-in form expired; please try again.", 403)
+        username, password = str(form.get("username", ""))[:256], str(form.get("password", ""))[:1024]
+        address = _client_address(request)
+        wait = deps.throttle.retry_after(username, address)
+        if wait > 0:
+            response = await login_form(request, f"Too many failed sign-ins; try again in {int(wait) + 1} s.", 429)
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        await manage.refresh()
+        user = manage.console.table.user_by_name(username)
+        # Verify against a real hash even for an unknown name, so timing does not tell names apart.
+        ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        if not ok or user is None or user.disabled:
+            deps.throttle.failed(username, address)
+            return await login_form(request, "Wrong user name or password.", 401)
+        deps.throttle.succeeded(username)
+        cookie, _session = deps.signer.issue(user.id)
+        response = RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=deps.secure_cookies,
+        )
+        response.delete_cookie(LOGIN_NONCE_COOKIE)
+        return response
+
+    async def logout(request: Request) -> Response:
+        found = user_of(request)
+        form = await request.form()
+        if found is not None and not secrets.compare_digest(str(form.get("csrf", "")), found[1]):
+            raise HTTPException(403, "bad form token")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def home(request: Request) -> Response:
+        found = user_of(request)
+        if found is None:
+            return RedirectResponse("/login", status_code=303)
+        projects = manage.projects(actor_of(found[0]))
+        if not projects:
+            return render(request, "message.html", 200, title="No projects", message="You have no projects yet.")
+        return RedirectResponse(f"/p/{projects[0].id}/errors", status_code=303)
+
+    # Errors -----------------------------------------------------------------------------
+
+    async def errors_inbox(p: Page) -> Response:
+        status = p.request.query_params.get("status", "unresolved")
+        if status not in (*STATUSES, "all"):
+            raise HTTPException(400, f"status is one of {', '.join(STATUSES)}, all")
+        days = _int_param(p.request, "days", 14, 1, queries.MAX_DAYS)
+        page_no = _int_param(p.request, "page", 1, 1, 10_000)
+        params = {
+            "project": p.project.id,
+            "days": days,
+            "status": "" if status == "all" else status,
+            "limit": queries.PAGE_SIZE + 1,
+            "offset": (page_no - 1) * queries.PAGE_SIZE,
+        }
+        groups = await deps.reader.rows(queries.ERROR_GROUPS, params)
+        more = len(groups) > queries.PAGE_SIZE
+        groups = groups[: queries.PAGE_SIZE]
+        lines: dict[str, dict[str, int]] = {}
+        if groups:
+            ids = [g["group_id"] for g in groups]
+            for row in await deps.reader.rows(queries.GROUP_SPARKLINES, {"project": p.project.id, "groups": ids}):
+                lines.setdefault(row["group_id"], {})[row["day"]] = int(row["n"])
+        for group in groups:
+            group["shown_status"] = _shown_status(group)
+            counts = _sparkline(lines.get(group["group_id"], {}))
+            group["spark"] = counts
+            group["spark_max"] = max(counts) or 1
+        return p.render(
+            "errors.html", groups=groups, status=status, days=days, page=page_no, more=more, statuses=STATUSES
+        )
+
+    async def error_group(p: Page) -> Response:
+        group_id = p.request.path_params["group"]
+        if not group_id or len(group_id) > 64 or not set(group_id) <= _HEX_ID:
+            raise HTTPException(404, "no such error group")
+        found = await deps.reader.rows(queries.ERROR_GROUP, {"project": p.project.id, "group": group_id})
+        if not found:
+            raise HTTPException(404, "no such error group")
+        group = found[0]
+        group["shown_status"] = _shown_status(group)
+        events = await deps.reader.rows(
+            queries.GROUP_EVENTS, {"project": p.project.id, "group": group_id, "days": queries.MAX_DAYS, "limit": 20}
+        )
+        return p.render("group.html", group=group, events=events, actions=GROUP_ACTIONS)
+
+    async def group_action(p: Page) -> Response:
+        form = await p.checked_form()
+        action = str(form.get("action", ""))
+        if action not in GROUP_ACTIONS:
+            raise HTTPException(400, f"action is one of {', '.join(GROUP_ACTIONS)}")
+        group_id = p.request.path_params["group"]
+        if not group_id or len(group_id) > 64 or not set(group_id) <= _HEX_ID:
+            raise HTTPException(404, "no such error group")
+        found = await deps.reader.rows(queries.ERROR_GROUP, {"project": p.project.id, "group": group_id})
+        if not found:
+            raise HTTPException(404, "no such error group")
+        # The same control record as `forgeline errors resolve|ignore|unresolve`.
+        await deps.send_control(control_record(p.project.id, found[0]["fingerprint"], action, int(time.time() * 1000)))
+        return RedirectResponse(f"/p/{p.project.id}/errors/{group_id}?changed={action}", status_code=303)
+
+    # Traces -----------------------------------------------------------------------------
+
+    async def traces(p: Page) -> Response:
+        q = p.request.query_params
+        trace_id, name = q.get("trace", "").strip()[:64], q.get("name", "").strip()[:256]
+        min_ms = _int_param(p.request, "min_ms", 0, 0, 86_400_000)
+        days = _int_param(p.request, "days", 7, 1, queries.MAX_DAYS)
+        page_no = _int_param(p.request, "page", 1, 1, 10_000)
+        params = {
+            "project": p.project.id,
+            "trace": trace_id,
+            "name": name,
+            "min_ms": min_ms,
+            "days": days,
+            "limit": queries.PAGE_SIZE + 1,
+            "offset": (page_no - 1) * queries.PAGE_SIZE,
+        }
+        found = await deps.reader.rows(queries.TRACES, params)
+        return p.render(
+            "traces.html",
+            traces=found[: queries.PAGE_SIZE],
+            more=len(found) > queries.PAGE_SIZE,
+            page=page_no,
+            trace=trace_id,
+            name=name,
+            min_ms=min_ms,
+            days=days,
+        )
+
+    async def trace(p: Page) -> Response:
+        trace_id = p.request.path_params["trace"][:64]
+        spans = await deps.reader.rows(queries.TRACE_SPANS, {"project": p.project.id, "trace": trace_id})
+        if not spans:
+            raise HTTPException(404, "no such trace (yet: a trace appears a few seconds after its last span)")
+        start = min(int(s["start_ms"]) for s in spans)
+        end = max(int(s["end_ms"]) for s in spans)
+        total = max(end - start, 1)
+        for span in spans:
+            span["offset_pct"] = round(100 * (int(span["start_ms"]) - start) / total, 2)
+            span["width_pct"] = max(round(100 * (int(span["end_ms"]) - int(span["start_ms"])) / total, 2), 0.3)
+        return p.render("trace.html", trace_id=trace_id, spans=_tree_order(spans), total_ms=total)
+
+    # Settings ---------------------------------------------------------------------------
+
+    async def settings_page(p: Page, new_token: str = "", error: str = "", status: int = 200) -> Response:
+        await manage.refresh()
+        return p.render(
+            "settings.html",
+            int(status),
+            tokens=manage.tokens(p.actor, p.project.id),
+            applications=manage.applications(p.actor, p.project.id),
+            kinds=TOKEN_KINDS,
+            new_token=new_token,
+            error=error,
+            gateway_url=deps.gateway_url,
+        )
+
+    async def settings(p: Page) -> Response:
+        return await settings_page(p)
+
+    async def create_token(p: Page) -> Response:
+        form = await p.checked_form()
+        try:
+            _token, secret = await manage.create_token(
+                p.actor,
+                str(form.get("kind", "")),
+                p.project.id,
+                str(form.get("environment", "") or "production"),
+                str(form.get("application", "")) or None,
+                str(form.get("name", "")),
+            )
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_page(p, error=str(err), status=400)
+        # Shown once, in this response only (never in a URL, never stored).
+        response = await settings_page(p, new_token=secret)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def revoke_token(p: Page) -> Response:
+        await p.checked_form()
+        token_id = p.request.path_params["token"]
+        token = manage.tenancy.table.tokens.get(token_id)
+        if token is None or token.project_id != p.project.id:
+            raise HTTPException(404, "no such token")
+        await manage.revoke_token(p.actor, token_id)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    async def create_application(p: Page) -> Response:
+        form = await p.checked_form()
+        try:
+            await manage.create_application(p.actor, p.project.id, str(form.get("name", "")))
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_page(p, error=str(err), status=400)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def not_found_or_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith("/api/"):
+            from starlette.responses import JSONResponse
+
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return render(request, "message.html", exc.status_code, title=f"{exc.status_code}", message=str(exc.detail))
+
+    routes = [
+        Route("/", home),
+        Route("/health", health),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/p/{project}/errors", guarded(errors_inbox)),
+        Route("/p/{project}/errors/{group}", guarded(error_group)),
+        Route("/p/{project}/errors/{group}/status", guarded(group_action), methods=["POST"]),
+        Route("/p/{project}/traces", guarded(traces)),
+        Route("/p/{project}/traces/{trace}", guarded(trace)),
+        Route("/p/{project}/settings", guarded(settings)),
+        Route("/p/{project}/settings/tokens", guarded(create_token), methods=["POST"]),
+        Route("/p/{project}/settings/tokens/{token}/revoke", guarded(revoke_token), methods=["POST"]),
+        Route("/p/{project}/settings/applications", guarded(create_application), methods=["POST"]),
+        *management_routes(manage),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found_or_error})
+
+
+# A real argon2 hash of a random password: unknown user names cost the same verify.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$2gDMTh0HQRnbj2vSdUVZmpTJ3I6Es3aWqGRcbMeZk9A"
+
+
+def _safe_next(request: Request, given: object = None) -> str:
+    """Where to go after signing in: a path on this console only (never another site)."""
+    raw = str(given if given is not None else request.query_params.get("next", "/"))
+    if not raw.startswith("/") or raw.startswith("//") or "\\" in raw or len(raw) > 512:
+        return "/"
+    return raw
+
+
+def _shown_status(group: dict[str, Any]) -> str:
+    if group.get("status") == "unresolved" and int(group.get("regressed") or 0):
+        return "regressed"
+    return str(group.get("status", ""))
+
+
+def _tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans depth-first (each parent followed by its children, by start), orphans last."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    ids = {s["span_id"] for s in spans}
+    roots = []
+    for span in spans:
+        parent = span["parent_span_id"]
+        if parent and parent in ids:
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+    ordered: list[dict[str, Any]] = []
+    stack = sorted(roots, key=lambda s: int(s["start_ms"]), reverse=True)
+    seen: set[str] = set()
+    while stack:
+        span = stack.pop()
+        if span["span_id"] in seen:
+            continue
+        seen.add(span["span_id"])
+        ordered.append(span)
+        stack.extend(sorted(children.get(span["span_id"], []), key=lambda s: int(s["start_ms"]), reverse=True))
+    return ordered
