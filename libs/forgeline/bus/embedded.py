@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import re
+import stat
 import struct
 import time
 import zlib
@@ -59,7 +60,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from forgeline.bus.port import (
     AssignHandler,
@@ -72,7 +73,9 @@ from forgeline.bus.port import (
     TopicPartition,
     partition_for,
 )
+from forgeline.bus.retention import RetentionPolicy, TopicRetention
 from forgeline.private_fs import FILE_MODE, make_private_dirs, private_dir
+from forgeline.telemetry.metrics import BUS_RETENTION_UNREAD_DELETED
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,15 @@ class _Frame:
     def end(self) -> int:
         return self.position + self.size
 
+    def key(self) -> bytes | None:
+        if self._key_len < 0:
+            return None
+        at = self._at + _HEADER.size
+        return self._buf[at : at + self._key_len]
+
+    def raw(self) -> bytes:
+        return self._buf[self._at : self._at + self.size]
+
     def decode(self, topic: str, partition: int) -> Record:
         at = self._at + _HEADER.size
         key: bytes | None = None
@@ -166,10 +178,15 @@ class _Scanner:
     "corrupt" (a complete-looking record with a bad magic, lengths or crc).
     """
 
-    def __init__(self, fd: int, position: int, chunk: int = _SCAN_CHUNK) -> None:
+    def __init__(self, fd: int, position: int, chunk: int = _SCAN_CHUNK, base: int = 0) -> None:
+        # Positions are logical (the segment's start plus the byte in its file): ``base`` is
+        # where this file starts. ``sealed``: a later segment has replaced it as the active one.
         self._fd = fd
         self._chunk = chunk
-        self.size = os.fstat(fd).st_size
+        self._base = base
+        st = os.fstat(fd)
+        self.size = base + st.st_size
+        self.sealed = _is_sealed(st.st_mode)
         self.position = position
         self.stopped: Literal["end", "short", "corrupt"] | None = None
         # For "corrupt": the size the bad record claims, when its header could be parsed.
@@ -184,7 +201,7 @@ class _Scanner:
             return True
         # Never ask past the end seen at the start: an idle poll then reads nothing.
         want = max(count, min(self._chunk, self.size - self.position))
-        self._buf = os.pread(self._fd, want, self.position)
+        self._buf = os.pread(self._fd, want, self.position - self._base)
         self._buf_start = self.position
         # Shorter than asked: the file ended (or was truncated by an appender meanwhile).
         return len(self._buf) >= count
@@ -222,6 +239,12 @@ class _Scanner:
         frame = _Frame(self._buf, rel, self.position, size, header)
         self.position += size
         return frame
+
+
+class DiskFull(BusUnavailable):
+    """The data directory is (almost) out of space: nothing was written; retry later."""
+
+    retry_after_s = 30
 
 
 class _CorruptLog(OSError):
@@ -272,70 +295,224 @@ def _check_name(kind: str, name: str) -> None:
         raise ValueError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-'")
 
 
+# --- segments ------------------------------------------------------------------------------
+#
+# A partition is a directory of segment files. The first is ``00000000000000000000.log``;
+# every later one is named ``<start>-<base offset>.log``: ``start`` is the logical byte
+# position where it begins (every record has a logical position, the segment's start plus
+# its byte in the file, which is what commits store) and ``base offset`` the offset of its
+# first record. The segment with the highest start is the active one; appends go only there.
+# Closing a segment (rolling) marks it read-only (mode 0400) before its successor is created:
+# every appender checks the mode of its file under the append lock, so none ever appends to
+# a closed segment, even one that was rolled by another process.
+
+_SEGMENT_NAME: Final = re.compile(r"(\d{20})(?:-(\d{20}))?\.log")
+_SEALED_MODE: Final = 0o400
+
+
+class _Segment(NamedTuple):
+    start: int
+    base: int
+    path: Path
+
+
+def _is_sealed(mode: int) -> bool:
+    return not mode & stat.S_IWUSR
+
+
+def _segment_name(start: int, base: int) -> str:
+    return _FIRST_SEGMENT if start == 0 and base == 0 else f"{start:020d}-{base:020d}.log"
+
+
+def _segments(directory: Path) -> list[_Segment]:
+    """The segments of a partition, oldest first."""
+    found: list[_Segment] = []
+    for name in os.listdir(directory):
+        match = _SEGMENT_NAME.fullmatch(name)
+        if match is not None:
+            start = int(match[1])
+            base = int(match[2]) if match[2] is not None else start
+            found.append(_Segment(start, base, directory / name))
+    found.sort()
+    return found
+
+
+def _segment_at(segments: Sequence[_Segment], position: int) -> _Segment | None:
+    """The segment holding logical ``position`` (None when it is before the first one)."""
+    held = None
+    for segment in segments:
+        if segment.start > position:
+            break
+        held = segment
+    return held
+
+
+def _next_segment(directory: Path, start: int) -> _Segment | None:
+    return next((s for s in _segments(directory) if s.start > start), None)
+
+
 # --- one partition on disk -----------------------------------------------------------------
 
 
 class _PartitionLog:
-    """The file of one partition, and what one producer knows about its tail.
+    """The active segment of one partition, and what one producer knows about its tail.
 
     ``append`` is not thread-safe for one instance (the producer's flusher never runs two
     appends to the same partition at once); different instances, in any process, are
     serialised by the flock.
     """
 
-    def __init__(self, directory: Path, fsync: bool) -> None:
-        self.path = directory / _FIRST_SEGMENT
+    def __init__(self, directory: Path, fsync: bool, settings: TopicRetention | None = None) -> None:
+        self.directory = directory
         self.lock_path = directory / "append.lock"
         self._fsync = fsync
+        self._settings = settings or TopicRetention()
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        # The active segment's logical start and base offset.
+        self._start = 0
+        self._base = 0
         # The end of the valid records as this producer last saw it: a record boundary.
         self._end = 0
         self._next_offset = 0
         # The file size when last seen; -1 forces a scan (first append, or after a failure).
         self._known_size = -1
+        # When the active segment's first record was written (for segment.ms); None if empty.
+        self._first_ms: int | None = None
+        self.rolled = False  # set by an append that closed a segment
+
+    @property
+    def path(self) -> Path:
+        """The active segment's file as this producer last saw it."""
+        return self.directory / _segment_name(self._start, self._base)
+
+    def _open_active(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        segments = _segments(self.directory)
+        if segments:
+            active = segments[-1]
+        else:  # a topic directory made before the first segment was (or tampered with)
+            active = _Segment(0, 0, self.directory / _FIRST_SEGMENT)
+        self._fd = os.open(active.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._start, self._base = active.start, active.base
+        self._end, self._next_offset = active.start, active.base
+        self._known_size = -1
+        self._first_ms = None
 
     def append(self, records: Sequence[OutgoingRecord]) -> int:
         """Append ``records`` durably under the partition lock; return the first offset.
 
-        Raises OSError when the disk fails; the records may then be partly written, and the
-        next append scans and repairs the tail.
+        Raises OSError when the disk fails (ENOSPC included); whatever part of the records
+        was written is cut off again, so the log never keeps a torn record.
         """
-        if self._fd is None or self._lock_fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        if self._lock_fd is None:
             self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        fd = self._fd
+        self.rolled = False
         with _flocked(self._lock_fd):
-            size = os.fstat(fd).st_size
-            if size != self._known_size:
+            if self._fd is None:
+                self._open_active()
+            assert self._fd is not None
+            st = os.fstat(self._fd)
+            if st.st_nlink == 0 or _is_sealed(st.st_mode):
+                # Another producer closed this segment (or retention removed it): find the new one.
+                self._open_active()
+                assert self._fd is not None
+                st = os.fstat(self._fd)
+            if self._start + st.st_size != self._known_size:
                 # Another process appended (or this is our first append): find the next offset.
-                self._recover(size)
+                self._recover(st.st_size)
+            if self._should_roll(st.st_mode):
+                self._roll()
+            fd = self._fd
             first = self._next_offset
             timestamp_ms = time.time_ns() // 1_000_000
             data = b"".join(_encode_record(first + i, timestamp_ms, r) for i, r in enumerate(records))
             self._known_size = -1  # until the write and fsync succeed, the tail is unknown
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
+            try:
+                _write_all(fd, data)
+                if self._fsync:
+                    os.fsync(fd)
+            except OSError:
+                self._cut_back()
+                raise
+            if self._first_ms is None:
+                self._first_ms = timestamp_ms
             self._end += len(data)
             self._next_offset += len(records)
             self._known_size = self._end
         return first
 
+    def _cut_back(self) -> None:
+        """After a failed write (ENOSPC, EIO): remove what part of it landed (lock held)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._end - self._start)
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError:
+            log.exception("could not cut back a failed append; the next append repairs the tail")
+            return
+        self._known_size = self._end
+
+    def _should_roll(self, mode: int) -> bool:
+        size = self._end - self._start
+        if _is_sealed(mode):
+            if size == 0:  # nothing to close: take the empty file back as the active one
+                assert self._fd is not None
+                os.fchmod(self._fd, FILE_MODE)
+                return False
+            return True  # a roll was cut short by a crash: the successor was never made
+        if size == 0:
+            return False
+        if size >= self._settings.segment_bytes:
+            return True
+        segment_ms = self._settings.segment_ms
+        return (
+            segment_ms is not None
+            and self._first_ms is not None
+            and time.time_ns() // 1_000_000 - self._first_ms >= segment_ms
+        )
+
+    def _roll(self) -> None:
+        """Close the active segment and start the next one at the current end (lock held)."""
+        assert self._fd is not None
+        # The closed segment must be whole on disk before anything names it closed.
+        os.fsync(self._fd)
+        os.fchmod(self._fd, _SEALED_MODE)
+        successor = self.directory / _segment_name(self._end, self._next_offset)
+        fd = os.open(successor, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        if self._fsync:
+            _fsync_dir(self.directory)
+        os.close(self._fd)
+        self._fd = fd
+        self._start, self._base = self._end, self._next_offset
+        self._known_size = self._end
+        self._first_ms = None
+        self.rolled = True
+        log.info(
+            "rolled partition log segment",
+            extra={"path": str(successor), "start": self._start, "base_offset": self._base},
+        )
+
     def _recover(self, size: int) -> None:
         """Scan from the last known boundary to the end; truncate a torn tail (lock held)."""
         assert self._fd is not None
-        if size < self._end:
+        if self._start + size < self._end:
             # Shrunk below a boundary we saw: not something appenders do. Start over.
-            self._end, self._next_offset = 0, 0
-        scanner = _Scanner(self._fd, self._end)
+            self._end, self._next_offset = self._start, self._base
+        from_start = self._end == self._start
+        scanner = _Scanner(self._fd, self._end, base=self._start)
         next_offset = self._next_offset
         while (frame := scanner.next()) is not None:
             if frame.offset != next_offset:
                 raise _CorruptLog(errno.EIO, f"offset {frame.offset} where {next_offset} was expected", str(self.path))
+            if from_start and self._first_ms is None:
+                self._first_ms = frame.timestamp_ms
             next_offset += 1
         if scanner.stopped == "corrupt" and scanner.corrupt_size is not None:
-            follower = _Scanner(self._fd, scanner.position + scanner.corrupt_size)
+            follower = _Scanner(self._fd, scanner.position + scanner.corrupt_size, base=self._start)
             if follower.position < follower.size and follower.next() is not None:
                 # Valid records follow the bad one: this is damage, not a torn tail.
                 raise _CorruptLog(errno.EIO, f"corrupt record at byte {scanner.position}", str(self.path))
@@ -350,7 +527,7 @@ class _PartitionLog:
                     "dropped_bytes": scanner.size - scanner.position,
                 },
             )
-            os.ftruncate(self._fd, scanner.position)
+            os.ftruncate(self._fd, scanner.position - self._start)
         self._end, self._next_offset = scanner.position, next_offset
         self._known_size = self._end
 
@@ -362,18 +539,92 @@ class _PartitionLog:
         self._known_size = -1
 
 
-def _locate(fd: int, offset: int) -> tuple[int, int]:
-    """(byte position, offset) of the record ``offset``, scanning from the start.
+def _locate(directory: Path, offset: int) -> tuple[_Segment, int, int]:
+    """(segment, logical position, offset) of the first record at or after ``offset``.
 
-    When the log ends before ``offset`` this is the end of its valid records and its end offset.
+    When the log ends before ``offset`` this is the end of its valid records and its end
+    offset; when ``offset`` is below the log start (retention removed it), the first record.
     """
-    scanner = _Scanner(fd, 0)
-    next_offset = 0
-    while (frame := scanner.next()) is not None:
-        if frame.offset >= offset:
-            return frame.position, frame.offset
-        next_offset = frame.offset + 1
-    return scanner.position, next_offset
+    segments = _segments(directory)
+    if not segments:
+        raise FileNotFoundError(errno.ENOENT, "partition has no segment", str(directory))
+    first = 0
+    for i, segment in enumerate(segments):
+        if segment.base <= offset:
+            first = i
+    segment, position, next_offset = segments[first], segments[first].start, segments[first].base
+    for segment in segments[first:]:
+        with _opened(segment.path) as fd:
+            scanner = _Scanner(fd, segment.start, base=segment.start)
+            next_offset = max(next_offset, segment.base)
+            while (frame := scanner.next()) is not None:
+                if frame.offset >= offset:
+                    return segment, frame.position, frame.offset
+                next_offset = frame.offset + 1
+            position = scanner.position
+    return segment, position, next_offset
+
+
+def _compact(directory: Path, fsync: bool) -> int:
+    """Keep only the last record per key in the closed segments (Kafka's cleanup.policy=compact).
+
+    Records without a key are kept. Offsets do not change (a compacted log has gaps, which
+    readers skip); a segment left empty is deleted. Each rewrite is a new file renamed over
+    the old one, so a crash leaves either version, and a reader that has the old one open
+    reads it to its end.
+    """
+    segments = _segments(directory)
+    if len(segments) < 2:
+        return 0
+    latest: dict[bytes, int] = {}
+    for segment in segments:  # the active segment too: its records supersede older ones
+        with _opened(segment.path) as fd:
+            scanner = _Scanner(fd, segment.start, base=segment.start)
+            while (frame := scanner.next()) is not None:
+                key = frame.key()
+                if key is not None:
+                    latest[key] = frame.offset
+    changed = 0
+    for segment in segments[:-1]:
+        kept: list[bytes] = []
+        dropped = 0
+        with _opened(segment.path) as fd:
+            scanner = _Scanner(fd, segment.start, base=segment.start)
+            while (frame := scanner.next()) is not None:
+                key = frame.key()
+                if key is None or latest.get(key) == frame.offset:
+                    kept.append(frame.raw())
+                else:
+                    dropped += 1
+        if not dropped:
+            continue
+        changed += 1
+        if not kept:
+            segment.path.unlink()
+            continue
+        tmp = segment.path.with_name(f"{segment.path.name}.compact.{os.getpid()}")
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            _write_all(out, b"".join(kept))
+            os.fsync(out)
+            os.fchmod(out, _SEALED_MODE)
+        finally:
+            os.close(out)
+        os.replace(tmp, segment.path)
+    if changed:
+        if fsync:
+            _fsync_dir(directory)
+        log.info("compacted partition log", extra={"path": str(directory), "segments": changed})
+    return changed
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 # --- the bus -------------------------------------------------------------------------------
@@ -396,6 +647,9 @@ class EmbeddedBus:
         fsync: bool = True,
         poll_interval_s: float = 0.01,
         send_timeout_s: float = 5.0,
+        retention: RetentionPolicy | None = None,
+        min_free_bytes: int = 0,
+        min_free_percent: float = 0.0,
     ) -> None:
         if default_partitions < 1 or any(n < 1 for n in (partitions or {}).values()):
             raise ValueError("partition counts must be at least 1")
@@ -405,9 +659,133 @@ class EmbeddedBus:
         self.fsync = fsync
         self.poll_interval_s = poll_interval_s
         self.send_timeout_s = send_timeout_s
+        self.retention = retention or RetentionPolicy()
+        self.min_free_bytes = min_free_bytes
+        self.min_free_percent = min_free_percent
         self._configured = dict(partitions or {})
         self._counts: dict[str, int] = {}
         self._root_ready = False
+        self._space_checked = -1.0
+        self._space_problem: str | None = None
+
+    # -- disk space --
+
+    def space_problem(self, max_age_s: float = 0.5) -> str | None:
+        """Why the data directory is too full to take writes, or None (statvfs, cached briefly).
+
+        Writes are refused while free space is below ``min_free_bytes`` or ``min_free_percent``
+        of the filesystem, so the disk never fills up under the log (or the warehouse beside it).
+        """
+        if self.min_free_bytes <= 0 and self.min_free_percent <= 0:
+            return None
+        now = time.monotonic()
+        if now - self._space_checked < max_age_s:
+            return self._space_problem
+        path = self.root
+        while not path.exists() and path.parent != path:
+            path = path.parent
+        try:
+            st = os.statvfs(path)
+        except OSError as err:
+            problem: str | None = f"cannot check free space of {path}: {err}"
+        else:
+            free = st.f_bavail * st.f_frsize
+            total = st.f_blocks * st.f_frsize
+            needed = max(self.min_free_bytes, int(total * self.min_free_percent / 100))
+            problem = None
+            if free < needed:
+                problem = f"disk almost full: {free} bytes free under {path}, below the {needed} kept free"
+        if problem != self._space_problem:
+            if problem is None:
+                log.info("free disk space is back above the threshold; taking writes again")
+            else:
+                log.error("refusing writes: %s", problem)
+        self._space_checked, self._space_problem = now, problem
+        return problem
+
+    # -- retention (blocking; producers run it in their flush threads) --
+
+    def enforce_retention(self, topic: str, partition: int) -> int:
+        """Delete or compact the closed segments of one partition as its settings say.
+
+        Returns how many segments were deleted or rewritten. Another process doing the same
+        partition at the moment makes this a no-op (it holds ``retention.lock``).
+        """
+        settings = self.retention.for_topic(topic)
+        directory = self.partition_dir(topic, partition)
+        fd = os.open(directory / "retention.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
+            if settings.compact:
+                return _compact(directory, self.fsync)
+            return self._delete_old(TopicPartition(topic, partition), directory, settings)
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _group_commits(self, tp: TopicPartition) -> dict[str, int]:
+        """Each consumer group's committed offset of ``tp`` (groups that never committed it: none)."""
+        commits: dict[str, int] = {}
+        groups = self.root / "groups"
+        try:
+            names = os.listdir(groups)
+        except FileNotFoundError:
+            return commits
+        for group in names:
+            try:
+                doc = json.loads((groups / group / f"{tp.topic}.{tp.partition}.offset").read_bytes())
+                commits[group] = int(doc["offset"])
+            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                continue
+        return commits
+
+    def _delete_old(self, tp: TopicPartition, directory: Path, settings: TopicRetention) -> int:
+        segments = _segments(directory)
+        if len(segments) < 2:
+            return 0  # the active segment is never deleted
+        sizes = {s.path: s.path.stat().st_size for s in segments}
+        total = sum(sizes.values())
+        now_ms = time.time_ns() // 1_000_000
+        commits = self._group_commits(tp)
+        deleted = 0
+        for segment, successor in zip(segments, segments[1:], strict=False):
+            by_size = settings.retention_bytes is not None and total > settings.retention_bytes
+            by_age = (
+                settings.retention_ms is not None
+                and segment.path.stat().st_mtime_ns // 1_000_000 < now_ms - settings.retention_ms
+            )
+            if not (by_size or by_age):
+                break
+            # Records [segment.base, successor.base) are in this segment.
+            unread = {g: successor.base - max(o, segment.base) for g, o in commits.items() if o < successor.base}
+            if unread and not by_size:
+                break  # a group still needs it: age alone never takes it away
+            for group, count in unread.items():
+                BUS_RETENTION_UNREAD_DELETED.labels(topic=tp.topic, group=group).inc(count)
+                log.warning(
+                    "retention.bytes forces out records a consumer group has not read",
+                    extra={
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "group": group,
+                        "committed": commits[group],
+                        "deleted_from": segment.base,
+                        "deleted_to": successor.base,
+                        "unread": count,
+                    },
+                )
+            segment.path.unlink()
+            total -= sizes[segment.path]
+            deleted += 1
+            log.info(
+                "deleted partition log segment",
+                extra={"path": str(segment.path), "by": "retention.bytes" if by_size else "retention.ms"},
+            )
+        if deleted and self.fsync:
+            _fsync_dir(directory)
+        return deleted
 
     def prepare_root(self) -> None:
         """Create the root 0700, or tighten one an older version made 0755 (once per instance):
@@ -540,6 +918,8 @@ class EmbeddedProducer:
         self._creating: dict[str, asyncio.Future[int]] = {}
         self._round_robin = 0
         self._closed = False
+        # When each partition's retention is next checked (monotonic seconds).
+        self._retention_due: dict[TopicPartition, float] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(self._bus.prepare_root)
@@ -559,6 +939,9 @@ class EmbeddedProducer:
             raise BusUnavailable("producer is stopped")
         if not records:
             return
+        problem = self._bus.space_problem()
+        if problem is not None:
+            raise DiskFull(problem)
         try:
             async with asyncio.timeout(self._send_timeout_s):
                 # Partition counts once per topic (a batch is usually one topic), then place
@@ -583,7 +966,8 @@ class EmbeddedProducer:
     async def ready(self) -> bool:
         """True when the root directory is writable (and the producer is not stopped)."""
         root = self._bus.root
-        return not self._closed and root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+        writable = not self._closed and root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+        return writable and self._bus.space_problem() is None
 
     async def stop(self) -> None:
         """Write what is pending, stop the flusher and close the files."""
@@ -641,7 +1025,7 @@ class EmbeddedProducer:
         tps = list(by_partition)
         # Partitions have separate files and locks: write them in parallel threads.
         results = await asyncio.gather(
-            *(asyncio.to_thread(self._log(tp).append, by_partition[tp]) for tp in tps),
+            *(asyncio.to_thread(self._append, tp, by_partition[tp]) for tp in tps),
             return_exceptions=True,
         )
         failures: dict[TopicPartition, BaseException] = {}
@@ -659,6 +1043,10 @@ class EmbeddedProducer:
             error = next((failures[tp] for tp, _ in request.items if tp in failures), None)
             if error is None:
                 request.future.set_result(None)
+            elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                full = DiskFull(f"embedded bus write failed: {error}")
+                full.__cause__ = error
+                request.future.set_exception(full)
             elif isinstance(error, OSError):
                 unavailable = BusUnavailable(f"embedded bus write failed: {error}")
                 unavailable.__cause__ = error
@@ -666,10 +1054,28 @@ class EmbeddedProducer:
             else:
                 request.future.set_exception(error)
 
+    def _append(self, tp: TopicPartition, records: list[OutgoingRecord]) -> int:
+        """Append (in a worker thread), then apply retention when a segment closed or it is time.
+
+        Retention runs after the append lock is released and its errors are only logged: the
+        records are durable by then and the writer is told so.
+        """
+        plog = self._log(tp)
+        first = plog.append(records)
+        now = time.monotonic()
+        if plog.rolled or now >= self._retention_due.get(tp, 0.0):
+            self._retention_due[tp] = now + self._bus.retention.check_interval_s
+            try:
+                self._bus.enforce_retention(tp.topic, tp.partition)
+            except OSError:
+                log.exception("log retention failed", extra={"topic": tp.topic, "partition": tp.partition})
+        return first
+
     def _log(self, tp: TopicPartition) -> _PartitionLog:
         plog = self._logs.get(tp)
         if plog is None:
-            plog = _PartitionLog(self._bus.partition_dir(tp.topic, tp.partition), self._bus.fsync)
+            settings = self._bus.retention.for_topic(tp.topic)
+            plog = _PartitionLog(self._bus.partition_dir(tp.topic, tp.partition), self._bus.fsync, settings)
             self._logs[tp] = plog
         return plog
 
@@ -682,7 +1088,12 @@ class _Assigned:
     """A consumer's state for one partition."""
 
     tp: TopicPartition
-    fd: int
+    directory: Path
+    # Compacted topics have gaps in their offsets; others only where retention removed records.
+    compact: bool
+    # The segment being read ahead: its file, logical start and base offset (-1: none open).
+    fd: int = -1
+    segment_start: int = 0
     # The position (Kafka's sense): the next record poll returns, as offset and byte position.
     offset: int = 0
     position: int = 0
@@ -761,7 +1172,7 @@ class EmbeddedConsumer:
 
     def _release(self) -> None:
         for part in self._parts.values():
-            os.close(part.fd)
+            _close_segment(part)
         self._parts, self._order = {}, []
         if self._owner_fd is not None:
             os.close(self._owner_fd)  # closing the file releases the flock
@@ -773,15 +1184,15 @@ class EmbeddedConsumer:
             for topic in self._topics:
                 for partition in range(self._bus.ensure_topic(topic)):
                     tp = TopicPartition(topic, partition)
-                    path = self._bus.partition_dir(topic, partition) / _FIRST_SEGMENT
-                    part = _Assigned(tp, os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
+                    directory = self._bus.partition_dir(topic, partition)
+                    part = _Assigned(tp, directory, self._bus.retention.for_topic(topic).compact)
                     parts[tp] = part
                     offset, position = self._load_commit(tp)
                     part.committed, part.committed_position = offset, position
                     self._seek(part, offset, position)
         except BaseException:
             for part in parts.values():
-                os.close(part.fd)
+                _close_segment(part)
             raise
         return parts
 
@@ -800,20 +1211,42 @@ class EmbeddedConsumer:
 
     def _seek(self, part: _Assigned, offset: int, position: int) -> None:
         """Position ``part`` at ``offset``, trusting ``position`` only once it checks out."""
-        scanner = _Scanner(part.fd, position)
-        frame = scanner.next() if position <= scanner.size else None
+        segments = _segments(part.directory)
+        if not segments:  # a topic directory without its first segment: make it, empty
+            os.close(os.open(part.directory / _FIRST_SEGMENT, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+            segments = _segments(part.directory)
+        segment = _segment_at(segments, position)
+        frame, at_end = None, False
+        if segment is not None:
+            _open_segment(part, segment)
+            scanner = _Scanner(part.fd, position, base=segment.start)
+            frame = scanner.next() if position <= scanner.size else None
+            at_end = frame is None and position == scanner.size
         if frame is not None and frame.offset == offset:
             pass  # the record at the committed position is the one expected
-        elif frame is None and (position == scanner.size or (offset, position) == (0, 0)):
+        elif at_end:
             # Caught up at the end of the log: nothing to check against yet. poll checks the
             # offset of the first record that appears there and rescans if it is wrong.
             pass
         else:
-            located, located_offset = _locate(part.fd, offset)
-            if located_offset != offset:
+            segment, located, located_offset = _locate(part.directory, offset)
+            _open_segment(part, segment)
+            if located_offset < offset:
                 log.warning(
                     "committed offset is past the end of the log; resuming at the end",
                     extra={"topic": part.tp.topic, "partition": part.tp.partition, "committed": offset},
+                )
+            elif located_offset > offset and offset > 0 and not part.compact:
+                # Kafka's auto.offset.reset=earliest: retention removed what the group had not read.
+                log.warning(
+                    "committed offset is below the log start (retention removed records); resuming at the log start",
+                    extra={
+                        "topic": part.tp.topic,
+                        "partition": part.tp.partition,
+                        "committed": offset,
+                        "log_start": located_offset,
+                        "skipped": located_offset - offset,
+                    },
                 )
             offset, position = located_offset, located
         part.offset = part.ahead_offset = part.end_offset = offset
@@ -869,15 +1302,36 @@ class EmbeddedConsumer:
         return out
 
     def _read_ahead(self, part: _Assigned, limit: int) -> None:
-        scanner = _Scanner(part.fd, part.ahead_position, _READ_CHUNK)
         topic, partition = part.tp
-        while limit > 0 and (frame := scanner.next()) is not None:
-            if frame.offset != part.ahead_offset:
-                self._resync(part, frame.offset)
+        while True:
+            scanner = _Scanner(part.fd, part.ahead_position, _READ_CHUNK, base=part.segment_start)
+            while limit > 0 and (frame := scanner.next()) is not None:
+                if frame.offset != part.ahead_offset and not (part.compact and frame.offset > part.ahead_offset):
+                    self._resync(part, frame.offset)
+                    return
+                part.ahead.append((frame.decode(topic, partition), frame.end))
+                part.ahead_offset, part.ahead_position = frame.offset + 1, frame.end
+                limit -= 1
+            if limit <= 0 or scanner.stopped != "end" or not scanner.sealed:
                 return
-            part.ahead.append((frame.decode(topic, partition), frame.end))
-            part.ahead_offset, part.ahead_position = frame.offset + 1, frame.end
-            limit -= 1
+            # The end of a closed segment: go on in the next one (None: its roll is under way).
+            successor = _next_segment(part.directory, part.segment_start)
+            if successor is None:
+                return
+            if successor.base > part.ahead_offset and not part.compact:
+                log.warning(
+                    "retention removed records this consumer had not read; skipping to the log start",
+                    extra={
+                        "topic": topic,
+                        "partition": partition,
+                        "expected": part.ahead_offset,
+                        "log_start": successor.base,
+                        "skipped": successor.base - part.ahead_offset,
+                    },
+                )
+            _open_segment(part, successor)
+            part.ahead_position = successor.start
+            part.ahead_offset = max(part.ahead_offset, successor.base)
 
     def _resync(self, part: _Assigned, found: int) -> None:
         # The byte position did not hold the expected offset (a stale commit position);
@@ -891,7 +1345,8 @@ class EmbeddedConsumer:
                 "found": found,
             },
         )
-        position, offset = _locate(part.fd, part.ahead_offset)
+        segment, position, offset = _locate(part.directory, part.ahead_offset)
+        _open_segment(part, segment)
         if not part.ahead:
             part.offset, part.position = offset, position
         part.ahead_offset, part.ahead_position = offset, position
@@ -935,8 +1390,8 @@ class EmbeddedConsumer:
             return part.ahead_position
         if offset == 0:
             return 0
-        position, found = _locate(part.fd, offset)
-        if found != offset:
+        _, position, found = _locate(part.directory, offset)
+        if found < offset:
             raise ValueError(f"cannot commit offset {offset} for {part.tp}: the log ends at {found}")
         return position
 
@@ -961,12 +1416,12 @@ class EmbeddedConsumer:
         """The next offset to be written in each assigned partition (complete records only)."""
         if not self._order:
             raise RuntimeError("consumer is not started")
-        starts: dict[TopicPartition, tuple[int, int, int]] = {}
+        starts: dict[TopicPartition, tuple[Path, int, int]] = {}
         for part in self._order:
             # Start from the furthest boundary known, so each scan only covers new records.
             if part.ahead_offset > part.end_offset:
                 part.end_offset, part.end_position = part.ahead_offset, part.ahead_position
-            starts[part.tp] = (part.fd, part.end_position, part.end_offset)
+            starts[part.tp] = (part.directory, part.end_position, part.end_offset)
         ends = await asyncio.to_thread(_scan_ends, starts)
         out: dict[TopicPartition, int] = {}
         for tp, (offset, position) in ends.items():
@@ -987,15 +1442,35 @@ class EmbeddedConsumer:
 
 
 def _scan_ends(
-    starts: Mapping[TopicPartition, tuple[int, int, int]],
+    starts: Mapping[TopicPartition, tuple[Path, int, int]],
 ) -> dict[TopicPartition, tuple[int, int]]:
     ends: dict[TopicPartition, tuple[int, int]] = {}
-    for tp, (fd, position, offset) in starts.items():
-        scanner = _Scanner(fd, position)
-        while (frame := scanner.next()) is not None:
-            offset = frame.offset + 1
-        ends[tp] = (offset, scanner.position)
+    for tp, (directory, position, offset) in starts.items():
+        segments = _segments(directory)
+        held = _segment_at(segments, position)
+        for segment in segments[segments.index(held) if held is not None else 0 :]:
+            if segment.start > position:
+                position, offset = segment.start, max(offset, segment.base)
+            with _opened(segment.path) as fd:
+                scanner = _Scanner(fd, position, base=segment.start)
+                while (frame := scanner.next()) is not None:
+                    offset = frame.offset + 1
+                position = scanner.position
+        ends[tp] = (offset, position)
     return ends
+
+
+def _open_segment(part: _Assigned, segment: _Segment) -> None:
+    """Make ``segment`` the one ``part`` reads ahead in."""
+    fd = os.open(segment.path, os.O_RDONLY)
+    _close_segment(part)
+    part.fd, part.segment_start = fd, segment.start
+
+
+def _close_segment(part: _Assigned) -> None:
+    if part.fd >= 0:
+        os.close(part.fd)
+        part.fd = -1
 
 
 if TYPE_CHECKING:

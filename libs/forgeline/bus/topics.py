@@ -102,3 +102,11 @@ def provisioned_topics() -> tuple[str, ...]:
         *CONTROL_TOPICS,
         *REQUEST_TOPICS,
     )
+
+
+# Per-topic retention of the embedded log, in Kafka's topic-config names (-1 = unbounded);
+# every other topic takes FORGELINE_BUS_RETENTION_MS / _BYTES (the control topics are
+# compacted instead). Flush requests are useful for seconds only.
+RETENTION_OVERRIDES: dict[str, dict[str, int]] = {
+    CONTROL_EXPORTER: {"retention.ms": 24 * 3600 * 1000, "segment.ms": 3600 * 1000},
+}

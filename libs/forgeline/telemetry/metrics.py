@@ -37,6 +37,13 @@ BUS_PRODUCE_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+# Embedded log retention: records retention.bytes deleted before a consumer group committed them.
+BUS_RETENTION_UNREAD_DELETED = Counter(
+    "forgeline_bus_retention_unread_deleted_records_total",
+    "Records deleted by the size bound before a consumer group read them, by topic and group.",
+    ["topic", "group"],
+)
+
 # Processors.
 PROCESSOR_CONSUMED = Counter(
     "forgeline_processor_records_consumed_total", "Records read, by service and topic.", ["service", "topic"]
