@@ -1,0 +1,1 @@
+"""Data lifecycle: per-project retention of the warehouse, blobs and exports; erasure by person."""
