@@ -1,0 +1,181 @@
+"""The console in a real headless Chromium (Debian's, driven by Playwright), against `forgeline up`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from logister import LogisterClient
+
+from tests.fixtures.pipeline import REPO, ForgelineUp
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("console_browser")]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = REPO / "docs" / "console.png"
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
+    pipeline = ForgelineUp(tmp_path_factory.mktemp("console") / "data").start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{pipeline.console_url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
+def first_user_password(up: ForgelineUp) -> str:
+    match = re.search(r"console sign-in \(shown once\): user admin  password (\S+)", up.log_path.read_text())
+    assert match, up.tail_log()
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def sign_in(browser: object, up: ForgelineUp, username: str, password: str) -> object:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{up.console_url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    return page
+
+
+def wait_for_text(page: object, url: str, text: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.goto(url)  # type: ignore[attr-defined]
+        if text in page.content():  # type: ignore[attr-defined]
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not on {url} within {timeout_s} s")
+        time.sleep(0.25)
+
+
+def send_error(up: ForgelineUp, message: str, marker: str) -> None:
+    """An exception reported by the real logister-python SDK."""
+    with LogisterClient(api_key=up.tokens["logister_token"], base_url=up.base_url, environment="production") as client:
+        try:
+            raise RuntimeError(message)
+        except RuntimeError as err:
+            answer = client.capture_exception(err, fingerprint=f"console-{marker}")
+    assert answer["status"] == "accepted"
+
+
+def test_inbox_escaping_resolve_and_regression(up: ForgelineUp, browser: object) -> None:
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    project_id = up.tokens["project_id"]
+    assert page.url.endswith(f"/p/{project_id}/errors")  # type: ignore[attr-defined]
+
+    marker = uuid.uuid4().hex[:8]
+    message = f"<script>window.pwned=1</script> shop crashed {marker}"
+    send_error(up, message, marker)
+    inbox = f"{up.console_url}/p/{project_id}/errors?status=all"
+    wait_for_text(page, inbox, marker)
+    # The event text is text: no script ran, and the title shows the tag literally.
+    assert page.evaluate("window.pwned === undefined")  # type: ignore[attr-defined]
+    assert "<script>window.pwned" in page.locator(f"a.title:has-text('{marker}')").inner_text()  # type: ignore[attr-defined]
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))  # type: ignore[attr-defined]
+
+    page.click(f"a.title:has-text('{marker}')")  # type: ignore[attr-defined]
+    group_url = page.url.split("?")[0]  # type: ignore[attr-defined]
+    page.click("button[value=resolve]")  # type: ignore[attr-defined]
+    wait_for_text(page, group_url, 'id="group-status">resolved<')
+    time.sleep(0.01)  # the next event occurs after the resolution
+    send_error(up, message, marker)
+    wait_for_text(page, group_url, 'id="group-status">regressed<', timeout_s=10)
+
+
+def test_user_of_one_project_cannot_see_another(up: ForgelineUp, browser: object) -> None:
+    name = f"other-{uuid.uuid4().hex[:6]}"
+    created = subprocess.run(
+        up.cli("projects", "create", name, "--data-dir", str(up.data_dir)),
+        env=up.env(),
+        capture_output=True,
+        check=True,
+    )
+    other_id = created.stdout.decode().strip().splitlines()[-1]
+    user = f"player-{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(
+        up.cli("users", "create", user, "--project", name, "--data-dir", str(up.data_dir)),
+        env=up.env(),
+        capture_output=True,
+        check=True,
+    )
+    password = made.stdout.decode().strip()
+    page = sign_in(browser, up, user, password)
+    assert page.url.endswith(f"/p/{other_id}/errors")  # type: ignore[attr-defined]
+    default_id = up.tokens["project_id"]
+    for path in ("errors", "traces", "settings", "errors/00000000-0000-0000-0000-000000000000"):
+        response = page.goto(f"{up.console_url}/p/{default_id}/{path}")  # type: ignore[attr-defined]
+        assert response.status in (403, 404), path
+    # A form post into the other project is refused the same way (before any CSRF check).
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}  # type: ignore[attr-defined]
+    answer = httpx.post(f"{up.console_url}/p/{default_id}/settings/tokens", cookies=cookies, data={"kind": "forge"})
+    assert answer.status_code in (403, 404)
+
+
+def test_create_and_revoke_a_token_in_settings(up: ForgelineUp, browser: object) -> None:
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    project_id = up.tokens["project_id"]
+    page.goto(f"{up.console_url}/p/{project_id}/settings")  # type: ignore[attr-defined]
+    label = f"ci-{uuid.uuid4().hex[:6]}"
+    page.select_option("select[name=kind]", "logister")  # type: ignore[attr-defined]
+    page.fill("input[name=name]", label)  # type: ignore[attr-defined]
+    page.click("text=Create token")  # type: ignore[attr-defined]
+    token = page.locator("#new-token").inner_text().strip()  # type: ignore[attr-defined]
+    assert token.startswith("lgst_")
+
+    def accepted() -> bool:
+        answer = httpx.post(
+            f"{up.base_url}/api/v1/ingest_events",
+            json={"event": {"event_type": "log", "level": "info", "message": "hello"}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return answer.status_code in (200, 201, 202)
+
+    assert accepted()
+    row = page.locator(f"tr:has-text('{label}')")  # type: ignore[attr-defined]
+    row.locator("button:has-text('Revoke')").click()
+    deadline = time.monotonic() + 5
+    while accepted():
+        assert time.monotonic() < deadline, "the gateway still accepts a revoked token after 5 s"
+        time.sleep(0.2)
+    page.goto(f"{up.console_url}/p/{project_id}/settings")  # type: ignore[attr-defined]
+    assert "revoked" in page.locator(f"tr:has-text('{label}')").inner_text()  # type: ignore[attr-defined]
