@@ -1,0 +1,107 @@
+"""Management operations on a real embedded bus: scope checks, audit entries, admin keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from forgeline.bus.factory import create_bus
+from forgeline.bus.port import OutgoingRecord
+from forgeline.manage.ops import Actor, Management
+from forgeline.manage.store import ConsoleStore
+from forgeline.tenancy.store import TenancyAdmin
+from services.console.app import ConsoleDeps, console_app
+from services.console.reader import AdminReader
+from services.console.sessions import Signer
+
+pytestmark = pytest.mark.unit
+
+
+async def _scenario(root: Path) -> None:
+    bus = create_bus(f"embedded://{root}", 1)
+    async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
+        await tenancy.create_organisation("org")
+        manage = Management(tenancy, store)
+        root_actor = Actor("cli:test")
+        a = await manage.create_project(root_actor, "A")
+        b = await manage.create_project(root_actor, "B")
+        key, secret = await manage.create_admin_key(root_actor, "A", "ci")
+        scoped = manage.actor_for_key(secret)
+        assert scoped is not None and scoped.scope == a.id
+        # A key of project A sees A only; B does not exist for it.
+        assert [p.name for p in manage.projects(scoped)] == ["A"]
+        with pytest.raises(LookupError):
+            await manage.create_token(scoped, "logister", b.id)
+        with pytest.raises(PermissionError):
+            await manage.create_project(scoped, "C")
+        token, token_secret = await manage.create_token(scoped, "logister", "A", name="game")
+        # The audit log names who and what, never a secret.
+        log = orjson.dumps([e.details for e in store.table.audit]).decode()
+        assert token_secret not in log and secret not in log
+        assert [e.action for e in store.table.audit][-2:] == ["admin_key.create", "token.create"]
+        assert store.table.audit[-1].actor == f"admin-key:{key.display_prefix}"
+        # Archiving asks for the name; an archived project gets no tokens.
+        with pytest.raises(ValueError):
+            await manage.set_archived(scoped, "A", True, confirm="wrong")
+        await manage.set_archived(scoped, "A", True, confirm="A")
+        with pytest.raises(ValueError):
+            await manage.create_token(scoped, "logister", "A")
+        await manage.revoke_admin_key(root_actor, key.id)
+        assert manage.actor_for_key(secret) is None
+        assert token.project_id == a.id
+
+
+def test_scope_audit_and_admin_keys(tmp_path: Path) -> None:
+    asyncio.run(_scenario(tmp_path / "bus"))
+
+
+def test_management_api_needs_a_key_and_keeps_to_its_scope(tmp_path: Path) -> None:
+    bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
+
+    async def setup() -> tuple[str, str]:
+        async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
+            await tenancy.create_organisation("org")
+            manage = Management(tenancy, store)
+            await manage.create_project(Actor("t"), "A")
+            other = await manage.create_project(Actor("t"), "B")
+            _key, secret = await manage.create_admin_key(Actor("t"), "A")
+            return secret, other.id
+
+    secret, other_id = asyncio.run(setup())
+    tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
+
+    async def no_control(record: OutgoingRecord) -> None:
+        raise AssertionError("no control records here")
+
+    deps = ConsoleDeps(Management(tenancy, store), AdminReader("http://127.0.0.1:9"), no_control, Signer(b"s" * 32))
+    app = console_app(deps)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        async with tenancy, store:  # opened on the test client's own event loop
+            yield
+
+    app.router.lifespan_context = lifespan
+    with TestClient(app) as client:
+        base = "/api/manage/v1"
+        assert client.get(f"{base}/projects").status_code == 401
+        assert client.get(f"{base}/projects", headers={"Authorization": "Bearer fla_nope"}).status_code == 401
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert [p["name"] for p in client.get(f"{base}/projects", headers=auth).json()["projects"]] == ["A"]
+        assert client.get(f"{base}/projects/{other_id}/tokens", headers=auth).status_code == 404
+        created = client.post(f"{base}/projects/A/tokens", json={"kind": "forge"}, headers=auth)
+        assert created.status_code == 201 and created.json()["token"].startswith("flg_")
+        assert "hash" not in created.json()
+        assert client.post(f"{base}/projects/A/tokens", json={"kind": "nope"}, headers=auth).status_code == 400
+        assert client.post(f"{base}/projects/A/tokens", content=b"[", headers=auth).status_code == 400
+        assert client.post(f"{base}/projects", json={"name": "C"}, headers=auth).status_code == 403
+        assert client.get(f"{base}/openapi.json").json()["openapi"].startswith("3.")
+        # Pages need a session: a sign-in form without its nonce is refused.
+        assert client.get("/p/x/errors", follow_redirects=False).status_code == 303
+        assert client.post("/login", data={"username": "a", "password": "b", "csrf": "x"}).status_code == 403
