@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from forgeline.blobstore.factory import create_blob_store
+from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.port import Bus
 from forgeline.clock import Clock, SystemClock
 from forgeline.config import Settings
@@ -28,6 +29,7 @@ from services.gateway.errors import (
     JSONResponse,
     render_api_error,
     render_http_exception,
+    render_os_error,
     render_unexpected,
 )
 from services.gateway.middleware import RequestMetrics
@@ -104,6 +106,8 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
 
     async def ready(request: Request) -> Response:
         checks = {"tokens_loaded": tenancy.loaded, "bus": await producer.ready()}
+        if isinstance(bus, EmbeddedBus):  # writes are refused below the free-space threshold
+            checks["disk_space"] = bus.space_problem() is None
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
@@ -152,6 +156,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         exception_handlers={
             ApiError: render_api_error,
             HTTPException: render_http_exception,
+            OSError: render_os_error,
             Exception: render_unexpected,
         },
         lifespan=lifespan,

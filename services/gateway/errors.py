@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from forgeline.bus.port import DiskFull
 from forgeline.telemetry.metrics import GATEWAY_REJECTIONS
 
 
@@ -50,6 +52,16 @@ async def render_api_error(request: Request, exc: Exception) -> Response:
 async def render_unexpected(request: Request, exc: Exception) -> Response:
     # A bug: answer JSON, never an HTML page; the traceback goes to the log.
     return JSONResponse({"error": "Internal Server Error"}, status_code=500)
+
+
+async def render_os_error(request: Request, exc: Exception) -> Response:
+    """A full disk (an upload to the local blob store, say) is the server's temporary state,
+    not a bug: 503 with Retry-After, like an append refused below the free-space threshold."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        GATEWAY_REJECTIONS.labels(route=request.scope.get("forgeline.route", "unmatched"), reason="disk_full").inc()
+        body = {"error": "Service Unavailable: the server is low on disk space", "retry_after": DiskFull.retry_after_s}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(DiskFull.retry_after_s)})
+    raise exc
 
 
 async def render_http_exception(request: Request, exc: Exception) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from forgeline.bus.port import BusUnavailable, OutgoingRecord, Producer
+from forgeline.bus.port import BusUnavailable, DiskFull, OutgoingRecord, Producer
 from forgeline.telemetry.metrics import BUS_PRODUCE_LATENCY, BUS_PRODUCED, LabelledChildren
 from services.gateway.errors import ApiError
 
@@ -25,6 +25,17 @@ class Publisher:
         started = time.perf_counter()
         try:
             await self._producer.send_many(records)
+        except DiskFull:
+            retry = str(DiskFull.retry_after_s)
+            raise ApiError(
+                503,
+                {
+                    "error": "Service Unavailable: the server is low on disk space",
+                    "retry_after": DiskFull.retry_after_s,
+                },
+                reason="disk_full",
+                headers={"Retry-After": retry},
+            ) from None
         except BusUnavailable:
             raise ApiError(
                 503,

@@ -1041,7 +1041,7 @@ def test_health_is_200(gateway: GatewayHarness) -> None:
 def test_ready_is_200_with_checks(gateway: GatewayHarness) -> None:
     response = gateway.client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": {"tokens_loaded": True, "bus": True}}
+    assert response.json() == {"ready": True, "checks": {"tokens_loaded": True, "bus": True, "disk_space": True}}
 
 
 def test_metrics_count_gateway_requests(gateway: GatewayHarness) -> None:

@@ -67,6 +67,7 @@ from forgeline.bus.port import (
     Bus,
     BusUnavailable,
     Capabilities,
+    DiskFull,
     OutgoingRecord,
     Record,
     RevokeHandler,
@@ -239,12 +240,6 @@ class _Scanner:
         frame = _Frame(self._buf, rel, self.position, size, header)
         self.position += size
         return frame
-
-
-class DiskFull(BusUnavailable):
-    """The data directory is (almost) out of space: nothing was written; retry later."""
-
-    retry_after_s = 30
 
 
 class _CorruptLog(OSError):

@@ -93,6 +93,16 @@ class BusUnavailable(Exception):
     """The bus could not take or serve records in time (retriable)."""
 
 
+class DiskFull(BusUnavailable):
+    """The bus's disk is (almost) out of space: nothing was acknowledged; retry later.
+
+    The embedded bus raises it below its free-space threshold and on ENOSPC; the gateway
+    answers 503 with a longer Retry-After than for a slow acknowledgement.
+    """
+
+    retry_after_s = 10
+
+
 class Producer(Protocol):
     async def start(self) -> None: ...
 
