@@ -4,8 +4,10 @@ Layout under ``root``::
 
     topics/<topic>/meta.json                                 {"partitions": N}, fixed at creation
     topics/<topic>/create.lock                               serialises topic creation across processes
-    topics/<topic>/<partition>/00000000000000000000.log      the records (named by base offset)
+    topics/<topic>/<partition>/00000000000000000000.log      the first segment
+    topics/<topic>/<partition>/<start>-<base offset>.log     later segments (see "segments" below)
     topics/<topic>/<partition>/append.lock                   serialises appends across processes
+    topics/<topic>/<partition>/retention.lock                one retention run per partition at a time
     groups/<group>/owner.lock                                held by the group's one consumer
     groups/<group>/<topic>.<partition>.offset                {"offset": N, "position": BYTE_POS}
 
@@ -23,13 +25,26 @@ Guarantees (those of ``forgeline.bus.port``):
 - Commits are durable before ``commit`` returns (temp file, fsync, rename, fsync of the
   directory). A restarted consumer resumes at its last commit: at-least-once delivery.
 
+Retention (``forgeline.bus.retention``, Kafka's setting names): the active segment is closed
+at ``segment.bytes`` or ``segment.ms``; closed segments are deleted by ``retention.ms`` and
+``retention.bytes`` (oldest first, never the active one), by the producer that closed one and
+every ``check_interval_s``. Age never deletes a segment a consumer group has not committed
+past; the size bound does, and counts (``forgeline_bus_retention_unread_deleted_records_total``)
+and logs what the group loses. A consumer whose offset is gone resumes at the log start
+(Kafka's ``auto.offset.reset=earliest``). Compacted topics (``control.*``) keep the last record
+per key (and every keyless one) in closed segments; their offsets then have gaps.
+
+Disk space: below ``min_free_bytes`` / ``min_free_percent`` free under the root, sends raise
+DiskFull without writing; an append that hits ENOSPC anyway is cut back to the last record
+boundary and raises DiskFull. Either way nothing torn or unacknowledged stays in the log.
+
 Known limits:
 
-- One segment file per partition: no segment rolling and no retention yet, so logs grow
-  without bound. A producer scans each partition it first writes (and a consumer scans
-  from its start position for ``end_offsets``) once, which is linear in the log size.
-- No compaction. Readers of compacted topics (``control.*``) keep the last value per key
-  themselves.
+- A producer scans the active segment of each partition it first writes (and a consumer
+  scans from its start position for ``end_offsets``) once, linear in the segment size.
+- Compaction keeps small closed segments as they are (it does not merge them), and keys
+  are never forgotten (there are no tombstones: state records carry flags such as
+  ``revoked``), so a compacted topic grows with its number of keys.
 - One consumer per group (``Capabilities.shared_groups`` is False); a second one raises
   RuntimeError. Partitions are not shared between consumers.
 - Timestamps are the append time (Kafka's LogAppendTime); ``OutgoingRecord`` has none.

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.bus.port import BusUnavailable
-from forgeline.bus.topics import CONTROL_TOPICS
+from forgeline.bus.topics import CONTROL_TOPICS, RETENTION_OVERRIDES
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ def topic_config(topic: str, options: KafkaOptions, replication: int) -> dict[st
     else:
         config["cleanup.policy"] = "delete"
         config["retention.ms"] = str(options.retention_ms)
+        if options.retention_bytes is not None:
+            config["retention.bytes"] = str(options.retention_bytes)
+    # The same per-topic settings the embedded log applies (Kafka's names, -1 = unbounded).
+    config.update({name: str(value) for name, value in RETENTION_OVERRIDES.get(topic, {}).items()})
     return config
 
 

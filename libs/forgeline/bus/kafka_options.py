@@ -21,8 +21,11 @@ Options (name, default: meaning):
   the gateway more CPU per request than it saves on a LAN; lz4 is cheap. Set
   ``compression=gzip`` where bandwidth is what is scarce.
 - ``replication_factor`` (min(3, brokers)): for topics created by ``ensure_topics``.
-- ``retention_ms`` (7 days): raw, typed and dead-letter topics; the control topic is
-  compacted and kept.
+- ``retention_ms`` (7 days), ``retention_bytes`` (unset: the broker's ``log.retention.bytes``):
+  ``retention.ms`` / ``retention.bytes`` (per partition) of the raw, typed, event and
+  dead-letter topics created by ``ensure_topics`` (topics.RETENTION_OVERRIDES still win);
+  the control topics are compacted and kept. The embedded log's FORGELINE_BUS_RETENTION_*
+  settings do not apply to Kafka: existing topics keep their configs (``kafka-configs.sh``).
 - ``session_timeout_ms`` (10000): how long a dead consumer keeps its partitions.
 - ``fetch_max_bytes`` (16 MiB), ``partition_fetch_bytes`` (1 MiB): what one consumer
   buffers ahead of ``poll``.
@@ -54,6 +57,7 @@ class KafkaOptions:
     compression: str = "none"
     replication_factor: int | None = None
     retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_bytes: int | None = None
     session_timeout_ms: int = 10_000
     fetch_max_bytes: int = 16 * 1024 * 1024
     partition_fetch_bytes: int = 1024 * 1024
@@ -79,6 +83,7 @@ class KafkaOptions:
             "batch_bytes",
             "max_request_bytes",
             "retention_ms",
+            "retention_bytes",
             "session_timeout_ms",
             "fetch_max_bytes",
             "partition_fetch_bytes",

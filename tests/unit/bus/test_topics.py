@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from forgeline.bus import topics
-from forgeline.bus.kafka_admin import COMPACTED_TOPICS
+from forgeline.bus.kafka_admin import COMPACTED_TOPICS, topic_config
+from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.schemas.records import KINDS_BY_TOPIC
 from services.normalizer.steps import NORMALIZERS
 from services.writer.main import DEAD_LETTER_SOURCES
@@ -31,3 +32,15 @@ def test_control_topics_are_exactly_the_compacted_ones() -> None:
     assert compacted == set(topics.CONTROL_TOPICS)
     # A compacted topic refuses records without a key: flush requests are not state.
     assert topics.CONTROL_EXPORTER not in COMPACTED_TOPICS
+
+
+def test_kafka_topics_are_created_with_the_retention_settings() -> None:
+    options = KafkaOptions.from_url("kafka://k:9092?retention_ms=3600000&retention_bytes=1048576")
+    raw = topic_config(topics.RAW_FORGE, options, 3)
+    assert (raw["cleanup.policy"], raw["retention.ms"], raw["retention.bytes"]) == ("delete", "3600000", "1048576")
+    tenancy = topic_config(topics.CONTROL_TENANCY, options, 3)
+    assert tenancy["cleanup.policy"] == "compact" and "retention.ms" not in tenancy
+    assert "retention.bytes" not in topic_config(topics.RAW_FORGE, KafkaOptions.from_url("kafka://k:9092"), 1)
+    # Per-topic overrides apply on Kafka as on the embedded log.
+    exporter = topic_config(topics.CONTROL_EXPORTER, options, 3)
+    assert exporter["retention.ms"] == str(topics.RETENTION_OVERRIDES[topics.CONTROL_EXPORTER]["retention.ms"])
