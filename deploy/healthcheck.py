@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get("FORGELINE_ADMIN_HOST", "").strip() or "127.0.0.1",
             os.environ.get("FORGELINE_ADMIN_PORT") or "8081",
         ),
+        # The console's own container (`forgeline console`) serves neither port above.
+        (os.environ.get("FORGELINE_CONSOLE_HOST", "").strip(), os.environ.get("FORGELINE_CONSOLE_PORT") or "8082"),
     ]
     for host, raw in targets:
         host = "127.0.0.1" if host in WILDCARDS else host

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -50,6 +51,8 @@ class ConsoleDeps:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookies: bool = False
     gateway_url: str = ""
+    # True once the control topics have been read to their end (main.py's lifespan).
+    ready: Callable[[], bool] = lambda: True
 
 
 def _client_address(request: Request) -> str:
@@ -368,6 +371,13 @@ def console_app(deps: ConsoleDeps) -> Starlette:
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def readiness(request: Request) -> Response:
+        ok = deps.ready()
+        return PlainTextResponse("ready" if ok else "starting", status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     async def not_found_or_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if request.url.path.startswith("/api/"):
@@ -379,6 +389,8 @@ def console_app(deps: ConsoleDeps) -> Starlette:
     routes = [
         Route("/", home),
         Route("/health", health),
+        Route("/ready", readiness),
+        Route("/metrics", metrics),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/p/{project}/errors", guarded(errors_inbox)),

@@ -72,6 +72,8 @@ def build_console(settings: Settings) -> Starlette:
         secure_cookies=settings.console_secure_cookies,
         gateway_url=gateway_url,
     )
+    started = {"ready": False}
+    deps.ready = lambda: started["ready"]
     app = console_app(deps)
 
     async def refresh() -> None:
@@ -85,6 +87,7 @@ def build_console(settings: Settings) -> Starlette:
         await store.__aenter__()
         await producer.start()
         task = asyncio.create_task(refresh())
+        started["ready"] = True
         try:
             yield
         finally:

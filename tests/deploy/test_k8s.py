@@ -205,7 +205,8 @@ def test_probes_ports_and_resources(resources: list[dict[str, Any]], config: dic
     for name, deployment in of_kind(resources, "Deployment").items():
         (container,) = containers(deployment)
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-        serves = settings.port if container["command"][1] == "gateway" else settings.admin_port
+        own_ports = {"gateway": settings.port, "console": settings.console_port}
+        serves = own_ports.get(container["command"][1], settings.admin_port)
         for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
             get = container[probe]["httpGet"]
             assert get["path"] == path, f"{name}: {probe} must GET {path}"

@@ -80,7 +80,7 @@ def test_every_service_is_scraped_on_the_port_it_serves(config: dict[str, Any], 
         if str(svc.get("restart", "no")) == "no" or argv[:1] != ["forgeline"]:
             continue
         settings = Settings.from_env(support.env_mapping(svc.get("environment")))
-        port = settings.port if argv[1] == "gateway" else settings.admin_port
+        port = {"gateway": settings.port, "console": settings.console_port}.get(argv[1], settings.admin_port)
         assert name in targets, f"compose service {name} is not scraped"
         assert targets[name][1] == port, f"{name} serves /metrics on {port}, scraped on {targets[name][1]}"
 

@@ -37,7 +37,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{pipeline.console_url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{pipeline.console_url}/ready", timeout=1).status_code == 200:
                 break
         except httpx.TransportError:
             time.sleep(0.2)
