@@ -15,7 +15,7 @@ from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
 from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
 from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_RETRIES
-from services.normalizer.steps import NORMALIZERS, forward_tick
+from services.normalizer.steps import NORMALIZERS, forward_tick, normalize
 
 GROUP = "normalizer"
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def process_batch(
             # A stream-clock tick (services/monitors): fan out to every typed.checkins
             # partition, after every check-in of this raw partition read before it.
             return forward_tick(record, checkin_partitions)
-        return [NORMALIZERS[record.topic](record)]
+        return normalize(record)
 
     out: list[OutgoingRecord] = []
     dead: list[OutgoingRecord] = []

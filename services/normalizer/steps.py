@@ -27,6 +27,7 @@ from forgeline.schemas.records import (
     TRANSACTION,
     RecordKind,
 )
+from services.normalizer.game_errors import game_error
 
 
 def partition_key(kind: RecordKind, row: dict[str, Any]) -> bytes:
@@ -147,6 +148,14 @@ def normalize_msgpack(record: Record) -> OutgoingRecord:
 
 
 NORMALIZERS = {RAW_LOGISTER: normalize_logister, RAW_FORGE: normalize_forge, RAW_MSGPACK: normalize_msgpack}
+
+
+def normalize(record: Record) -> list[OutgoingRecord]:
+    """A raw record's typed record, and the typed error it also is when it is a game crash
+    (one inbox for game and backend errors: ``services/normalizer/game_errors.py``)."""
+    typed = NORMALIZERS[record.topic](record)
+    error = game_error(typed)
+    return [typed] if error is None else [typed, error]
 
 
 def forward_tick(record: Record, checkin_partitions: int) -> list[OutgoingRecord]:
