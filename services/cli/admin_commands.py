@@ -10,6 +10,8 @@ import httpx
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
+from forgeline.manage.ops import Management
+from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.model import TOKEN_KINDS, Project, TenancyTable, TokenKind
 from forgeline.tenancy.store import TenancyAdmin
 
@@ -43,6 +45,9 @@ def add_tenancy_commands(
     archive.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     unarchive = psub.add_parser("unarchive", parents=[common], help="bring an archived project's tokens back")
     unarchive.add_argument("project")
+    rename = psub.add_parser("rename", parents=[common], help="give a project a new name (its id stays)")
+    rename.add_argument("project")
+    rename.add_argument("name")
 
     applications = sub.add_parser("applications", help="create and list a project's game applications (MessagePack)")
     asub = applications.add_subparsers(dest="action", required=True)
@@ -56,7 +61,7 @@ def add_tenancy_commands(
 def tenancy_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_tenancy(settings, args))
-    except (LookupError, ValueError) as err:
+    except (LookupError, ValueError, PermissionError) as err:
         print(f"forgeline: {err}", file=sys.stderr)
         return 1
 
@@ -107,13 +112,21 @@ def _confirmed(project: Project) -> bool:
 
 async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
-    async with TenancyAdmin(bus) as admin:
+    # Changes go through the management operations (the API's and the console's too), as
+    # the actor cli:<login>, so each one is in the audit log.
+    from services.cli.manage_commands import cli_actor
+
+    actor = cli_actor()
+    async with TenancyAdmin(bus) as admin, ConsoleStore(bus) as console:
         table = admin.table
+        manage = Management(admin, console)
         if args.command == "tokens" and args.action == "create":
             project = _project(table, args.project)
             kind: TokenKind = args.kind
             application_id = _application_of(table, project, args.application, kind)
-            token, secret = await admin.create_token(kind, project.id, args.environment, application_id, args.name)
+            token, secret = await manage.create_token(
+                actor, kind, project.id, args.environment, application_id, args.name
+            )
             print(secret)
             print(
                 f"id {token.id}  kind {token.kind}  project {project.name}  environment {token.environment}",
@@ -131,34 +144,33 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
                     f"{token.environment:12}  {state:8}  {token.created_at}"
                 )
         elif args.command == "tokens" and args.action == "revoke":
-            revoked = await admin.revoke_token(args.token_id)
+            revoked = await manage.revoke_token(actor, args.token_id)
             print(f"revoked {revoked.id}")
         elif args.command == "projects" and args.action == "list":
             for project in table.projects.values():
                 print(f"{project.id}  {project.name}  {'archived' if project.archived else 'active'}")
         elif args.command == "projects" and args.action == "create":
-            org = next(iter(table.organisations.values()), None)
-            if org is None:
-                raise LookupError("no organisation yet: run `forgeline up` once first")
-            project = await admin.create_project(org.id, args.name)
-            await admin.create_environment(project.id, "production")
+            project = await manage.create_project(actor, args.name)
             print(project.id)
         elif args.command == "projects" and args.action == "archive":
             target = _project(table, args.project)
             if not args.yes and not _confirmed(target):
                 print("forgeline: not archived", file=sys.stderr)
                 return 1
-            project = await admin.archive_project(target.id)
+            project = await manage.set_archived(actor, target.id, True)
             print(
                 f"archived {project.name} ({project.id}); its tokens are refused from now on "
                 f"(`forgeline projects unarchive {project.name}` brings them back)"
             )
         elif args.command == "projects" and args.action == "unarchive":
-            project = await admin.unarchive_project(args.project)
+            project = await manage.set_archived(actor, args.project, False)
             print(f"unarchived {project.name} ({project.id}); its tokens that are not revoked work again")
+        elif args.command == "projects" and args.action == "rename":
+            project = await manage.rename_project(actor, args.project, args.name)
+            print(f"renamed {project.id} to {project.name}")
         elif args.command == "applications" and args.action == "create":
             project = _project(table, args.project)
-            app = await admin.create_application(project.id, args.name)
+            app = await manage.create_application(actor, project.id, args.name)
             print(app.id)
             print(
                 f"app_id {app.id}  app_name {app.name}  project {project.name}\n"

@@ -148,8 +148,9 @@ class Management:
         if archived:
             changed = await self.tenancy.archive_project(project.id)
         else:
-            changed = await self.tenancy.unarchive_project(project.id)
-        await self._audit(actor, "project.archive" if archived else "project.unarchive", project.id, project.id)
+            # By name, TenancyAdmin prefers the archived project of that name: the one to bring back.
+            changed = await self.tenancy.unarchive_project(ref if actor.everywhere else project.id)
+        await self._audit(actor, "project.archive" if archived else "project.unarchive", changed.id, changed.id)
         return changed
 
     # Tokens ---------------------------------------------------------------------------
