@@ -40,6 +40,7 @@ async def bootstrap_tenancy(bus: Bus, data_dir: Path) -> Path | None:
         "msgpack_public_token": public,
         "msgpack_secret_key": secret,
         "msgpack_app_id": app.id,
+        "msgpack_app_name": app.name,  # the app_name POST /api/models expects
     }
     # Created with 0600 from the start: the secret never sits in a world-readable file.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

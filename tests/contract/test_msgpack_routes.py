@@ -293,7 +293,11 @@ def test_model_upload_without_a_key_is_401(gateway: GatewayHarness) -> None:
 
 
 def test_model_upload_for_another_app_is_403(gateway: GatewayHarness) -> None:
-    assert _model(gateway, gateway.tokens["msgpack_secret_key"], app_name="other-game").status_code == 403
+    response = _model(gateway, gateway.tokens["msgpack_secret_key"], app_name="other-game")
+    assert response.status_code == 403
+    # The key's holder is told the name to send (also in bootstrap-tokens.json).
+    assert gateway.tokens["msgpack_app_name"] == "default-game"
+    assert "'default-game'" in response.json()["message"]
 
 
 def test_model_upload_missing_fields_is_400(gateway: GatewayHarness) -> None:

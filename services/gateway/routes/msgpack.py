@@ -258,8 +258,11 @@ class MsgpackApi:
                     raise _invalid(problems)
                 assert isinstance(app_name, str) and isinstance(level_name, str) and isinstance(upload, UploadFile)
                 application = self.tenancy.applications.get(principal.application_id or "")
-                if application is None or application.name != app_name:
+                if application is None:
                     raise _forbidden("app_name is not the key's application")
+                if application.name != app_name:
+                    # The key's own application: its holder may learn the name it must send.
+                    raise _forbidden(f"app_name must be the key's application, {application.name!r}")
                 app_id = application.id
                 grant = UploadGrant(
                     upload_id=f"{app_id}-{level_name}",
