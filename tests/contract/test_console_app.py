@@ -1,0 +1,190 @@
+"""The console's pages through the real app (TestClient), a real embedded bus, and a
+recording stand-in for the warehouse reader: sign-in, throttling, CSRF, project access,
+escaping, and what each page asks the warehouse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from forgeline.bus.factory import create_bus
+from forgeline.bus.port import OutgoingRecord
+from forgeline.config import Settings
+from forgeline.manage.ops import Actor, Management
+from forgeline.manage.store import ConsoleStore
+from forgeline.tenancy.store import TenancyAdmin
+from services.console import queries
+from services.console.app import ConsoleDeps, console_app
+from services.console.main import console_key
+from services.console.sessions import Signer
+
+pytestmark = pytest.mark.contract
+
+PASSWORD = "correct horse battery"
+GROUP = "0b5f7c0e-1111-4222-8333-944455556666"
+
+
+class FakeReader:
+    """Answers the console's fixed queries with canned rows and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls.append((sql, params))
+        group = {
+            "group_id": GROUP,
+            "fingerprint": "fp-1",
+            "title": "<img src=x onerror=alert(1)>",
+            "exception_class": "RuntimeError",
+            "status": "unresolved",
+            "regressed": 1,
+            "event_count": 3,
+            "last_level": "error",
+            "first": "2026-01-01 00:00:00.000",
+            "last": "2026-01-01 00:00:01.000",
+            "releases": [],
+            "environments": ["production"],
+        }
+        if sql in (queries.ERROR_GROUPS, queries.ERROR_GROUP):
+            return [group]
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+class Console:
+    def __init__(self, client: TestClient, reader: FakeReader, projects: dict[str, str], sent: list[OutgoingRecord]):
+        self.client, self.reader, self.projects, self.sent = client, reader, projects, sent
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> Any:
+        page = self.client.get("/login")
+        nonce = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert nonce
+        return self.client.post(
+            "/login", data={"username": username, "password": password, "csrf": nonce.group(1)}, follow_redirects=False
+        )
+
+    def csrf(self, path: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.client.get(path).text)
+        assert found, path
+        return found.group(1)
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
+
+    async def setup() -> dict[str, str]:
+        async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
+            await tenancy.create_organisation("org")
+            manage = Management(tenancy, store)
+            a = await manage.create_project(Actor("t"), "A")
+            b = await manage.create_project(Actor("t"), "B")
+            await manage.create_user(Actor("t"), "alice", ("A",), PASSWORD)
+            await manage.create_user(Actor("t"), "root", password=PASSWORD)
+            return {"A": a.id, "B": b.id}
+
+    projects = asyncio.run(setup())
+    tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
+    reader = FakeReader()
+    sent: list[OutgoingRecord] = []
+
+    async def send(record: OutgoingRecord) -> None:
+        sent.append(record)
+
+    deps = ConsoleDeps(Management(tenancy, store), reader, send, Signer(b"s" * 32))  # type: ignore[arg-type]
+    app = console_app(deps)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        async with tenancy, store:
+            yield
+
+    app.router.lifespan_context = lifespan
+    with TestClient(app, base_url="http://console.test") as client:
+        yield Console(client, reader, projects, sent)
+
+
+def test_sign_in_then_throttled_after_five_failures(console: Console) -> None:
+    assert console.sign_in("alice").status_code == 303
+    for _ in range(5):
+        assert console.sign_in("alice", "wrong password!").status_code == 401
+    refused = console.sign_in("alice")  # even the right password, until the window passes
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert console.sign_in("nobody", "whatever").status_code == 429  # same address
+
+
+def test_a_sign_in_without_its_nonce_is_refused(console: Console) -> None:
+    answer = console.client.post("/login", data={"username": "alice", "password": PASSWORD}, follow_redirects=False)
+    assert answer.status_code == 403
+
+
+def test_pages_escape_event_text_and_keep_to_the_users_projects(console: Console) -> None:
+    assert console.sign_in("alice").status_code == 303
+    a, b = console.projects["A"], console.projects["B"]
+    inbox = console.client.get(f"/p/{a}/errors")
+    assert inbox.status_code == 200
+    assert "&lt;img src=x onerror=alert(1)&gt;" in inbox.text and "<img src=x" not in inbox.text
+    assert "regressed" in inbox.text
+    assert "script-src 'self'" in inbox.headers["content-security-policy"]
+    # Every query is bound to the checked project, bounded in time and rows.
+    sql, params = console.reader.calls[0]
+    assert params["project"] == a and params["days"] == 14 and params["limit"] == queries.PAGE_SIZE + 1
+    assert "%(project)s" in sql and "LIMIT %(limit)s" in sql
+    calls = len(console.reader.calls)
+    for path in ("errors", "traces", "settings", f"errors/{GROUP}"):
+        assert console.client.get(f"/p/{b}/{path}").status_code == 404, path
+    assert console.client.post(f"/p/{b}/settings/tokens", data={"kind": "forge"}).status_code == 404
+    assert len(console.reader.calls) == calls, "nothing of project B was queried"
+    assert console.client.get(f"/p/{a}/errors?days=9999").status_code == 400
+    assert console.client.get(f"/p/{a}/errors?status=bogus").status_code == 400
+
+
+def test_forms_need_the_sessions_csrf_token_and_resolve_sends_a_control_record(console: Console) -> None:
+    assert console.sign_in("root").status_code == 303
+    a = console.projects["A"]
+    path = f"/p/{a}/errors/{GROUP}/status"
+    assert console.client.post(path, data={"action": "resolve"}).status_code == 403
+    assert console.client.post(path, data={"action": "resolve", "csrf": "forged"}).status_code == 403
+    assert console.sent == []
+    token = console.csrf(f"/p/{a}/errors/{GROUP}")
+    done = console.client.post(path, data={"action": "resolve", "csrf": token}, follow_redirects=False)
+    assert done.status_code == 303
+    (record,) = console.sent
+    assert record.topic == "control.error_groups" and b'"action":"resolve"' in record.value
+    assert console.client.post(path, data={"action": "explode", "csrf": token}).status_code == 400
+
+
+def test_a_token_created_in_settings_is_shown_once(console: Console) -> None:
+    assert console.sign_in("root").status_code == 303
+    a = console.projects["A"]
+    token = console.csrf(f"/p/{a}/settings")
+    created = console.client.post(
+        f"/p/{a}/settings/tokens", data={"kind": "logister", "name": "ci", "environment": "production", "csrf": token}
+    )
+    assert created.status_code == 200 and created.headers["cache-control"] == "no-store"
+    secret = re.search(r'<pre id="new-token">(lgst_[^<]+)</pre>', created.text)
+    assert secret
+    assert secret.group(1) not in console.client.get(f"/p/{a}/settings").text
+    bad = console.client.post(f"/p/{a}/settings/tokens", data={"kind": "nope", "csrf": token})
+    assert bad.status_code == 400 and "kind must be one of" in bad.text
+
+
+def test_the_console_key_is_generated_once_and_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    key = console_key(settings)
+    assert len(key) >= 32 and console_key(settings) == key
+    assert stat.S_IMODE((tmp_path / "data" / "console.key").stat().st_mode) == 0o600
+    assert console_key(Settings(data_dir=tmp_path / "data", console_secret="x" * 32)) == b"x" * 32
+    assert os.path.exists(tmp_path / "data" / "console.key")
