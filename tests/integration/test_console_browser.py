@@ -33,7 +33,9 @@ SCREENSHOT = REPO / "docs" / "console.png"
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgelineUp]:
-    pipeline = ForgelineUp(tmp_path_factory.mktemp("console") / "data").start()
+    # Traces are summarized after half a second without a new span (5 s by default).
+    env = {"FORGELINE_SPAN_QUIET_SECONDS": "0.5"}
+    pipeline = ForgelineUp(tmp_path_factory.mktemp("console") / "data", env=env).start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -179,3 +181,25 @@ def test_create_and_revoke_a_token_in_settings(up: ForgelineUp, browser: object)
         time.sleep(0.2)
     page.goto(f"{up.console_url}/p/{project_id}/settings")  # type: ignore[attr-defined]
     assert "revoked" in page.locator(f"tr:has-text('{label}')").inner_text()  # type: ignore[attr-defined]
+
+
+def test_find_a_trace_and_open_its_waterfall(up: ForgelineUp, browser: object) -> None:
+    trace_id = f"trace-{uuid.uuid4().hex[:12]}"
+    spans = [
+        {"name": "GET /checkout", "spanId": "root", "durationMs": 240.0, "kind": "server"},
+        {"name": "SELECT basket", "spanId": "db", "parentSpanId": "root", "durationMs": 35.5, "kind": "db"},
+    ]
+    for span in spans:
+        answer = httpx.post(
+            f"{up.base_url}/api/v1/ingest_events",
+            json={"event": {"eventType": "span", "traceId": trace_id, **span}},
+            headers=up.auth,
+        )
+        assert answer.status_code in (200, 201, 202), answer.text
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    project_id = up.tokens["project_id"]
+    wait_for_text(page, f"{up.console_url}/p/{project_id}/traces?trace={trace_id}", "GET /checkout", timeout_s=20)
+    page.click("a:has-text('GET /checkout')")  # type: ignore[attr-defined]
+    rows = page.locator(".waterfall .span")  # type: ignore[attr-defined]
+    assert rows.count() == 2
+    assert "GET /checkout" in rows.nth(0).inner_text() and "SELECT basket" in rows.nth(1).inner_text()
