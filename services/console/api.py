@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from forgeline.manage.model import ALL_PROJECTS, AdminKey
 from forgeline.manage.ops import Actor, Management
+from forgeline.notify.model import PROVIDERS, SUBJECTS, Target
 from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
 
 PREFIX = "/api/manage/v1"
@@ -44,6 +45,21 @@ def _token(t: Token) -> dict[str, Any]:
 
 def _application(a: Application) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "project_id": a.project_id}
+
+
+def _target(t: Target) -> dict[str, Any]:
+    # Never the secret; describe() leaves out a URL's query and credentials.
+    return {
+        "id": t.id,
+        "project_id": t.project_id,
+        "provider": t.provider,
+        "name": t.name,
+        "destination": t.describe(),
+        "subjects": list(t.subjects),
+        "rate": t.rate,
+        "allow_private": t.allow_private,
+        "created_at": t.created_at,
+    }
 
 
 def _admin_key(k: AdminKey) -> dict[str, Any]:
@@ -160,6 +176,42 @@ def management_routes(manage: Management) -> list[BaseRoute]:
         app = await manage.create_application(actor, request.path_params["project"], _text(body, "name"))
         return _json(_application(app), 201)
 
+    async def list_targets(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        found = manage.notify_targets(actor, request.path_params["project"])
+        return _json({"notify_targets": [_target(t) for t in found]})
+
+    async def add_target(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        settings = body.get("settings", {})
+        if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+            raise ValueError("'settings' is an object of strings (repo, url, base_url, …)")
+        subjects = body.get("subjects", list(SUBJECTS))
+        if not isinstance(subjects, list) or not all(isinstance(v, str) for v in subjects):
+            raise ValueError("'subjects' is a list of strings")
+        rate = body.get("rate", 0)
+        allow_private = body.get("allow_private", False)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not isinstance(allow_private, bool):
+            raise ValueError("'rate' is a number and 'allow_private' a boolean")
+        target, generated = await manage.add_notify_target(
+            actor,
+            request.path_params["project"],
+            _text(body, "provider"),
+            _text(body, "name", ""),
+            {str(k): v for k, v in settings.items()},
+            _text(body, "secret", ""),
+            tuple(subjects),
+            float(rate),
+            allow_private,
+        )
+        doc = _target(target)
+        if generated:
+            doc["signing_secret"] = generated  # shown once
+        return _json(doc, 201)
+
+    async def remove_target(request: Request, actor: Actor) -> Response:
+        return _json(_target(await manage.remove_notify_target(actor, request.path_params["target"])))
+
     async def list_admin_keys(request: Request, actor: Actor) -> Response:
         return _json({"admin_keys": [_admin_key(k) for k in manage.admin_keys(actor)]})
 
@@ -193,6 +245,9 @@ def management_routes(manage: Management) -> list[BaseRoute]:
         Route(f"{PREFIX}/tokens/{{token}}/revoke", authed(revoke_token), methods=["POST"]),
         Route(f"{PREFIX}/projects/{{project}}/applications", authed(list_applications), methods=["GET"]),
         Route(f"{PREFIX}/projects/{{project}}/applications", authed(create_application), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}/notify-targets", authed(list_targets), methods=["GET"]),
+        Route(f"{PREFIX}/projects/{{project}}/notify-targets", authed(add_target), methods=["POST"]),
+        Route(f"{PREFIX}/notify-targets/{{target}}/remove", authed(remove_target), methods=["POST"]),
         Route(f"{PREFIX}/admin-keys", authed(list_admin_keys), methods=["GET"]),
         Route(f"{PREFIX}/admin-keys", authed(create_admin_key), methods=["POST"]),
         Route(f"{PREFIX}/admin-keys/{{key}}/revoke", authed(revoke_admin_key), methods=["POST"]),
@@ -277,6 +332,30 @@ def openapi_document() -> dict[str, Any]:
                 "post": _op(
                     "Create an application", {"properties": {"name": string}, "required": ["name"]}, created=True
                 ),
+            },
+            f"{PREFIX}/projects/{{project}}/notify-targets": {
+                "parameters": project,
+                "get": _op("List a project's notification targets (never their secrets)"),
+                "post": _op(
+                    "Add a notification target (its destination must pass the egress rules)",
+                    {
+                        "properties": {
+                            "provider": {"type": "string", "enum": list(PROVIDERS)},
+                            "name": string,
+                            "settings": {"type": "object", "additionalProperties": string},
+                            "secret": string,
+                            "subjects": {"type": "array", "items": {"type": "string", "enum": list(SUBJECTS)}},
+                            "rate": {"type": "number", "minimum": 0},
+                            "allow_private": {"type": "boolean"},
+                        },
+                        "required": ["provider"],
+                    },
+                    created=True,
+                ),
+            },
+            f"{PREFIX}/notify-targets/{{target}}/remove": {
+                "parameters": [_path_param("target")],
+                "post": _op("Remove a notification target"),
             },
             f"{PREFIX}/admin-keys": {
                 "get": _op("List admin keys (never their values)"),

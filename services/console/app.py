@@ -324,6 +324,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             int(status),
             tokens=manage.tokens(p.actor, p.project.id),
             applications=manage.applications(p.actor, p.project.id),
+            targets=manage.notify_targets(p.actor, p.project.id) if manage.targets is not None else [],
             kinds=TOKEN_KINDS,
             new_token=new_token,
             error=error,
@@ -358,6 +359,16 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         if token is None or token.project_id != p.project.id:
             raise HTTPException(404, "no such token")
         await manage.revoke_token(p.actor, token_id)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    async def remove_target(p: Page) -> Response:
+        await p.checked_form()
+        target_id = p.request.path_params["target"]
+        if manage.targets is None or target_id not in manage.targets.table.targets:
+            raise HTTPException(404, "no such notification target")
+        if manage.targets.table.targets[target_id].project_id != p.project.id:
+            raise HTTPException(404, "no such notification target")
+        await manage.remove_notify_target(p.actor, target_id)
         return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
 
     async def create_application(p: Page) -> Response:
@@ -402,6 +413,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         Route("/p/{project}/settings/tokens", guarded(create_token), methods=["POST"]),
         Route("/p/{project}/settings/tokens/{token}/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/p/{project}/settings/applications", guarded(create_application), methods=["POST"]),
+        Route("/p/{project}/settings/notify/{target}/remove", guarded(remove_target), methods=["POST"]),
         *management_routes(manage),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -22,6 +22,8 @@ from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, OutgoingRecord
 from forgeline.config import Settings
 from forgeline.manage.ops import Management
 from forgeline.manage.store import ConsoleStore
+from forgeline.notify.crypto import SecretBox, load_key
+from forgeline.notify.store import TargetAdmin
 from forgeline.private_fs import open_private, private_dir
 from forgeline.tenancy.store import TenancyAdmin
 from services.admin import connect_host
@@ -57,6 +59,8 @@ def build_console(settings: Settings) -> Starlette:
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     tenancy = TenancyAdmin(bus)
     store = ConsoleStore(bus)
+    # The notify key (FORGELINE_NOTIFY_KEY, else the data dir's notify.key) encrypts target secrets.
+    targets = TargetAdmin(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)))
     producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
     reader = AdminReader(console_admin_url(settings), settings.admin_key)
     gateway_url = settings.public_url or f"http://{connect_host(settings.host)}:{settings.port}"
@@ -65,7 +69,7 @@ def build_console(settings: Settings) -> Starlette:
         await producer.send(record)
 
     deps = ConsoleDeps(
-        manage=Management(tenancy, store),
+        manage=Management(tenancy, store, targets, settings.notify_allowed_networks),
         reader=reader,
         send_control=send_control,
         signer=Signer(console_key(settings)),
@@ -85,6 +89,7 @@ def build_console(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await tenancy.__aenter__()
         await store.__aenter__()
+        await targets.__aenter__()
         await producer.start()
         task = asyncio.create_task(refresh())
         started["ready"] = True
@@ -95,6 +100,7 @@ def build_console(settings: Settings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await producer.stop()
+            await targets.__aexit__()
             await store.__aexit__()
             await tenancy.__aexit__()
             await reader.close()

@@ -29,6 +29,16 @@ from forgeline.manage.model import (
     hash_key,
 )
 from forgeline.manage.store import ConsoleStore
+from forgeline.notify.egress import EgressPolicy, check_url, parse_networks
+from forgeline.notify.model import (
+    PROVIDERS,
+    SUBJECTS,
+    Target,
+    destination_urls,
+    validate_secret,
+    validate_settings,
+)
+from forgeline.notify.store import TargetAdmin
 from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
 from forgeline.tenancy.store import TenancyAdmin
 
@@ -77,14 +87,25 @@ def _name(value: str, what: str) -> str:
 class Management:
     """Operations over an open ``TenancyAdmin`` and ``ConsoleStore`` (both on the same bus)."""
 
-    def __init__(self, tenancy: TenancyAdmin, console: ConsoleStore) -> None:
+    def __init__(
+        self,
+        tenancy: TenancyAdmin,
+        console: ConsoleStore,
+        targets: TargetAdmin | None = None,
+        allowed_networks: tuple[str, ...] = (),
+    ) -> None:
         self.tenancy = tenancy
         self.console = console
+        # Notify targets: only where the notify key is at hand (the console, `forgeline notify`).
+        self.targets = targets
+        self.allowed_networks = allowed_networks
 
     async def refresh(self) -> None:
         """Apply what other writers sent (another console replica, the CLI) before deciding."""
         await self.tenancy.catch_up()
         await self.console.catch_up()
+        if self.targets is not None:
+            await self.targets.catch_up()
 
     async def _audit(self, actor: Actor, action: str, target: str, project_id: str = "", **details: str) -> None:
         entry = AuditEntry(
@@ -221,6 +242,75 @@ class Management:
         app = await self.tenancy.create_application(project.id, _name(name, "application"))
         await self._audit(actor, "application.create", app.id, project.id, name=app.name)
         return app
+
+    # Notify targets ---------------------------------------------------------------------
+
+    def _target_admin(self) -> TargetAdmin:
+        if self.targets is None:
+            raise LookupError("notify targets are not managed here")
+        return self.targets
+
+    def notify_targets(self, actor: Actor, project_ref: str | None = None) -> list[Target]:
+        table = self._target_admin().table
+        wanted = self.project(actor, project_ref).id if project_ref else None
+        found = [
+            t
+            for t in table.targets.values()
+            if actor.reaches(t.project_id) and (wanted is None or t.project_id == wanted)
+        ]
+        return sorted(found, key=lambda t: t.created_at)
+
+    async def add_notify_target(
+        self,
+        actor: Actor,
+        project_ref: str,
+        provider: str,
+        name: str,
+        settings: dict[str, str],
+        secret: str = "",
+        subjects: tuple[str, ...] = SUBJECTS,
+        rate: float = 0.0,
+        allow_private: bool = False,
+    ) -> tuple[Target, str | None]:
+        """A target and, for a webhook given no secret, the signing secret generated for it
+        (shown once). The destination must pass the notifier's egress rules now too."""
+        admin = self._target_admin()
+        await self.refresh()
+        project = self.project(actor, project_ref)
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
+        if allow_private and not actor.everywhere:
+            # Reaching private networks is an operator's decision, not one project's.
+            raise PermissionError("allow_private needs a key or user with access to all projects")
+        checked = validate_settings(provider, settings)
+        generated = None
+        if not secret and provider == "webhook":
+            secret = generated = "whsec_" + secrets.token_urlsafe(32)
+        validate_secret(provider, secret)
+        unknown = [s for s in subjects if s not in SUBJECTS]
+        if unknown or not subjects:
+            raise ValueError(f"subjects are some of {', '.join(SUBJECTS)}")
+        if rate < 0:
+            raise ValueError("rate must be positive")
+        policy = EgressPolicy(allow_private, parse_networks(self.allowed_networks))
+        for url in destination_urls(provider, checked, secret):
+            await check_url(url, policy)  # BlockedDestination is a ValueError
+        target = await admin.add(
+            project.id, provider, _name(name or provider, "target"), checked, secret, subjects, rate, allow_private
+        )
+        # The provider and name only: a target's URL or settings may embed credentials.
+        await self._audit(actor, "notify.add", target.id, project.id, provider=provider, name=target.name)
+        return target, generated
+
+    async def remove_notify_target(self, actor: Actor, ref: str) -> Target:
+        admin = self._target_admin()
+        await self.refresh()
+        target = admin.table.find(ref)
+        if not actor.reaches(target.project_id):
+            raise LookupError(f"no single notify target matches {ref!r}")
+        await admin.remove(target.id)
+        await self._audit(actor, "notify.remove", target.id, target.project_id, provider=target.provider)
+        return target
 
     # Admin keys -----------------------------------------------------------------------
 

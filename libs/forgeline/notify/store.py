@@ -63,6 +63,10 @@ class TargetAdmin:
         await self._producer.stop()
         await self._follower.stop()
 
+    async def catch_up(self) -> int:
+        """Apply targets other writers (the CLI, the console) have added or removed since."""
+        return await self._follower.catch_up()
+
     async def _put(self, target: Target) -> None:
         await self._producer.send(
             OutgoingRecord(CONTROL_NOTIFY, encode_target(target), key=target_key(target.id), partition=0)

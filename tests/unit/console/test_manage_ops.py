@@ -105,3 +105,62 @@ def test_management_api_needs_a_key_and_keeps_to_its_scope(tmp_path: Path) -> No
         # Pages need a session: a sign-in form without its nonce is refused.
         assert client.get("/p/x/errors", follow_redirects=False).status_code == 303
         assert client.post("/login", data={"username": "a", "password": "b", "csrf": "x"}).status_code == 403
+
+
+def test_notify_targets_through_the_api(tmp_path: Path) -> None:
+    from forgeline.notify.crypto import SecretBox, load_key
+    from forgeline.notify.store import TargetAdmin
+
+    bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
+
+    async def setup() -> tuple[str, str]:
+        async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
+            await tenancy.create_organisation("org")
+            manage = Management(tenancy, store)
+            await manage.create_project(Actor("t"), "A")
+            _key, scoped = await manage.create_admin_key(Actor("t"), "A")
+            _key, everywhere = await manage.create_admin_key(Actor("t"), None)
+            return scoped, everywhere
+
+    scoped, everywhere = asyncio.run(setup())
+    tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
+    targets = TargetAdmin(bus, SecretBox(load_key(tmp_path / "data")))
+
+    async def no_control(record: OutgoingRecord) -> None:
+        raise AssertionError("no control records here")
+
+    manage = Management(tenancy, store, targets)
+    app = console_app(ConsoleDeps(manage, AdminReader("http://127.0.0.1:9"), no_control, Signer(b"s" * 32)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        async with tenancy, store, targets:
+            yield
+
+    app.router.lifespan_context = lifespan
+    base = "/api/manage/v1/projects/A/notify-targets"
+    auth = {"Authorization": f"Bearer {scoped}"}
+    with TestClient(app) as client:
+        hook = {"provider": "webhook", "name": "ops", "settings": {"url": "https://93.184.216.34/hooks/fl"}}
+        created = client.post(base, json=hook, headers=auth)
+        assert created.status_code == 201, created.text
+        signing = created.json()["signing_secret"]
+        assert signing.startswith("whsec_")
+        listed = client.get(base, headers=auth).json()["notify_targets"]
+        assert [t["name"] for t in listed] == ["ops"] and signing not in repr(listed)
+        # The egress rules apply here as at `forgeline notify add`.
+        private = {**hook, "settings": {"url": "http://10.0.0.5/hook"}}
+        assert client.post(base, json=private, headers=auth).status_code == 400
+        # Opening private networks is for an all-projects key only.
+        assert client.post(base, json={**private, "allow_private": True}, headers=auth).status_code == 403
+        assert client.post(base, json={**hook, "provider": "pager"}, headers=auth).status_code == 400
+        assert client.post(base, json={**hook, "settings": "x"}, headers=auth).status_code == 400
+        wide = {"Authorization": f"Bearer {everywhere}"}
+        assert client.post(base, json={**private, "allow_private": True}, headers=wide).status_code == 201
+        removed = client.post(f"/api/manage/v1/notify-targets/{listed[0]['id']}/remove", headers=auth)
+        assert removed.status_code == 200
+        left = client.get(base, headers=auth).json()["notify_targets"]
+        assert [t["destination"] for t in left] == ["http://10.0.0.5/hook (private networks allowed)"]
+        actions = [e["action"] for e in client.get("/api/manage/v1/audit", headers=wide).json()["entries"]]
+        assert actions[:3] == ["notify.remove", "notify.add", "notify.add"]
+        assert signing not in repr(client.get("/api/manage/v1/audit", headers=wide).json())
