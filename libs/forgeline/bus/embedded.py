@@ -1022,7 +1022,13 @@ class EmbeddedProducer:
                 if self._closed:
                     return
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                try:
+                    async with asyncio.timeout(self._bus.retention.check_interval_s):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    # Idle (or refusing writes on a full disk): retention still has to run,
+                    # or nothing would ever free the space.
+                    await asyncio.to_thread(self._sweep)
                 continue
             batch, self._pending = self._pending, []
             await self._flush([r for r in batch if not r.future.done()])
@@ -1072,14 +1078,23 @@ class EmbeddedProducer:
         """
         plog = self._log(tp)
         first = plog.append(records)
-        now = time.monotonic()
-        if plog.rolled or now >= self._retention_due.get(tp, 0.0):
-            self._retention_due[tp] = now + self._bus.retention.check_interval_s
-            try:
-                self._bus.enforce_retention(tp.topic, tp.partition)
-            except OSError:
-                log.exception("log retention failed", extra={"topic": tp.topic, "partition": tp.partition})
+        self._retain(tp, force=plog.rolled)
         return first
+
+    def _sweep(self) -> None:
+        """Retention for every partition this producer has written, when it is due."""
+        for tp in list(self._logs):
+            self._retain(tp, force=False)
+
+    def _retain(self, tp: TopicPartition, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now < self._retention_due.get(tp, 0.0):
+            return
+        self._retention_due[tp] = now + self._bus.retention.check_interval_s
+        try:
+            self._bus.enforce_retention(tp.topic, tp.partition)
+        except OSError:
+            log.exception("log retention failed", extra={"topic": tp.topic, "partition": tp.partition})
 
     def _log(self, tp: TopicPartition) -> _PartitionLog:
         plog = self._logs.get(tp)

@@ -398,3 +398,23 @@ def test_kill_9_while_rolling_loses_no_acknowledged_record(tmp_path: Path) -> No
         assert [r.offset for r in again] == list(range(len(records) + 3))
 
     asyncio.run(main())
+
+
+def test_an_idle_producer_still_deletes_expired_segments(tmp_path: Path) -> None:
+    """A gateway refusing writes on a full disk appends nothing: retention must run anyway."""
+    policy = RetentionPolicy(default=TopicRetention(segment_bytes=2000, retention_ms=300), check_interval_s=0.1)
+    bus = EmbeddedBus(tmp_path, default_partitions=1, fsync=False, retention=policy)
+
+    async def main() -> None:
+        producer = bus.producer()
+        await producer.start()
+        await producer.send_many([OutgoingRecord(TOPIC, VALUE) for _ in range(40)])
+        await producer.send_many([OutgoingRecord(TOPIC, VALUE) for _ in range(10)])  # closes segments
+        assert len(segment_files(bus)) > 1
+        deadline = time.monotonic() + 5
+        while len(segment_files(bus)) > 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # no more sends
+        assert len(segment_files(bus)) == 1
+        await producer.stop()
+
+    asyncio.run(main())
