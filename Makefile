@@ -7,18 +7,24 @@ PYTEST_ARGS ?=
 .PHONY: run test test-unit lint format bench clean
 
 $(VENV)/.run-installed: pyproject.toml
+	@echo "forgeline: [1/3] creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "forgeline: [2/3] upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	@echo "forgeline: [3/3] installing forgeline and its dependencies (about 1 GB the first time, mostly ClickHouse's chDB; a few minutes)"
+	$(PY) -m pip install --progress-bar on -e .
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.run-installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-## run: start the whole pipeline on its embedded defaults (gateway :8080, admin :8081, data ./.forgeline)
+## run: start the whole pipeline on its embedded defaults (gateway :8080, admin :8081, data ./.forgeline);
+## other ports: make run PORT=9080 ADMIN_PORT=9081
+PORT ?=
+ADMIN_PORT ?=
 run: $(VENV)/.run-installed
-	$(VENV)/bin/forgeline up
+	$(VENV)/bin/forgeline up $(if $(PORT),--port $(PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
 
 # The console's browser tests drive Debian's chromium (Playwright never downloads a browser here).
 /usr/bin/chromium:

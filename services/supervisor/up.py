@@ -27,6 +27,7 @@ from forgeline.manage.firstuser import ensure_first_user
 from forgeline.private_fs import open_private, private_dir
 from services.admin import connect_host
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
+from services.supervisor.ports import first_request, port_problem
 
 RUN_FILE = "run.json"
 GRACE_SECONDS = 30.0
@@ -73,6 +74,14 @@ def run_up(settings: Settings) -> int:
         print(f"forgeline up is already running on {data_dir}", file=sys.stderr)
         return 1
 
+    problem = port_problem(settings)
+    if problem:
+        # One line and exit 2, before anything starts: a child that cannot bind would only
+        # be restarted again and again, the reason buried in its tracebacks.
+        print(f"forgeline: {problem}", file=sys.stderr)
+        lock.close()
+        return 2
+
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     written = asyncio.run(bootstrap_tenancy(bus, data_dir))
     tokens_file = data_dir / BOOTSTRAP_FILE
@@ -93,6 +102,8 @@ def run_up(settings: Settings) -> int:
         flush=True,
     )
     print(f"console: {console_url}", flush=True)
+    if tokens_file.exists():
+        print(f"send a first error:\n  {first_request(settings, tokens_file)}", flush=True)
     if first_user is not None:
         # Printed this once; only an argon2 hash is stored (`forgeline users create` makes more).
         print(f"console sign-in (shown once): user {first_user[0]}  password {first_user[1]}", flush=True)
