@@ -114,7 +114,14 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = settings.data_dir.resolve()
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     box = SecretBox(load_key(data_dir, settings.notify_key))
-    async with TenancyAdmin(bus) as tenancy, TargetAdmin(bus, box) as admin:
+    from forgeline.manage.ops import Management
+    from forgeline.manage.store import ConsoleStore
+    from services.cli.manage_commands import cli_actor
+
+    actor = cli_actor()
+    async with TenancyAdmin(bus) as tenancy, TargetAdmin(bus, box) as admin, ConsoleStore(bus) as console:
+        # Adding and removing go through the management operations: audited like the API's.
+        manage = Management(tenancy, console, admin, settings.notify_allowed_networks)
         if args.action == "add":
             project = tenancy.table.project_by_name_or_id(args.project)
             if project is None:
@@ -128,7 +135,8 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
                 raise ValueError("--rate must be positive")
             subjects = parse_subjects(args.on)
             await _check_destinations(settings, provider, target_settings, secret, args.allow_private)
-            target = await admin.add(
+            target, _generated = await manage.add_notify_target(
+                actor,
                 project.id,
                 provider,
                 args.name or provider,
@@ -153,7 +161,7 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
                 on = "all" if set(t.subjects) == set(SUBJECTS) else ",".join(t.subjects)
                 print(f"{t.id:36}  {t.provider:8}  {t.name:16}  {pname:16}  {on:40}  {t.describe()}")
         elif args.action == "remove":
-            target = await admin.remove(args.target)
+            target = await manage.remove_notify_target(actor, args.target)
             print(f"removed {target.id} ({target.provider} {target.name})")
         elif args.action == "test":
             return await _test(settings, admin, box, args.target)

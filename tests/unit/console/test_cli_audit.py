@@ -51,3 +51,15 @@ def test_cli_changes_land_in_the_audit_log_without_secrets(tmp_path: Path, capsy
     # A name already taken is a clear error, not a second project of that name.
     assert main(["projects", "rename", "default", "racing-2", *data]) == 1
     assert "racing-2" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_notify_add_and_remove_are_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["bootstrap", *data]) == 0
+    assert main(["notify", "add", "webhook", "--url", "https://93.184.216.34/hook", "--name", "ops", *data]) == 0
+    target_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["notify", "remove", target_id, *data]) == 0
+    entries = _audit(tmp_path / "data")
+    assert [(e.action, e.target) for e in entries] == [("notify.add", target_id), ("notify.remove", target_id)]
+    assert "93.184.216.34" not in repr(entries)  # a target's URL is not in the log
