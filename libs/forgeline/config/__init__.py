@@ -88,7 +88,7 @@ class Settings:
     # Game telemetry (Forge Logger, MessagePack, uploads).
     forge_rate_limit_requests: int = 6000
     forge_rate_limit_period_seconds: int = 60
-    # Seed msgpack-game-analytics-api.txt, "Response Codes": 10 requests/second per source IP.
+    # The MessagePack API's documented limit ("Response Codes"): 10 requests/second per source IP.
     msgpack_rate_limit_requests: int = 10
     msgpack_rate_limit_period_seconds: int = 1
     max_msgpack_body_bytes: int = 4 * 1024 * 1024
