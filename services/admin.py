@@ -7,6 +7,7 @@ while ``forgeline up`` is running; ``forgeline.warehouse.guard`` decides what it
 The port listens on ``FORGELINE_ADMIN_HOST`` (127.0.0.1 by default, whatever the
 gateway's host). With ``FORGELINE_ADMIN_KEY`` set, ``/query`` needs
 ``Authorization: Bearer <key>``; a non-loopback address without a key refuses to start.
+``/retention`` and ``/erase`` (services/admin_lifecycle.py) need the same key.
 ``/health``, ``/ready`` and ``/metrics`` stay open: probes and Prometheus call them, and
 they return no warehouse data.
 """
@@ -28,7 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from forgeline.lifecycle.service import Lifecycle
 from forgeline.warehouse.port import Warehouse, WarehouseError
+from services.admin_lifecycle import lifecycle_routes
 
 MAX_SQL_BYTES = 64 * 1024
 MIN_ADMIN_KEY_CHARS = 16
@@ -96,7 +99,12 @@ def _json(doc: object, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
-def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None, admin_key: str = "") -> Starlette:
+def admin_app(
+    ready: Callable[[], dict[str, bool]],
+    warehouse: Warehouse | None,
+    admin_key: str = "",
+    lifecycle: Lifecycle | None = None,
+) -> Starlette:
     async def health(request: Request) -> Response:
         return _json({"status": "ok"})
 
@@ -108,7 +116,7 @@ def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None,
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def query(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
         if admin_key and not _key_matches(request.headers.get("authorization"), admin_key):
             return Response(
                 orjson.dumps({"error": "this admin port needs its key: Authorization: Bearer <FORGELINE_ADMIN_KEY>"}),
@@ -116,6 +124,11 @@ def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None,
                 media_type="application/json",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        return None
+
+    async def query(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         if warehouse is None:
             return _json({"error": "this process has no warehouse"}, 404)
         body = b""
@@ -147,6 +160,7 @@ def admin_app(ready: Callable[[], dict[str, bool]], warehouse: Warehouse | None,
             Route("/ready", readiness, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/query", query, methods=["POST"]),
+            *lifecycle_routes(lifecycle, refused),
         ]
     )
 

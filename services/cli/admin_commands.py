@@ -14,6 +14,7 @@ from forgeline.manage.ops import Management
 from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.model import TOKEN_KINDS, Project, TenancyTable, TokenKind
 from forgeline.tenancy.store import TenancyAdmin
+from services.cli.lifecycle_commands import add_retention_command
 
 
 def add_tenancy_commands(
@@ -42,6 +43,7 @@ def add_tenancy_commands(
         "archive", parents=[common], help="archive a project: its tokens are refused until it is unarchived"
     )
     archive.add_argument("project")
+    add_retention_command(psub, common)
     archive.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     unarchive = psub.add_parser("unarchive", parents=[common], help="bring an archived project's tokens back")
     unarchive.add_argument("project")

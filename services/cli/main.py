@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
-from services.cli import admin_commands, manage_commands, topics
+from services.cli import admin_commands, lifecycle_commands, manage_commands, topics
 from services.errors.cli import add_errors_commands, errors_command
 from services.notifier.cli import add_notify_commands, notify_command
 
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench/results.json")
 
     admin_commands.add_tenancy_commands(sub, common)
+    lifecycle_commands.add_erase_command(sub, common)
     topics.add_topics_commands(sub, common)
     add_errors_commands(sub, common)
     add_notify_commands(sub, common)
@@ -152,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return manage_commands.manage_command(settings, args)
     if command == "sql":
         return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
+    if command == "erase":
+        return lifecycle_commands.erase_command(settings, args)
+    if command == "projects" and args.action == "retention":
+        return lifecycle_commands.retention_command(settings, args)
     if command == "topics":
         return topics.topics_command(settings, args)
     return admin_commands.tenancy_command(settings, args)

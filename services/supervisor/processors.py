@@ -29,6 +29,7 @@ from services.monitors.main import MonitorEvaluatorService
 from services.normalizer.main import Normalizer
 from services.notifier.main import NotifierService, NotifyPolicy
 from services.spans.main import SpanAssemblerService
+from services.supervisor.lifecycle import open_lifecycle
 from services.writer.main import Writer
 
 PROCESSORS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter", "notifier")
@@ -96,6 +97,7 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     # Kafka mode: every topic exists, with its configured partitions, before anyone subscribes.
     await ensure_topics(bus)
     warehouse = await asyncio.to_thread(open_warehouse, settings) if set(names) & set(WAREHOUSE_USERS) else None
+    lifecycle = await asyncio.to_thread(open_lifecycle, settings, warehouse) if warehouse is not None else None
     processors: dict[str, Processor] = {}
     dlq = dead_letter_policy(settings)
     if "normalizer" in names:
@@ -137,7 +139,9 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         return {name: p.ready for name, p in processors.items()}
 
     # The admin port keeps to its own address (loopback by default), not the gateway's --host.
-    server = admin_server(admin_app(readiness, warehouse, settings.admin_key), settings.admin_host, settings.admin_port)
+    server = admin_server(
+        admin_app(readiness, warehouse, settings.admin_key, lifecycle), settings.admin_host, settings.admin_port
+    )
     loop = asyncio.get_running_loop()
 
     def request_stop() -> None:
@@ -150,6 +154,10 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
 
     tasks = {asyncio.create_task(p.run(), name=name): name for name, p in processors.items()}
     server_task = asyncio.create_task(server.serve(), name="admin")
+    sweeps_stop = asyncio.Event()
+    sweeps = (
+        asyncio.create_task(lifecycle.run_sweeps(settings.retention_sweep_seconds, sweeps_stop)) if lifecycle else None
+    )
     exit_code = 0
     try:
         pending = set(tasks)
@@ -165,6 +173,9 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
                     exit_code = 1
                     request_stop()
     finally:
+        sweeps_stop.set()
+        if sweeps is not None:
+            await sweeps
         server.should_exit = True
         await server_task
         if warehouse is not None:

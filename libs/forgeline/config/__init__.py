@@ -143,6 +143,14 @@ class Settings:
     # POST /api/export: at most one flush request per window per gateway (the rest coalesce).
     export_request_interval_seconds: float = 1.0
     export_requires_secret_key: bool = False
+    # Days each kind of data is kept (warehouse rows, uploads, exports: docs/lifecycle.md), unless
+    # FORGELINE_RETENTION or the project's own days (`forgeline projects retention`) say otherwise.
+    retention_days: int = 90
+    # Days per kind instead of FORGELINE_RETENTION_DAYS, e.g. "errors=30d,spans=7d".
+    retention: tuple[tuple[str, int], ...] = ()
+    retention_sweep_seconds: float = 3600.0  # how often expired blobs and export lines are swept
+    # Salt of the erasure audit's identifier hashes; "" means: generated once into data_dir.
+    erasure_salt: str = field(default="", repr=False)
     # Notifier: a delivery is dead-lettered after this many attempts; retries wait
     # base·2^(n-1) seconds (half of it jittered), capped; each provider request has a timeout.
     notify_max_attempts: int = 6
@@ -327,6 +335,12 @@ class Settings:
             export_requires_secret_key=reader.get(
                 "FORGELINE_EXPORT_REQUIRES_SECRET_KEY", _bool, d.export_requires_secret_key
             ),
+            retention_days=reader.get("FORGELINE_RETENTION_DAYS", _retention_days, d.retention_days),
+            retention=reader.get("FORGELINE_RETENTION", _retention_table, d.retention),
+            retention_sweep_seconds=reader.get(
+                "FORGELINE_RETENTION_SWEEP_SECONDS", _positive_float, d.retention_sweep_seconds
+            ),
+            erasure_salt=reader.get("FORGELINE_ERASURE_SALT", str, d.erasure_salt),
             forge_rate_limit_requests=reader.get(
                 "FORGELINE_FORGE_RATE_LIMIT_REQUESTS", _positive_int, d.forge_rate_limit_requests
             ),
@@ -386,6 +400,25 @@ def _positive_or_unbounded(raw: str) -> int:
     if value <= 0 and value != -1:
         raise ValueError("must be a positive integer, or -1 for unbounded")
     return value
+
+
+def _retention_days(raw: str) -> int:
+    from forgeline.lifecycle.retention import parse_days
+
+    return parse_days(raw)
+
+
+def _retention_table(raw: str) -> tuple[tuple[str, int], ...]:
+    """``errors=30d,spans=7d`` → ((kind, days), …); kinds are checked."""
+    from forgeline.lifecycle.retention import check_kinds, parse_days
+
+    pairs: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        kind, sep, days = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected kind=days, got {item!r}")
+        pairs[kind.strip()] = parse_days(days)
+    return tuple(sorted(check_kinds(pairs).items()))
 
 
 def _non_negative_int(raw: str) -> int:

@@ -158,14 +158,12 @@ def apply_policy(warehouse: Warehouse, project: str, days: Mapping[str, int]) ->
     itself (the mutation evaluates the TTL of the parts it writes); the call waits for it.
     """
     check_kinds(days)
+    if project != DEFAULTS_PROJECT and any(not TABLES_BY_NAME[t].has_project for t in _tables_of(days)):
+        raise ValueError("dead letters belong to no project: set their days with FORGELINE_RETENTION")
     db = warehouse.database
     if not days:
         return []
-    now = datetime.now(UTC)
-    rows = [(project, kind, value) for kind, value in sorted(days.items())]
-    # The record first: a crash before the lookup is written is repaired by sync_lookup at start.
-    warehouse.insert("retention_policies", [(*row, now) for row in rows], ["project_id", "kind", "days", "updated_at"])
-    warehouse.insert("retention_days", rows, ["project_id", "kind", "days"])
+    _store(warehouse, project, days)
     stored = policies(warehouse)
     touched = []
     for table in RETAINED_TABLES:
@@ -182,6 +180,18 @@ def apply_policy(warehouse: Warehouse, project: str, days: Mapping[str, int]) ->
     return touched
 
 
+def _store(warehouse: Warehouse, project: str, days: Mapping[str, int]) -> None:
+    now = datetime.now(UTC)
+    rows = [(project, kind, value) for kind, value in sorted(days.items())]
+    # The record first: a crash before the lookup is written is repaired by sync_lookup at start.
+    warehouse.insert("retention_policies", [(*row, now) for row in rows], ["project_id", "kind", "days", "updated_at"])
+    warehouse.insert("retention_days", rows, ["project_id", "kind", "days"])
+
+
+def _tables_of(days: Mapping[str, int]) -> list[str]:
+    return [t.table for t in RETAINED_TABLES if t.kind in days]
+
+
 def _rows_governed_by(stored: Mapping[str, Mapping[str, int]], project: str, table: RetainedTable) -> str | None:
     """The WHERE clause of the rows whose days come from ``project``'s entry (None: no rows)."""
     if project != DEFAULTS_PROJECT:
@@ -195,7 +205,11 @@ def _rows_governed_by(stored: Mapping[str, Mapping[str, int]], project: str, tab
 def apply_defaults(warehouse: Warehouse, defaults: Mapping[str, int]) -> list[str]:
     """Make the stored defaults those of the settings; rewrites only kinds whose days changed."""
     current = policies(warehouse).get(DEFAULTS_PROJECT, {})
-    changed = {kind: days for kind, days in defaults.items() if current.get(kind) != days}
+    # Rows were dated with the built-in DEFAULT_DAYS while no default was stored.
+    changed = {kind: days for kind, days in defaults.items() if current.get(kind, DEFAULT_DAYS) != days}
+    missing = {kind: days for kind, days in defaults.items() if kind not in current and kind not in changed}
+    if missing:
+        _store(warehouse, DEFAULTS_PROJECT, missing)
     return apply_policy(warehouse, DEFAULTS_PROJECT, changed)
 
 

@@ -1,0 +1,116 @@
+"""`forgeline projects retention` and `forgeline erase`: through the running processors' admin port."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import httpx
+
+from forgeline.bus.factory import create_bus
+from forgeline.config import Settings
+from forgeline.lifecycle.erasure import IDENTIFIER_KINDS
+from forgeline.lifecycle.retention import KINDS, parse_days
+from forgeline.tenancy.store import TenancyAdmin
+from services.cli.admin_client import admin_headers, admin_url
+
+PROJECT_KINDS = tuple(kind for kind in KINDS if kind != "dead_letters")  # dead letters have no project
+
+
+def add_retention_command(
+    psub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    retention = psub.add_parser(
+        "retention",
+        parents=[common],
+        help="show or set a project's retention per kind (e.g. --errors 30d --spans 7d)",
+    )
+    retention.add_argument("project", help="project name or id")
+    for kind in PROJECT_KINDS:
+        retention.add_argument(f"--{kind.replace('_', '-')}", dest=f"days_{kind}", metavar="DAYS",
+                               help=f"keep {kind} this long (30d, 2w, 1y)")  # fmt: skip
+    retention.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
+
+
+def add_erase_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    erase = sub.add_parser(
+        "erase", parents=[common], help="erase one person's data: rows, uploads, exported lines (audited)"
+    )
+    erase.add_argument("--project", required=True, help="project name or id")
+    for kind in IDENTIFIER_KINDS:
+        erase.add_argument(f"--{kind.replace('_', '-')}", dest=kind, action="append", default=[],
+                           help=f"the person's {kind.replace('_', ' ')} (repeatable)")  # fmt: skip
+    erase.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
+
+
+def _project_id(settings: Settings, ref: str) -> str:
+    async def find() -> str:
+        bus = create_bus(settings.resolved_bus_url, settings.partitions)
+        async with TenancyAdmin(bus) as admin:
+            project = admin.table.project_by_name_or_id(ref)
+        if project is None:
+            raise LookupError(f"no project {ref!r} (is this the right --data-dir?)")
+        return project.id
+
+    return asyncio.run(find())
+
+
+def _post(settings: Settings, explicit_url: str | None, path: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+    url = admin_url(settings, explicit_url)
+    try:
+        # Erasure waits for its mutations: give it time.
+        response = httpx.post(f"{url}{path}", json=doc, headers=admin_headers(settings), timeout=600)
+    except httpx.TransportError as err:
+        print(f"forgeline: cannot reach the processors at {url} ({err}); is `forgeline up` running?", file=sys.stderr)
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text}
+    if response.status_code != 200:
+        print(f"forgeline: {body.get('error', body)}", file=sys.stderr)
+        return None
+    return dict(body)
+
+
+def retention_command(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        days = {kind: parse_days(value) for kind in PROJECT_KINDS if (value := getattr(args, f"days_{kind}")) is not None}
+        project = _project_id(settings, args.project)
+    except (LookupError, ValueError) as err:
+        print(f"forgeline: {err}", file=sys.stderr)
+        return 1
+    result = _post(settings, args.admin_url, "/retention", {"project_id": project, "days": days})
+    if result is None:
+        return 1
+    own = result.get("own", {})
+    for kind, value in result["days"].items():
+        print(f"{kind:14} {value}d{'' if kind in own else '  (default)'}")
+    if result.get("rewritten"):
+        print(f"existing rows re-dated in: {', '.join(result['rewritten'])}", file=sys.stderr)
+    return 0
+
+
+def erase_command(settings: Settings, args: argparse.Namespace) -> int:
+    doc: dict[str, Any] = {f"{kind}s": list(getattr(args, kind)) for kind in IDENTIFIER_KINDS}
+    if not any(doc.values()):
+        print("forgeline: name the person: --player-id, --device-id, --user-id or --email", file=sys.stderr)
+        return 2
+    try:
+        doc["project_id"] = _project_id(settings, args.project)
+    except LookupError as err:
+        print(f"forgeline: {err}", file=sys.stderr)
+        return 1
+    result = _post(settings, args.admin_url, "/erase", doc)
+    if result is None:
+        return 1
+    rows = sum(result["rows_deleted"].values())
+    print(
+        f"erased: {rows} rows, {result['blobs_deleted']} uploads, {result['export_lines_removed']} exported lines "
+        f"({result['export_files_rewritten']} files rewritten); audit request {result['request_id']}"
+    )
+    return 0
