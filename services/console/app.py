@@ -26,11 +26,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import OutgoingRecord
 from forgeline.manage.model import ConsoleUser
 from forgeline.manage.ops import Actor, Management, verify_password
 from forgeline.tenancy.model import TOKEN_KINDS, Project
-from services.console import queries
+from services.console import game_pages, queries
 from services.console.api import management_routes
 from services.console.reader import AdminReader, WarehouseUnavailable
 from services.console.sessions import LOGIN_NONCE_COOKIE, SESSION_COOKIE, SESSION_SECONDS, LoginThrottle, Signer
@@ -53,6 +54,8 @@ class ConsoleDeps:
     gateway_url: str = ""
     # True once the control topics have been read to their end (main.py's lifespan).
     ready: Callable[[], bool] = lambda: True
+    # Where bug-report attachments are (the gateway's blob store); None: not reachable here.
+    blobs: BlobStore | None = None
 
 
 def _client_address(request: Request) -> str:
@@ -397,8 +400,31 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
         return render(request, "message.html", exc.status_code, title=f"{exc.status_code}", message=str(exc.detail))
 
+    game = game_pages.handlers(deps.reader, lambda: deps.blobs)
+
+    async def dashboard_analytics(request: Request) -> Response:
+        """Where the MessagePack API's documentation sends analysts: the first project's analytics."""
+        found = user_of(request)
+        if found is None:
+            return RedirectResponse("/login?next=/dashboard/analytics", status_code=303)
+        projects = manage.projects(actor_of(found[0]))
+        if not projects:
+            raise HTTPException(404, "you have no projects")
+        return RedirectResponse(f"/p/{projects[0].id}/analytics", status_code=303)
+
     routes = [
         Route("/", home),
+        Route("/dashboard/analytics", dashboard_analytics),
+        Route("/p/{project}/monitors", guarded(game["monitors"])),
+        Route("/p/{project}/monitor", guarded(game["monitor"])),
+        Route("/p/{project}/deployments", guarded(game["deployments"])),
+        Route("/p/{project}/deployments/{deployment}", guarded(game["deployment"])),
+        Route("/p/{project}/sessions", guarded(game["sessions"])),
+        Route("/p/{project}/sessions/{session}", guarded(game["session"])),
+        Route("/p/{project}/reports", guarded(game["reports"])),
+        Route("/p/{project}/reports/{report}", guarded(game["report"])),
+        Route("/p/{project}/attachments/{upload}", guarded(game["attachment"])),
+        Route("/p/{project}/analytics", guarded(game["analytics"])),
         Route("/health", health),
         Route("/ready", readiness),
         Route("/metrics", metrics),

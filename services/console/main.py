@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
+from forgeline.blobstore.factory import create_blob_store
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, OutgoingRecord
 from forgeline.config import Settings
@@ -64,6 +65,14 @@ def build_console(settings: Settings) -> Starlette:
     producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
     reader = AdminReader(console_admin_url(settings), settings.admin_key)
     gateway_url = settings.public_url or f"http://{connect_host(settings.host)}:{settings.port}"
+    # Bug-report attachments: the same store the gateway writes (its URL and credentials).
+    blobs = create_blob_store(
+        settings.resolved_blob_store_url,
+        settings.blob_signing_key,
+        settings.data_dir / "blob-signing.key",
+        gateway_url,
+        (settings.s3_access_key, settings.s3_secret_key),
+    )
 
     async def send_control(record: OutgoingRecord) -> None:
         await producer.send(record)
@@ -75,6 +84,7 @@ def build_console(settings: Settings) -> Starlette:
         signer=Signer(console_key(settings)),
         secure_cookies=settings.console_secure_cookies,
         gateway_url=gateway_url,
+        blobs=blobs,
     )
     started = {"ready": False}
     deps.ready = lambda: started["ready"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from forgeline.blobstore.local import LocalBlobStore
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.config import Settings
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.contract
 
 PASSWORD = "correct horse battery"
 GROUP = "0b5f7c0e-1111-4222-8333-944455556666"
+UPLOAD = "1c6f7c0e-1111-4222-8333-944455556666"
 
 
 class FakeReader:
@@ -57,6 +59,9 @@ class FakeReader:
         }
         if sql in (queries.ERROR_GROUPS, queries.ERROR_GROUP):
             return [group]
+        if sql == queries.UPLOAD:
+            # What the uploads table says: a save file (not an image) and where it is stored.
+            return [{"id": UPLOAD, "filename": 'save"1.sav', "content_type": "text/html", "storage_key": "p/s/save"}]
         return []
 
     async def close(self) -> None:
@@ -103,7 +108,9 @@ def console(tmp_path: Path) -> Iterator[Console]:
     async def send(record: OutgoingRecord) -> None:
         sent.append(record)
 
-    deps = ConsoleDeps(Management(tenancy, store), reader, send, Signer(b"s" * 32))  # type: ignore[arg-type]
+    blobs = LocalBlobStore(tmp_path / "blobs", b"k" * 32, "http://gateway.test")
+    blobs.put("p/s/save", b"<script>alert(1)</script>")
+    deps = ConsoleDeps(Management(tenancy, store), reader, send, Signer(b"s" * 32), blobs=blobs)  # type: ignore[arg-type]
     app = console_app(deps)
 
     @contextlib.asynccontextmanager
@@ -188,3 +195,21 @@ def test_the_console_key_is_generated_once_and_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "data" / "console.key").stat().st_mode) == 0o600
     assert console_key(Settings(data_dir=tmp_path / "data", console_secret="x" * 32)) == b"x" * 32
     assert os.path.exists(tmp_path / "data" / "console.key")
+
+
+def test_game_pages_keep_to_the_users_projects_and_attachments_download_safely(console: Console) -> None:
+    assert console.sign_in("alice").status_code == 303
+    a, b = console.projects["A"], console.projects["B"]
+    for path in ("monitors", "sessions", "reports", "deployments", "analytics", f"attachments/{UPLOAD}"):
+        assert console.client.get(f"/p/{a}/{path}").status_code == 200, path
+        assert console.client.get(f"/p/{b}/{path}").status_code == 404, path
+    assert console.client.get(f"/p/{a}/sessions/not-a-uuid").status_code == 404
+    assert console.client.get(f"/p/{a}/sessions/{UPLOAD}").status_code == 404  # no such session
+    assert console.client.get(f"/p/{a}/monitor?environment=x&slug=y").status_code == 404
+    # Not an image: a download, never rendered by the browser as the type the client claimed.
+    download = console.client.get(f"/p/{a}/attachments/{UPLOAD}")
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == 'attachment; filename="save_1.sav"'
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in download.headers["content-security-policy"]
+    assert console.client.get("/dashboard/analytics", follow_redirects=False).headers["location"] == f"/p/{a}/analytics"

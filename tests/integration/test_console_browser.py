@@ -203,3 +203,82 @@ def test_find_a_trace_and_open_its_waterfall(up: ForgelineUp, browser: object) -
     rows = page.locator(".waterfall .span")  # type: ignore[attr-defined]
     assert rows.count() == 2
     assert "GET /checkout" in rows.nth(0).inner_text() and "SELECT basket" in rows.nth(1).inner_text()
+
+
+def _png(width: int = 4, height: int = 3) -> bytes:
+    """A real PNG (red pixels) that a browser decodes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_bug_report_shows_its_screenshot(up: ForgelineUp, browser: object) -> None:
+    forge = {"Authorization": f"Bearer {up.tokens['forge_token']}"}
+    session = {"build": {"version": "1.2.3", "platform": "linux", "channel": "qa"}, "player": {"deviceId": "d-9"}}
+    r = httpx.post(f"{up.base_url}/v1/ingest/sessions", json=session, headers=forge, timeout=10)
+    assert r.status_code == 201, r.text
+    session_id = r.json()["sessionId"]
+    png = _png()
+    files = [{"filename": "shot.png", "contentType": "image/png", "size": len(png), "type": "screenshot"}]
+    r = httpx.post(f"{up.base_url}/v1/ingest/uploads", json={"sessionId": session_id, "files": files}, headers=forge)
+    assert r.status_code == 201, r.text
+    target = r.json()["uploads"][0]
+    assert httpx.put(target["url"], content=png, headers=target["headers"]).status_code in (200, 201)
+    title = f"Stuck in wall {uuid.uuid4().hex[:6]}"
+    report = {"sessionId": session_id, "title": title, "description": "<b>not bold</b>", "severity": "low",
+              "reporterType": "player", "eventIds": [], "clientRequestId": str(uuid.uuid4()),
+              "uploadIds": [target["uploadId"]]}  # fmt: skip
+    assert httpx.post(f"{up.base_url}/v1/ingest/reports", json=report, headers=forge).status_code == 201
+
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    project_id = up.tokens["project_id"]
+    wait_for_text(page, f"{up.console_url}/p/{project_id}/reports", title, timeout_s=15)
+    page.click(f"a:has-text('{title}')")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while page.locator("img.screenshot").count() == 0:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the upload never showed on the report"
+        time.sleep(0.3)
+        page.reload()  # type: ignore[attr-defined]
+    image = page.locator("img.screenshot")  # type: ignore[attr-defined]
+    image.wait_for()
+    assert page.evaluate("document.querySelector('img.screenshot').naturalWidth") == 4  # type: ignore[attr-defined]
+    assert "<b>not bold</b>" in page.locator("pre.message").inner_text()  # type: ignore[attr-defined]
+
+
+def test_analytics_shows_a_funnel_and_a_heatmap(up: ForgelineUp, browser: object) -> None:
+    from datetime import UTC, datetime
+
+    import msgpack
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    level = f"Level_{uuid.uuid4().hex[:6]}"
+    common = {"app_id": up.tokens["msgpack_app_id"], "build_id": "Win64_1.0", "player_id": "p-heat"}
+    batch = [
+        {**common, "funnel_step_name": "Tutorial_Start", "session_id": "s-heat", "timestamp": now},
+        {
+            **common,
+            "session_id": "s-heat",
+            "level_id": level,
+            "fps": {"mean": 60, "low_5": 55, "low_1": 30},
+            "positions": [0.0, 0.0, 0.0, 5.0, 0.0, 5.0, 10.0, 0.0, 10.0],
+            "timestamp_start": now,
+            "timestamp_end": now,
+        },
+    ]
+    answer = httpx.post(
+        f"{up.base_url}/api/events",
+        content=msgpack.packb(batch),
+        headers={"x-public-token": up.tokens["msgpack_public_token"], "Content-Type": "application/msgpack"},
+    )
+    assert answer.status_code == 200, answer.text
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    url = f"{up.console_url}/p/{up.tokens['project_id']}/analytics?level={level}"
+    wait_for_text(page, url, "positions of level", timeout_s=15)
+    assert page.locator("svg.heatmap rect").count() == 3  # type: ignore[attr-defined]
+    assert "Tutorial_Start" in page.locator("table.funnel").inner_text()  # type: ignore[attr-defined]
