@@ -282,3 +282,38 @@ def test_analytics_shows_a_funnel_and_a_heatmap(up: ForgelineUp, browser: object
     wait_for_text(page, url, "positions of level", timeout_s=15)
     assert page.locator("svg.heatmap rect").count() == 3  # type: ignore[attr-defined]
     assert "Tutorial_Start" in page.locator("table.funnel").inner_text()  # type: ignore[attr-defined]
+
+
+def test_monitors_deployments_and_sessions_pages_read_the_warehouse(up: ForgelineUp, browser: object) -> None:
+    """Every other page runs its real queries against the warehouse and shows what was sent."""
+    slug = f"nightly-{uuid.uuid4().hex[:6]}"
+    release = f"r-{uuid.uuid4().hex[:6]}"
+    player = f"player-{uuid.uuid4().hex[:6]}"
+    for path, body in (
+        ("/api/v1/check_ins", {"check_in": {"slug": slug, "status": "ok", "expected_interval_seconds": 900}}),
+        ("/api/v1/deployments", {"deployment": {"release": release, "environment": "production",
+                                                "commit_sha": "abc1234def", "branch": "main"}}),
+    ):  # fmt: skip
+        answer = httpx.post(f"{up.base_url}{path}", json=body, headers=up.auth)
+        assert answer.status_code in (200, 201, 202), answer.text
+    forge = {"Authorization": f"Bearer {up.tokens['forge_token']}"}
+    session = {"build": {"version": "2.0.0", "platform": "switch", "channel": "qa"},
+               "player": {"deviceId": "d-1", "externalId": player}}  # fmt: skip
+    r = httpx.post(f"{up.base_url}/v1/ingest/sessions", json=session, headers=forge)
+    assert r.status_code == 201, r.text
+    session_id = r.json()["sessionId"]
+    events = [{"sessionId": session_id, "type": f"step-{n}"} for n in range(3)]
+    assert httpx.post(f"{up.base_url}/v1/ingest/events", json=events, headers=forge).status_code == 201
+
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    base = f"{up.console_url}/p/{up.tokens['project_id']}"
+    wait_for_text(page, f"{base}/monitors", slug, timeout_s=15)
+    page.click(f"a:has-text('{slug}')")  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text().startswith(slug)  # type: ignore[attr-defined]
+    wait_for_text(page, f"{base}/deployments", release, timeout_s=15)
+    page.click(f"a:has-text('{release}')")  # type: ignore[attr-defined]
+    assert "abc1234def" in page.content()  # type: ignore[attr-defined]
+    wait_for_text(page, f"{base}/sessions?player={player}", "switch", timeout_s=15)
+    page.click("table a")  # type: ignore[attr-defined]
+    wait_for_text(page, page.url, "step-2", timeout_s=10)  # type: ignore[attr-defined]
+    assert page.locator("tbody tr").count() == 3  # type: ignore[attr-defined]
