@@ -156,7 +156,7 @@ def test_batch_needs_a_valid_token(gateway: GatewayHarness) -> None:
 
 
 def test_deployment_is_201_and_idempotent(gateway: GatewayHarness) -> None:
-    body = {"deployment": {"release": "1.2.3", "environment": "production", "commit_sha": "abc", "branch": "main"}}
+    body = {"deployment": {"release": "1.2.3", "environment": "production", "commit_sha": "abc1234", "branch": "main"}}
     first = gateway.client.post("/api/v1/deployments", json=body, headers=gateway.auth)
     second = gateway.client.post("/api/v1/deployments", json=body, headers=gateway.auth)
     assert first.status_code == second.status_code == 201

@@ -13,7 +13,10 @@ _MIN_YEAR, _MAX_YEAR = 1970, 2200
 
 
 def snake_case(key: str) -> str:
-    """``traceId`` → ``trace_id``, ``durationMs`` → ``duration_ms``; snake keys are unchanged."""
+    """``traceId`` → ``trace_id``, ``durationMs`` → ``duration_ms``, ``EVENT_TYPE`` →
+    ``event_type`` (Logister accepts upper-case keys); snake keys are unchanged."""
+    if key.isupper():
+        return key.lower()
     if "_" in key or key.islower():
         return key
     return _CAMEL_BOUNDARY.sub(r"_\1", key).lower()

@@ -13,6 +13,7 @@ Rules, in the order Logister applies them:
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,7 +112,8 @@ def client_event_id(raw: dict[str, Any]) -> uuid.UUID | None:
 
     Raises Invalid when one is sent but is not a UUID.
     """
-    value = raw.get("uuid", raw.get("event_id"))
+    doc = snake_keys(raw)  # "UUID" too
+    value = doc.get("uuid", doc.get("event_id"))
     if value is None:
         return None
     try:
@@ -386,6 +388,8 @@ def normalize_check_in(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordK
 
 
 DEPLOYMENT_ENVELOPES = ("deployment", "DEPLOYMENT")
+# A git commit id, abbreviated (7+) or whole (SHA-1: 40, SHA-256: 64 hex digits).
+_COMMIT_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 _DEPLOYMENT_TEXT = (
     "repository",
     "commit_sha",
@@ -425,6 +429,8 @@ def normalize_deployment(raw: dict[str, Any], ctx: IngestContext) -> tuple[Recor
     }
     for key in _DEPLOYMENT_TEXT:
         record[key] = check.string(doc, key, limit=2048)
+    if record["commit_sha"] and not _COMMIT_SHA.fullmatch(record["commit_sha"]):
+        check.fail("commit_sha", "is invalid")  # as Logister: a 7 to 64 digit hex commit id
     number = doc.get("pull_request_number")
     if number is not None and (isinstance(number, bool) or not isinstance(number, int | str)):
         check.fail("pull_request_number", "must be a number or a string")
