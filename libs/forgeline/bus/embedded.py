@@ -583,6 +583,8 @@ def _compact(directory: Path, fsync: bool) -> int:
     the old one, so a crash leaves either version, and a reader that has the old one open
     reads it to its end.
     """
+    for stale in directory.glob("*.log.compact.*"):
+        stale.unlink(missing_ok=True)  # a rewrite a crash cut short (we hold retention.lock)
     segments = _segments(directory)
     if len(segments) < 2:
         return 0
