@@ -14,16 +14,17 @@ revocation waits for the batch in flight to be written and committed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from forgeline.bus.port import Bus
+from forgeline.bus.port import Bus, Record
 from forgeline.bus.topics import CONTROL_ERROR_GROUPS, TYPED_ERRORS
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
-from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
+from forgeline.processing.deadletter import DeadLetterPolicy
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.loop import next_offsets
+from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
-from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS, PROCESSOR_BATCH_SIZE
+from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS
 from forgeline.warehouse.port import Warehouse
 from services.errors.steps import EVENT_COLUMNS, GROUP_COLUMNS, ErrorGroup, ErrorGrouper
 
@@ -53,69 +54,57 @@ async def load_groups(warehouse: Warehouse) -> list[ErrorGroup]:
     return [ErrorGroup.from_row(dict(zip(GROUP_COLUMNS, row, strict=True))) for row in rows]
 
 
-class ErrorGrouperService:
-    def __init__(
-        self, bus: Bus, warehouse: Warehouse, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None
-    ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._consumer = bus.consumer(GROUP, [TYPED_ERRORS, CONTROL_ERROR_GROUPS])
-        self._producer = bus.producer()
+class GroupErrorsStrategy(Strategy):
+    def __init__(self, runtime: Runtime, warehouse: Warehouse, batch: int) -> None:
+        self._runtime = runtime
         self._warehouse = warehouse
         self._batch = batch
-        self._stopping = asyncio.Event()
-        self.ready = False
-        self._guard = RebalanceGuard(self._consumer)
+        self._grouper = ErrorGrouper([])
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def capacity(self) -> tuple[int, float]:
+        return self._batch, DEFAULT_POLL_TIMEOUT_S
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    async def start(self) -> None:
+        self._grouper = await self._load()
 
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        try:
-            loaded_at = self._guard.assignments
-            grouper = await self._load()
-            lag = LagReporter(GROUP, self._consumer)
-            self.ready = True
-            while not self._stopping.is_set():
-                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
-                async with self._guard.lock:
-                    records = self._guard.fresh(records, polled_at)
-                    if loaded_at != self._guard.assignments:
-                        # New partitions: their groups may have changed under another replica.
-                        loaded_at = self._guard.assignments
-                        grouper = await self._load()
-                    if records:
-                        count_consumed(GROUP, records)
-                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        await self._process(grouper, records)
-                await lag.maybe_report({})
-        finally:
-            self.ready = False
-            await self._consumer.stop()
-            await self._producer.stop()
+    async def assigned(self) -> None:
+        # New partitions: their groups may have changed under another replica.
+        self._grouper = await self._load()
 
     async def _load(self) -> ErrorGrouper:
         grouper = ErrorGrouper(await load_groups(self._warehouse))
         log.info("error groups loaded", extra={"groups": len(grouper.groups)})
         return grouper
 
-    async def _process(self, grouper: ErrorGrouper, records: list[Any]) -> None:
-        result = grouper.apply(records)
-        out = list(result.notifications)
-        out += [self._dead_letters.reject(record, err) for record, err in result.rejected]
+    async def submit(self, records: list[Record]) -> None:
+        result = self._grouper.apply(records)
+        rt = self._runtime
+        dead = [rt.dead_letters.reject(record, err) for record, err in result.rejected]
         # Over the limit: nothing of this batch is appended, written or committed. The grouper
         # holds its changes, so the service stops here (it reloads from the warehouse at start).
-        self._dead_letters.check(len(records), len(result.rejected))
-        await send_with_retry(self._producer, out, GROUP)
+        rt.dead_letters.check(len(records), len(dead))
+        await send_with_retry(rt.producer, [*result.notifications, *dead], GROUP)
         for kind in result.notification_kinds:
             ERROR_GROUP_NOTIFICATIONS.labels(kind=kind).inc()
         events = [tuple(to_datetime(v) if i == 3 else v for i, v in enumerate(row)) for row in result.events]
         await insert_with_retry(self._warehouse, "error_group_events", events, EVENT_COLUMNS, GROUP)
         groups = group_rows(list(result.groups.values()))
         await insert_with_retry(self._warehouse, "error_groups", groups, GROUP_COLUMNS, GROUP)
-        await self._consumer.commit(next_offsets(records))
+        await rt.commit(next_offsets(records), len(records))
+
+
+class ErrorGrouperService(ProcessorHost):
+    def __init__(
+        self, bus: Bus, warehouse: Warehouse, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None
+    ) -> None:
+        super().__init__(
+            GROUP,
+            bus,
+            [TYPED_ERRORS, CONTROL_ERROR_GROUPS],
+            lambda rt: GroupErrorsStrategy(rt, warehouse, batch),
+            dead_letters=dead_letters,
+        )
+
+
+def build(parts: Parts) -> ErrorGrouperService:
+    return ErrorGrouperService(parts.bus, parts.warehouse, dead_letters=parts.dead_letters)

@@ -31,11 +31,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from forgeline.blobstore.export_store import create_export_store
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, TICK_HEADER, TYPED_TOPICS
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
-from forgeline.processing.loop import LagReporter, backoff, count_consumed
+from forgeline.clock import Clock
+from forgeline.processing.deadletter import DeadLetterPolicy
+from forgeline.processing.host import ProcessorHost, Runtime, Strategy
+from forgeline.processing.registry import Parts
+from forgeline.processing.retry import retrying
 from forgeline.processing.sinks import send_with_retry
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
 from forgeline.telemetry.metrics import (
@@ -47,8 +51,6 @@ from forgeline.telemetry.metrics import (
     EXPORTER_LINES,
     EXPORTER_REQUESTS,
     EXPORTER_SKIPPED,
-    PROCESSOR_BATCH_SIZE,
-    PROCESSOR_RETRIES,
 )
 from services.exporter.files import (
     CONTENT_TYPE,
@@ -105,23 +107,20 @@ def _line(kind: RecordKind, record: Record) -> tuple[Hour, bytes] | None:
     return hour_of(kind, row), encode_line(row)
 
 
-class Exporter:
+class ExportStrategy(Strategy):
     def __init__(
         self,
-        bus: Bus,
+        runtime: Runtime,
         store: BlobStore,
         *,
         max_rows: int,
         max_bytes: int,
         flush_seconds: float,
         compress: bool,
-        dead_letters: DeadLetterPolicy | None = None,
     ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
+        self._runtime = runtime
+        self._clock = runtime.clock
         self._dead: list[OutgoingRecord] = []  # appended at the next flush, before its commit
-        self._producer = bus.producer()
-        self._topics = [t for t in TYPED_TOPICS if t in KINDS_BY_TOPIC]
-        self._consumer = bus.consumer(GROUP, [*self._topics, CONTROL_EXPORTER])
         self._store = store
         self._max_rows = max_rows
         self._max_bytes = max_bytes
@@ -134,48 +133,46 @@ class Exporter:
         self._rows = 0
         self._bytes = 0
         self._requested = False
-        self._stopping = asyncio.Event()
-        self.ready = False
+        self._room = 1
+        self._caught_up = True  # the last poll returned less than it asked for
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def capacity(self) -> tuple[int, float]:
+        self._room = max(1, min(POLL_CHUNK, self._max_rows - self._rows))
+        self._caught_up = True
+        return self._room, self._wait()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    async def submit(self, records: list[Record]) -> None:
+        failed = 0
+        for record in records:
+            failed += await self._add(record)
+        self._runtime.dead_letters.check(len(records), failed)
+        self._caught_up = len(records) < self._room
 
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        lag = LagReporter(GROUP, self._consumer)
-        self.ready = True
-        try:
-            while not self._stopping.is_set():
-                room = max(1, min(POLL_CHUNK, self._max_rows - self._rows))
-                records = await self._consumer.poll(room, timeout_s=self._wait())
-                count_consumed(GROUP, records)
-                failed = 0
-                for record in records:
-                    failed += await self._add(record)
-                self._dead_letters.check(len(records), failed)
-                EXPORTER_BUFFERED.set(self._rows)
-                reason = self._due(caught_up=len(records) < room)
-                if reason is not None:
-                    await self._flush(reason)
-                await lag.maybe_report({})
-            # Graceful stop: write and commit what is buffered before leaving.
-            await self._flush("stop")
-        finally:
-            self.ready = False
-            await self._consumer.stop()
-            await self._producer.stop()
+    async def poll(self) -> None:
+        EXPORTER_BUFFERED.set(self._rows)
+        reason = self._due(caught_up=self._caught_up)
+        if reason is not None:
+            await self._flush(reason)
+
+    async def join(self) -> None:
+        await self._flush("stop")
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Drop what ``join`` could not write (a replayed range still short of its end) and the
+        restart checks: these partitions are re-read from their commit, here or elsewhere, and
+        another replica may write files of them meanwhile."""
+        self._open.clear()
+        self._checked.clear()
+        self._rows = self._bytes = 0
+        self._opened_at = None
+        EXPORTER_BUFFERED.set(0)
 
     def _wait(self) -> float:
         if self._requested:
             return 0.0
         if self._opened_at is None:
             return 0.2
-        return max(0.0, min(0.2, self._opened_at + self._flush_seconds - time.monotonic()))
+        return max(0.0, min(0.2, self._opened_at + self._flush_seconds - self._clock.monotonic()))
 
     def _due(self, caught_up: bool) -> str | None:
         if self._rows >= self._max_rows:
@@ -186,14 +183,14 @@ class Exporter:
             return "replay"
         if self._requested and caught_up:
             return "request"  # everything appended before the request has been read
-        if self._opened_at is not None and time.monotonic() - self._opened_at >= self._flush_seconds:
+        if self._opened_at is not None and self._clock.monotonic() - self._opened_at >= self._flush_seconds:
             return "time"
         return None
 
     async def _add(self, record: Record) -> bool:
         """Buffer one record; True if it was dead-lettered."""
         if self._opened_at is None:
-            self._opened_at = time.monotonic()
+            self._opened_at = self._clock.monotonic()
         if record.topic == CONTROL_EXPORTER:
             self._control[record.tp] = record.offset + 1
             EXPORTER_REQUESTS.labels(outcome="coalesced" if self._requested else "flushed").inc()
@@ -212,7 +209,7 @@ class Exporter:
             return False  # a monitor clock tick: no row, committed with the range
         kind = open_range.kind
         made: tuple[Hour, bytes] | None = None
-        with self._dead_letters.guarded(record, self._dead) as guard:
+        with self._runtime.dead_letters.guarded(record, self._dead) as guard:
             made = _line(kind, record)
         if made is None:
             return guard.failed  # no row (skipped, or dead-lettered): committed with the range
@@ -262,20 +259,18 @@ class Exporter:
             flushed += open_range.rows
             del self._open[tp]
         if self._dead:
-            await send_with_retry(self._producer, self._dead, GROUP)
+            await send_with_retry(self._runtime.producer, self._dead, GROUP)
             self._dead = []
-        if commits:
-            await self._consumer.commit(commits)
+        await self._runtime.commit(commits, flushed if commits else None)
         self._control.clear()
         self._requested = False
         self._rows = sum(r.rows for r in self._open.values())
         self._bytes = sum(r.size for r in self._open.values())
-        self._opened_at = time.monotonic() if self._open else None
+        self._opened_at = self._clock.monotonic() if self._open else None
         EXPORTER_BUFFERED.set(self._rows)
         if commits:
             EXPORTER_FLUSHES.labels(reason=reason).inc()
             EXPORTER_FLUSH_LATENCY.observe(time.perf_counter() - started)
-            PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(flushed)
 
     async def _write(self, open_range: _Range) -> None:
         if open_range.first_data is None or open_range.anchor is None:
@@ -295,15 +290,53 @@ class Exporter:
             EXPORTER_BYTES.labels(table=kind.table).inc(len(data))
 
     async def _retry(self, what: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """A blob-store call, retried with backoff: a stuck store stalls the exporter, loses nothing."""
-        attempt = 0
-        while True:
-            try:
-                return await call(*args)
-            except Exception as err:  # noqa: BLE001 - any adapter's failure (OSError, S3 errors)
-                if self._stopping.is_set() and attempt >= 3:
-                    raise
-                PROCESSOR_RETRIES.labels(service=GROUP, reason="blobstore").inc()
-                log.warning("blob store call failed; retrying", extra={"call": what, "error": repr(err)[:500]})
-                await backoff(attempt)
-                attempt += 1
+        """A blob-store call, retried with backoff: a stuck store stalls the exporter, loses nothing
+        (a stopping exporter gives up after a few tries)."""
+        stopping = self._runtime.stopping
+        return await retrying(
+            lambda: call(*args),
+            service=GROUP,
+            reason="blobstore",
+            retriable=lambda err: True,  # any adapter's failure (OSError, S3 errors)
+            give_up=lambda attempt: stopping.is_set() and attempt >= 3,
+            what=what,
+        )
+
+
+class Exporter(ProcessorHost):
+    def __init__(
+        self,
+        bus: Bus,
+        store: BlobStore,
+        *,
+        max_rows: int,
+        max_bytes: int,
+        flush_seconds: float,
+        compress: bool,
+        dead_letters: DeadLetterPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        topics = [t for t in TYPED_TOPICS if t in KINDS_BY_TOPIC]
+        super().__init__(
+            GROUP,
+            bus,
+            [*topics, CONTROL_EXPORTER],
+            lambda rt: ExportStrategy(
+                rt, store, max_rows=max_rows, max_bytes=max_bytes, flush_seconds=flush_seconds, compress=compress
+            ),
+            dead_letters=dead_letters,
+            clock=clock,
+        )
+
+
+def build(parts: Parts) -> Exporter:
+    s = parts.settings
+    return Exporter(
+        parts.bus,
+        create_export_store(s, s.resolved_export_url),
+        max_rows=s.export_max_rows,
+        max_bytes=s.export_max_bytes,
+        flush_seconds=s.export_flush_seconds,
+        compress=s.export_gzip,
+        dead_letters=parts.dead_letters,
+    )

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, partition_for
 from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
-from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed, next_offsets
+from forgeline.processing.deadletter import DeadLetterPolicy
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.loop import next_offsets
+from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
     MONITOR_STATE_CHANGES,
     MONITOR_STATES,
     MONITOR_STREAM_CLOCK,
-    PROCESSOR_BATCH_SIZE,
 )
 from forgeline.warehouse.port import Warehouse
 from services.monitors.steps import (
@@ -65,67 +65,43 @@ def _rows(rows: list[tuple[Any, ...]], time_idx: set[int]) -> list[tuple[Any, ..
     return [tuple(to_datetime(v) if i in time_idx else v for i, v in enumerate(row)) for row in rows]
 
 
-class MonitorEvaluatorService:
+class EvaluateMonitorsStrategy(Strategy):
     def __init__(
-        self,
-        bus: Bus,
-        warehouse: Warehouse,
-        margin_s: float = 60.0,
-        tick_s: float = 5.0,
-        slack_s: float = 3.0,
-        batch: int = 1000,
-        dead_letters: DeadLetterPolicy | None = None,
+        self, runtime: Runtime, warehouse: Warehouse, margin_s: float, tick_s: float, slack_s: float, batch: int
     ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._bus = bus
-        self._consumer = bus.consumer(GROUP, [TYPED_CHECKINS])
-        self._producer = bus.producer()
+        self._runtime = runtime
+        self._bus = runtime.bus
+        self._consumer = runtime.consumer
+        self._producer = runtime.producer
         self._warehouse = warehouse
         self._margin_s = int(round(margin_s))
         self._tick_s = tick_s
         self._slack_ms = int(slack_s * 1000)
         self._batch = batch
-        self._stopping = asyncio.Event()
-        self.ready = False
-        self._guard = RebalanceGuard(self._consumer)
+        self._evaluator: Evaluator | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def capacity(self) -> tuple[int, float]:
+        if self._ticker is not None and self._ticker.done():
+            self._ticker.result()  # a failed ticker takes the service down (raises)
+        return self._batch, DEFAULT_POLL_TIMEOUT_S
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_forever(), name="monitors-ticker")
+        self._evaluator = await self._restore()
 
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        ticker = asyncio.create_task(self._tick_forever(), name="monitors-ticker")
-        try:
-            restored_at = self._guard.assignments
-            evaluator = await self._restore()
-            lag = LagReporter(GROUP, self._consumer)
-            self.ready = True
-            while not self._stopping.is_set():
-                if ticker.done():
-                    ticker.result()  # a failed ticker takes the service down (raises)
-                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
-                async with self._guard.lock:
-                    records = self._guard.fresh(records, polled_at)
-                    if restored_at != self._guard.assignments:
-                        # New partitions (Kafka): their monitors and clock, as at a restart.
-                        restored_at = self._guard.assignments
-                        evaluator = await self._restore()
-                    if records:
-                        count_consumed(GROUP, records)
-                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        await self._process(evaluator, records)
-                await lag.maybe_report({})
-        finally:
-            self.ready = False
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
-            await self._consumer.stop()
-            await self._producer.stop()
+    async def assigned(self) -> None:
+        # New partitions (Kafka): their monitors and clock, as at a restart.
+        self._evaluator = await self._restore()
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+
+    async def submit(self, records: list[Record]) -> None:
+        assert self._evaluator is not None, "submit before start"
+        await self._process(self._evaluator, records)
 
     async def _restore(self) -> Evaluator:
         db = self._warehouse.database
@@ -147,11 +123,12 @@ class MonitorEvaluatorService:
 
     async def _process(self, evaluator: Evaluator, records: list[Record]) -> None:
         result = evaluator.apply(records)
+        dead_letters = self._runtime.dead_letters
         out = [change.record() for change in result.changes]
-        out += [self._dead_letters.reject(record, err) for record, err in result.rejected]
+        out += [dead_letters.reject(record, err) for record, err in result.rejected]
         # Over the limit: nothing of this batch is appended, written or committed (the service
         # stops; a start restores the evaluator from the warehouse).
-        self._dead_letters.check(len(records), len(result.rejected))
+        dead_letters.check(len(records), len(result.rejected))
         await send_with_retry(self._producer, out, GROUP)
         changes = _rows([c.row() for c in result.changes], _CHANGE_TIMES)
         await insert_with_retry(self._warehouse, "monitor_state_changes", changes, CHANGE_COLUMNS, GROUP)
@@ -160,7 +137,7 @@ class MonitorEvaluatorService:
         if result.clock_moved:
             clock_row = [(CLOCK_NAME, to_datetime(evaluator.clock.now_ms))]
             await insert_with_retry(self._warehouse, "stream_clocks", clock_row, ["name", "clock_at"], GROUP)
-        await self._consumer.commit(next_offsets(records))
+        await self._runtime.commit(next_offsets(records), len(records))
         for change in result.changes:
             MONITOR_STATE_CHANGES.labels(state=change.state).inc()
         self._report(evaluator)
@@ -175,10 +152,42 @@ class MonitorEvaluatorService:
         while True:
             # Wall time is right here: the tick is stamped at append time, exactly as the
             # gateway stamps received_at; the log order does the rest.
-            at_ms = int(time.time() * 1000) - self._slack_ms
+            at_ms = int(self._runtime.clock.time() * 1000) - self._slack_ms
             ticks = [
                 OutgoingRecord(RAW_LOGISTER, tick_value(at_ms), headers=((TICK_HEADER, b"1"),), partition=p)
                 for p in range(partitions)
             ]
             await send_with_retry(self._producer, ticks, GROUP)
             await asyncio.sleep(self._tick_s)
+
+
+class MonitorEvaluatorService(ProcessorHost):
+    def __init__(
+        self,
+        bus: Bus,
+        warehouse: Warehouse,
+        margin_s: float = 60.0,
+        tick_s: float = 5.0,
+        slack_s: float = 3.0,
+        batch: int = 1000,
+        dead_letters: DeadLetterPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            GROUP,
+            bus,
+            [TYPED_CHECKINS],
+            lambda rt: EvaluateMonitorsStrategy(rt, warehouse, margin_s, tick_s, slack_s, batch),
+            dead_letters=dead_letters,
+        )
+
+
+def build(parts: Parts) -> MonitorEvaluatorService:
+    s = parts.settings
+    return MonitorEvaluatorService(
+        parts.bus,
+        parts.warehouse,
+        margin_s=s.monitor_margin_seconds,
+        tick_s=s.monitor_tick_seconds,
+        slack_s=s.publish_timeout_seconds + 1.0,
+        dead_letters=parts.dead_letters,
+    )

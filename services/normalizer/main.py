@@ -7,18 +7,16 @@ produces again are identical, and the writer's tables collapse them.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record
+from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
-from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
-from forgeline.telemetry.metrics import PROCESSOR_BATCH_SIZE, PROCESSOR_RETRIES
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.loop import next_offsets
+from forgeline.processing.registry import Parts
+from forgeline.processing.sinks import send_with_retry
 from services.normalizer.steps import NORMALIZERS, forward_tick, normalize
 
 GROUP = "normalizer"
-log = logging.getLogger(__name__)
 
 
 def process_batch(
@@ -44,56 +42,31 @@ def process_batch(
     return out
 
 
-class Normalizer:
-    def __init__(self, bus: Bus, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._consumer = bus.consumer(GROUP, list(NORMALIZERS))
-        self._producer = bus.producer()
+class NormalizeStrategy(Strategy):
+    """Normalize a batch, append its outputs durably, then commit it (under the guard's lock:
+    a rebalance waits, so the next owner never normalizes it again)."""
+
+    def __init__(self, runtime: Runtime, batch: int) -> None:
+        self._runtime = runtime
         self._batch = batch
-        self._checkin_partitions = bus.partitions(TYPED_CHECKINS)
-        self._stopping = asyncio.Event()
-        self.ready = False
-        # A rebalance waits for the batch in flight to be forwarded and committed, so the
-        # next owner does not normalize it again.
-        self._guard = RebalanceGuard(self._consumer)
+        self._checkin_partitions = runtime.bus.partitions(TYPED_CHECKINS)
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def capacity(self) -> tuple[int, float]:
+        return self._batch, DEFAULT_POLL_TIMEOUT_S
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    async def submit(self, records: list[Record]) -> None:
+        out = process_batch(records, self._checkin_partitions, self._runtime.dead_letters)
+        # The bus is down or slow: retry, never commit past it.
+        await send_with_retry(self._runtime.producer, out, GROUP)
+        await self._runtime.commit(next_offsets(records), len(records))
 
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        lag = LagReporter(GROUP, self._consumer)
-        self.ready = True
-        try:
-            while not self._stopping.is_set():
-                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
-                async with self._guard.lock:
-                    records = self._guard.fresh(records, polled_at)
-                    if records:
-                        count_consumed(GROUP, records)
-                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        out = process_batch(records, self._checkin_partitions, self._dead_letters)
-                        await self._forward(out)
-                        await self._consumer.commit(next_offsets(records))
-                await lag.maybe_report({})
-        finally:
-            self.ready = False
-            await self._consumer.stop()
-            await self._producer.stop()
 
-    async def _forward(self, out: list[OutgoingRecord]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._producer.send_many(out)
-                return
-            except BusUnavailable as err:  # the bus is down or slow: retry, never commit past it
-                PROCESSOR_RETRIES.labels(service=GROUP, reason=type(err).__name__).inc()
-                log.warning("append failed; retrying", extra={"error": repr(err), "attempt": attempt})
-                await backoff(attempt)
-                attempt += 1
+class Normalizer(ProcessorHost):
+    def __init__(self, bus: Bus, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None) -> None:
+        super().__init__(
+            GROUP, bus, list(NORMALIZERS), lambda rt: NormalizeStrategy(rt, batch), dead_letters=dead_letters
+        )
+
+
+def build(parts: Parts) -> Normalizer:
+    return Normalizer(parts.bus, parts.settings.normalizer_batch, dead_letters=parts.dead_letters)

@@ -2,9 +2,10 @@
 
 The delivery log is the ``control.notify_deliveries`` topic: one record per state change of a
 delivery id (``pending`` before the first attempt, then ``delivered`` or ``dead``). It is read
-whole at start, so ids already done are skipped after a restart or a redelivery of the same
-input; a ``pending`` id without an outcome means a crash mid-send, and the provider is asked
-(``providers.already_delivered``) before sending again.
+whole at start, and again when partitions are assigned, so ids already done are skipped after
+a restart, a rebalance or a redelivery of the same input; a ``pending`` id without an outcome
+means a crash (or a stop) mid-send, and the provider is asked (``providers.already_delivered``)
+before sending again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 from forgeline.bus.follow import read_to_end
 from forgeline.bus.port import Bus, OutgoingRecord, Producer, Record
 from forgeline.bus.topics import CONTROL_NOTIFY_DELIVERIES
+from forgeline.processing.sinks import send_with_retry
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
@@ -115,6 +117,7 @@ class DeliveryLog:
             if detail:
                 doc["detail"] = detail
             records.append(OutgoingRecord(CONTROL_NOTIFY_DELIVERIES, orjson.dumps(doc), key=delivery_id.encode()))
-        await self._producer.send_many(records)
+        # A slow or restarting bus is retried like every other append: the batch waits, uncommitted.
+        await send_with_retry(self._producer, records, "notifier")
         for delivery_id in delivery_ids:
             self._apply(delivery_id, state, at)

@@ -13,6 +13,7 @@ status, never a URL (a Discord webhook URL is its credential) nor a header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from forgeline.notify.crypto import SecretBox, SecretError
 from forgeline.notify.egress import BlockedDestination, OutboundClients, parse_networks
 from forgeline.notify.model import Target
 from forgeline.notify.store import TargetFollower
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage, as_invalid, dead_letter
-from forgeline.processing.loop import LagReporter, count_consumed, next_offsets
+from forgeline.processing.deadletter import DeadLetterPolicy, InvalidMessage, as_invalid, dead_letter
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.loop import next_offsets
+from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import send_with_retry
 from forgeline.telemetry.metrics import (
     NOTIFIER_DEAD_LETTERS,
@@ -37,7 +40,6 @@ from forgeline.telemetry.metrics import (
     NOTIFIER_RETRIES,
     NOTIFIER_SEND_LATENCY,
     NOTIFIER_SENT,
-    PROCESSOR_BATCH_SIZE,
 )
 from services.notifier import providers
 from services.notifier.delivery import DeliveryLog, Pending, TokenBucket, backoff_s
@@ -108,71 +110,60 @@ async def attempt(
     return Outcome("permanent", reason)
 
 
-class NotifierService:
-    def __init__(
-        self,
-        bus: Bus,
-        box: SecretBox,
-        policy: NotifyPolicy | None = None,
-        batch: int = 500,
-        dead_letters: DeadLetterPolicy | None = None,
-    ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._consumer = bus.consumer(GROUP, TOPICS)
-        self._producer = bus.producer()
-        self._targets = TargetFollower(bus)
-        self._log = DeliveryLog(bus, self._producer)
+class NotifyStrategy(Strategy):
+    def __init__(self, runtime: Runtime, box: SecretBox, policy: NotifyPolicy, batch: int) -> None:
+        self._runtime = runtime
+        self._targets = TargetFollower(runtime.bus)
+        self._log = DeliveryLog(runtime.bus, runtime.producer)
         self._box = box
-        self._policy = policy or NotifyPolicy()
+        self._policy = policy
         self._batch = batch
         self._buckets: dict[str, TokenBucket] = {}
-        self._semaphore = asyncio.Semaphore(self._policy.concurrency)
-        self._stopping = asyncio.Event()
-        self.ready = False
+        self._semaphore = asyncio.Semaphore(policy.concurrency)
+        self._clients = contextlib.AsyncExitStack()
+        self._client: OutboundClients | None = None
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def capacity(self) -> tuple[int, float]:
+        return self._batch, DEFAULT_POLL_TIMEOUT_S
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
+    async def start(self) -> None:
         await self._targets.start()
+        loaded = await self._log.load()
+        log.info(
+            "notifier started",
+            extra={"targets": len(self._targets.table.targets), "delivery_log_records": loaded},
+        )
+        timeout = httpx.Timeout(self._policy.timeout_s)
+        # httpcore scans its whole pool per request: a small pool is faster than one per task.
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        networks = parse_networks(self._policy.allowed_networks)
+        self._client = await self._clients.enter_async_context(OutboundClients(networks, timeout, limits))
+
+    async def assigned(self) -> None:
+        # New partitions (Kafka): the batches another replica settled on them are committed,
+        # and its marks of a batch it abandoned at stop are in the log: read them, so those
+        # deliveries are looked up before being sent again, not sent twice.
+        loaded = await self._log.load()
+        log.info("delivery log reloaded after an assignment", extra={"delivery_log_records": loaded})
+
+    async def close(self) -> None:
         try:
-            loaded = await self._log.load()
-            log.info(
-                "notifier started",
-                extra={"targets": len(self._targets.table.targets), "delivery_log_records": loaded},
-            )
-            timeout = httpx.Timeout(self._policy.timeout_s)
-            # httpcore scans its whole pool per request: a small pool is faster than one per task.
-            limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-            networks = parse_networks(self._policy.allowed_networks)
-            async with OutboundClients(networks, timeout, limits) as client:
-                lag = LagReporter(GROUP, self._consumer)
-                self.ready = True
-                while not self._stopping.is_set():
-                    records = await self._consumer.poll(self._batch, timeout_s=0.2)
-                    await self._targets.catch_up()  # `notify add` applies from the next batch on
-                    if records:
-                        count_consumed(GROUP, records)
-                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        if not await self._process_until_stopped(client, records):
-                            break
-                    await lag.maybe_report({})
+            await self._clients.aclose()
         finally:
-            self.ready = False
             await self._targets.stop()
-            await self._consumer.stop()
-            await self._producer.stop()
+
+    async def poll(self) -> None:
+        await self._targets.catch_up()  # `notify add` applies from the next batch on
+
+    async def submit(self, records: list[Record]) -> None:
+        assert self._client is not None, "submit before start"
+        await self._targets.catch_up()
+        await self._process_until_stopped(self._client, records)
 
     async def _process_until_stopped(self, client: OutboundClients, records: list[Record]) -> bool:
         """Process a batch; on stop, abandon it uncommitted (deliveries in backoff could take minutes)."""
         work = asyncio.create_task(self._process(client, records))
-        stop = asyncio.create_task(self._stopping.wait())
+        stop = asyncio.create_task(self._runtime.stopping.wait())
         done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         if work in done:
             stop.cancel()
@@ -192,7 +183,7 @@ class NotifierService:
         for record in records:
             # Whatever reading a record raises dead-letters that record alone; its deliveries
             # join the batch only once all of them were worked out.
-            with self._dead_letters.guarded(record, rejected):
+            with self._runtime.dead_letters.guarded(record, rejected):
                 jobs.update(self._jobs(record, jobs))
         # "pending" for the whole batch in one durable append, before the first request.
         await self._log.mark_many([did for did, job in jobs.items() if job[3] is None], "pending")
@@ -206,9 +197,9 @@ class NotifierService:
         failed = {
             (record.tp, record.offset) for (_, _, record, _), bad in zip(jobs.values(), broken, strict=True) if bad
         }
-        self._dead_letters.check(len(records), len(rejected) + len(failed))
-        await send_with_retry(self._producer, rejected, GROUP)
-        await self._consumer.commit(next_offsets(records))
+        self._runtime.dead_letters.check(len(records), len(rejected) + len(failed))
+        await send_with_retry(self._runtime.producer, rejected, GROUP)
+        await self._runtime.commit(next_offsets(records), len(records))
 
     def _jobs(
         self, record: Record, batch: dict[str, tuple[Target, Notification, Record, Pending | None]]
@@ -227,14 +218,6 @@ class NotifierService:
                 continue
             jobs[did] = (target, n, record, self._log.pending.get(did))
         return jobs
-
-    async def lag(self) -> int:
-        """Records of the input topics not yet committed (0: every delivery so far is settled)."""
-        ends = await self._consumer.end_offsets()
-        total = 0
-        for tp, end in ends.items():
-            total += max(end - await self._consumer.committed(tp), 0)
-        return total
 
     def _bucket(self, target: Target) -> TokenBucket:
         bucket = self._buckets.get(target.id)
@@ -336,5 +319,47 @@ class NotifierService:
             key=did.encode(),
             headers=(*base.headers, ("dead_letter_key", did.encode())),
         )
-        await send_with_retry(self._producer, [out], GROUP)
+        await send_with_retry(self._runtime.producer, [out], GROUP)
         await self._log.mark(did, "dead", reason)
+
+
+class NotifierService(ProcessorHost):
+    def __init__(
+        self,
+        bus: Bus,
+        box: SecretBox,
+        policy: NotifyPolicy | None = None,
+        batch: int = 500,
+        dead_letters: DeadLetterPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            GROUP,
+            bus,
+            TOPICS,
+            lambda rt: NotifyStrategy(rt, box, policy or NotifyPolicy(), batch),
+            dead_letters=dead_letters,
+        )
+
+    async def lag(self) -> int:
+        """Records of the input topics not yet committed (0: every delivery so far is settled)."""
+        ends = await self._consumer.end_offsets()
+        total = 0
+        for tp, end in ends.items():
+            total += max(end - await self._consumer.committed(tp), 0)
+        return total
+
+
+def build(parts: Parts) -> NotifierService:
+    from forgeline.notify.crypto import load_key
+
+    s = parts.settings
+    policy = NotifyPolicy(
+        max_attempts=s.notify_max_attempts,
+        backoff_s=s.notify_backoff_seconds,
+        backoff_max_s=s.notify_backoff_max_seconds,
+        timeout_s=s.notify_timeout_seconds,
+        concurrency=s.notify_concurrency,
+        allowed_networks=s.notify_allowed_networks,
+    )
+    box = SecretBox(load_key(s.data_dir.resolve(), s.notify_key))
+    return NotifierService(parts.bus, box, policy, dead_letters=parts.dead_letters)

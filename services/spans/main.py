@@ -21,7 +21,6 @@ of an evicted trace, or any new trace); a trace that never goes quiet (a span ev
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -29,12 +28,12 @@ import orjson
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import TYPED_SPANS
-from forgeline.clock import Clock, SystemClock
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage
-from forgeline.processing.loop import LagReporter, RebalanceGuard, count_consumed
+from forgeline.clock import Clock
+from forgeline.processing.deadletter import DeadLetterPolicy, InvalidMessage
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
-    PROCESSOR_BATCH_SIZE,
     SPANS_OPEN_TRACES,
     SPANS_TRACES_SUMMARIZED,
 )
@@ -97,71 +96,40 @@ def summary_row(t: TraceSummary) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-class SpanAssemblerService:
-    def __init__(
-        self,
-        bus: Bus,
-        warehouse: Warehouse,
-        quiet_s: float = 5.0,
-        keep_s: float = 300.0,
-        batch: int = 1000,
-        clock: Clock | None = None,
-        dead_letters: DeadLetterPolicy | None = None,
-    ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._consumer = bus.consumer(GROUP, [TYPED_SPANS])
-        self._producer = bus.producer()
+class AssembleSpansStrategy(Strategy):
+    def __init__(self, runtime: Runtime, warehouse: Warehouse, quiet_s: float, keep_s: float, batch: int) -> None:
+        self._runtime = runtime
         self._warehouse = warehouse
-        self._assembler = Assembler(quiet_s, keep_s)
-        self._clock = clock or SystemClock()
+        self._clock = runtime.clock
         self._batch = batch
+        self._quiet_s, self._keep_s = quiet_s, keep_s
+        self._assembler = Assembler(quiet_s, keep_s)
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._stopping = asyncio.Event()
-        self.ready = False
-        self._quiet_s, self._keep_s = quiet_s, keep_s
-        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
+        self._ingested = 0  # records read since the last commit (the batch-size metric)
 
-    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
-        """Write every open trace and commit (under the guard's lock), then forget them all."""
+    def capacity(self) -> tuple[int, float]:
+        return self._batch, DEFAULT_POLL_TIMEOUT_S
+
+    async def submit(self, records: list[Record]) -> None:
+        await self._ingest(records)
+
+    async def poll(self) -> None:
+        await self._flush(everything=False)
+
+    async def join(self) -> None:
+        """Write every open trace and commit (before a revocation, or at a graceful stop)."""
         await self._flush(everything=True)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Forget every trace: whoever owns a partition next reloads one from ``span_tree``."""
         self._assembler = Assembler(self._quiet_s, self._keep_s)
         self._consumed.clear()
         self._committed.clear()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        lag = LagReporter(GROUP, self._consumer)
-        self.ready = True
-        try:
-            while not self._stopping.is_set():
-                records, polled_at = await self._guard.poll(self._batch, timeout_s=0.2)
-                async with self._guard.lock:
-                    records = self._guard.fresh(records, polled_at)
-                    if records:
-                        count_consumed(GROUP, records)
-                        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(records))
-                        await self._ingest(records)
-                    await self._flush(everything=False)
-                await lag.maybe_report({})
-            async with self._guard.lock:
-                await self._flush(everything=True)  # graceful stop: write every open trace
-        finally:
-            self.ready = False
-            await self._consumer.stop()
-            await self._producer.stop()
-
     async def _ingest(self, records: list[Record]) -> None:
         dead: list[OutgoingRecord] = []
-        parsed = list(self._dead_letters.each(records, _parse, dead))
+        parsed = list(self._runtime.dead_letters.each(records, _parse, dead))
         missing = sorted(self._assembler.needs_load(span for _, span in parsed))
         if missing:
             stored: dict[tuple[str, str], list[Span]] = {key: [] for key in missing}
@@ -174,14 +142,15 @@ class SpanAssemblerService:
                 self._assembler.restore(key, spans)
         now = self._clock.monotonic()
         for record, span in parsed:
-            with self._dead_letters.guarded(record, dead):
+            with self._runtime.dead_letters.guarded(record, dead):
                 self._assembler.add(span, record.partition, record.offset, now)
         # Over the limit: raise before these dead letters are appended or any offset moves (the
         # service stops; its open traces come back from the log at the next start).
-        self._dead_letters.check(len(records), len(dead))
-        await send_with_retry(self._producer, dead, GROUP)
+        self._runtime.dead_letters.check(len(records), len(dead))
+        await send_with_retry(self._runtime.producer, dead, GROUP)
         for record in records:
             self._consumed[record.tp] = max(self._consumed.get(record.tp, 0), record.offset + 1)
+        self._ingested += len(records)
 
     async def _flush(self, everything: bool) -> None:
         now = self._clock.monotonic()
@@ -207,5 +176,33 @@ class SpanAssemblerService:
             if offset > self._committed.get(tp, -1):
                 offsets[tp] = offset
         if offsets:
-            await self._consumer.commit(offsets)
+            await self._runtime.commit(offsets, self._ingested)
             self._committed.update(offsets)
+            self._ingested = 0
+
+
+class SpanAssemblerService(ProcessorHost):
+    def __init__(
+        self,
+        bus: Bus,
+        warehouse: Warehouse,
+        quiet_s: float = 5.0,
+        keep_s: float = 300.0,
+        batch: int = 1000,
+        clock: Clock | None = None,
+        dead_letters: DeadLetterPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            GROUP,
+            bus,
+            [TYPED_SPANS],
+            lambda rt: AssembleSpansStrategy(rt, warehouse, quiet_s, keep_s, batch),
+            dead_letters=dead_letters,
+            clock=clock,
+        )
+
+
+def build(parts: Parts) -> SpanAssemblerService:
+    return SpanAssemblerService(
+        parts.bus, parts.warehouse, quiet_s=parts.settings.span_quiet_seconds, dead_letters=parts.dead_letters
+    )

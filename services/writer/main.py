@@ -21,17 +21,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition
+from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.topics import DEAD_LETTER_GROUPS, TICK_HEADER, dead_letter_topic
+from forgeline.clock import Clock, SystemClock
 from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage
-from forgeline.processing.loop import LagReporter, RebalanceGuard, backoff, count_consumed, next_offsets
+from forgeline.processing.host import ProcessorHost, Runtime, Strategy
+from forgeline.processing.loop import next_offsets
+from forgeline.processing.registry import Parts
+from forgeline.processing.retry import retrying
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
-from forgeline.telemetry.metrics import (
-    PROCESSOR_BATCH_SIZE,
-    PROCESSOR_RETRIES,
-    WRITER_INSERT_LATENCY,
-    WRITER_ROWS,
-)
+from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_ROWS
 from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, decode_typed, is_dead_letter_topic, to_columns
 
@@ -65,6 +64,7 @@ class _Batch:
     records: list[Record] = field(default_factory=list)
     tables: dict[str, _TableBatch] = field(default_factory=dict)
     dead: list[OutgoingRecord] = field(default_factory=list)
+    clock: Clock = field(default_factory=SystemClock)
     opened_at: float = 0.0
 
     def add(self, record: Record) -> None:
@@ -72,7 +72,7 @@ class _Batch:
 
     def add_many(self, records: list[Record]) -> None:
         if records and not self.records:
-            self.opened_at = time.monotonic()
+            self.opened_at = self.clock.monotonic()
         self.records += records
         # A stream-clock tick (services/monitors) has no row; it commits with the batch.
         rows = [record for record in records if record.header(TICK_HEADER) is None]
@@ -114,123 +114,81 @@ class _Batch:
         return data, kept
 
 
-class Writer:
-    def __init__(
-        self,
-        bus: Bus,
-        warehouse: Warehouse,
-        batch_rows: int,
-        flush_seconds: float,
-        dead_letters: DeadLetterPolicy | None = None,
-    ) -> None:
-        self._dead_letters = DeadLetters(GROUP, dead_letters)
-        self._consumer = bus.consumer(GROUP, [*KINDS_BY_TOPIC, *DEAD_LETTER_SOURCES])
-        self._producer = bus.producer()
+class WriteStrategy(Strategy):
+    """Buffer records into a batch; flush it when full or due, one flush in flight at a time."""
+
+    def __init__(self, runtime: Runtime, warehouse: Warehouse, batch_rows: int, flush_seconds: float) -> None:
+        self._runtime = runtime
         self._warehouse = warehouse
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
-        self._stopping = asyncio.Event()
-        self.ready = False
-        # The batch being built; the guard keeps a rebalance from flushing it while the loop
-        # adds to it or flushes it itself.
-        self._batch = _Batch(self._dead_letters)
+        self._clock = runtime.clock
+        self._batch = self._new_batch()
         # One flush in flight while the next batch is read and converted: the insert runs in a
         # thread, so decoding overlaps it. Flushes still run (and commit) strictly in order, and
         # at most two batches are held in memory.
         self._flushing: asyncio.Task[None] | None = None
-        self._guard = RebalanceGuard(self._consumer, self._on_revoke)
 
-    async def _on_revoke(self, partitions: set[TopicPartition]) -> None:
-        """Before partitions move to another writer: write and commit what is buffered.
+    def _new_batch(self) -> _Batch:
+        return _Batch(self._runtime.dead_letters, clock=self._clock)
 
-        The next owner then starts after our rows, so a rebalance inserts nothing twice.
-        Runs under the guard's lock.
-        """
-        await self._drain()
+    def capacity(self) -> tuple[int, float]:
+        room = self._batch_rows - len(self._batch.records)
+        wait = 0.2
+        if self._batch.records:
+            wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - self._clock.monotonic()))
+        return room, wait
 
-    async def _drain(self) -> None:
-        """Finish the flush in flight, then write and commit the batch being built."""
+    async def submit(self, records: list[Record]) -> None:
+        self._batch.add_many(records)
+
+    async def poll(self) -> None:
+        batch = self._batch
+        due = batch.opened_at + self._flush_seconds <= self._clock.monotonic()
+        if batch.records and (len(batch.records) >= self._batch_rows or due):
+            if self._flushing is not None:
+                await self._flushing
+            self._flushing = asyncio.create_task(self._flush(batch))
+            self._batch = self._new_batch()
+        elif self._flushing is not None and self._flushing.done():
+            await self._flushing  # surfaces its exception, if any
+            self._flushing = None
+
+    async def join(self) -> None:
+        """Finish the flush in flight, then write and commit the batch being built (before
+        partitions move to another writer, or at stop: the next owner starts after our rows)."""
         if self._flushing is not None:
             flushing, self._flushing = self._flushing, None
             await flushing
         if self._batch.records:
             await self._flush(self._batch)
-            self._batch = _Batch(self._dead_letters)
+            self._batch = self._new_batch()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    async def run(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        lag = LagReporter(GROUP, self._consumer)
-        self.ready = True
-        try:
-            while not self._stopping.is_set():
-                room = self._batch_rows - len(self._batch.records)
-                wait = 0.2
-                if self._batch.records:
-                    wait = max(0.0, min(wait, self._batch.opened_at + self._flush_seconds - time.monotonic()))
-                records, polled_at = (
-                    await self._guard.poll(room, timeout_s=wait) if room > 0 else ([], self._guard.generation)
-                )
-                async with self._guard.lock:
-                    records = self._guard.fresh(records, polled_at)
-                    count_consumed(GROUP, records)
-                    batch = self._batch
-                    batch.add_many(records)
-                    due = batch.opened_at + self._flush_seconds <= time.monotonic()
-                    if batch.records and (len(batch.records) >= self._batch_rows or due):
-                        if self._flushing is not None:
-                            await self._flushing
-                        self._flushing = asyncio.create_task(self._flush(batch))
-                        self._batch = _Batch(self._dead_letters)
-                    elif self._flushing is not None and self._flushing.done():
-                        await self._flushing  # surfaces its exception, if any
-                        self._flushing = None
-                await lag.maybe_report({})
-            async with self._guard.lock:
-                # Graceful stop: write and commit what is buffered before leaving.
-                await self._drain()
-        finally:
-            flushing = self._flushing
-            if flushing is not None and not flushing.done():
-                flushing.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await flushing
-            self.ready = False
-            await self._consumer.stop()
-            await self._producer.stop()
+    async def close(self) -> None:
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await flushing
 
     async def _flush(self, batch: _Batch) -> None:
-        PROCESSOR_BATCH_SIZE.labels(service=GROUP).observe(len(batch.records))
         for table, table_batch in batch.tables.items():
             await self._insert(table, table_batch, batch)
         # Before a single dead letter of it is appended or its offsets committed: a batch that
         # tips the ratio over stays in the log for a fixed version (the inserts above replay as no-ops).
-        self._dead_letters.check(len(batch.records), len(batch.dead))
-        if batch.dead:
-            await self._send_dead_letters(batch.dead)
-        await self._consumer.commit(next_offsets(batch.records))
+        await self._runtime.settle(len(batch.records), batch.dead)
+        await self._runtime.commit(next_offsets(batch.records), len(batch.records))
 
     async def _insert(self, table: str, tb: _TableBatch, batch: _Batch) -> None:
         data, sources = batch.columns_of(tb)
-        attempt = 0
-        while True:
-            try:
-                await self._insert_or_bisect(table, tb.columns, data, sources, batch)
-                return
-            except WarehouseError as err:
-                if self._stopping.is_set():
-                    raise
-                PROCESSOR_RETRIES.labels(service=GROUP, reason="warehouse").inc()
-                log.warning("insert failed; retrying", extra={"table": table, "error": str(err)[:500]})
-                await backoff(attempt)
-                attempt += 1
+        # Only retriable errors come out of the bisection; a stopping writer leaves them.
+        await retrying(
+            lambda: self._insert_or_bisect(table, tb.columns, data, sources, batch),
+            service=GROUP,
+            reason="warehouse",
+            retriable=lambda err: isinstance(err, WarehouseError) and not self._runtime.stopping.is_set(),
+            what=f"insert {table}",
+        )
 
     async def _insert_or_bisect(
         self,
@@ -261,13 +219,29 @@ class Writer:
         WRITER_INSERT_LATENCY.labels(table=table).observe(time.perf_counter() - started)
         WRITER_ROWS.labels(table=table).inc(len(sources))
 
-    async def _send_dead_letters(self, dead: list[OutgoingRecord]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._producer.send_many(dead)
-                return
-            except BusUnavailable:
-                PROCESSOR_RETRIES.labels(service=GROUP, reason="bus").inc()
-                await backoff(attempt)
-                attempt += 1
+
+class Writer(ProcessorHost):
+    def __init__(
+        self,
+        bus: Bus,
+        warehouse: Warehouse,
+        batch_rows: int,
+        flush_seconds: float,
+        dead_letters: DeadLetterPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            GROUP,
+            bus,
+            [*KINDS_BY_TOPIC, *DEAD_LETTER_SOURCES],
+            lambda rt: WriteStrategy(rt, warehouse, batch_rows, flush_seconds),
+            dead_letters=dead_letters,
+            clock=clock,
+        )
+
+
+def build(parts: Parts) -> Writer:
+    s = parts.settings
+    return Writer(
+        parts.bus, parts.warehouse, s.writer_batch_rows, s.writer_flush_seconds, dead_letters=parts.dead_letters
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Mapping
 
 from forgeline.bus.port import BusUnavailable, Consumer, Record, RevokeHandler, TopicPartition
+from forgeline.clock import Clock, SystemClock
+from forgeline.processing.retry import backoff as backoff
 from forgeline.telemetry.metrics import PROCESSOR_CONSUMED, PROCESSOR_LAG
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,16 @@ def count_consumed(service: str, records: Iterable[Record]) -> None:
 class LagReporter:
     """Updates the lag gauge every ``interval_s`` (end offset − committed, per topic)."""
 
-    def __init__(self, service: str, consumer: Consumer, interval_s: float = 5.0) -> None:
+    def __init__(self, service: str, consumer: Consumer, interval_s: float = 5.0, clock: Clock | None = None) -> None:
         self._service = service
         self._consumer = consumer
         self._interval_s = interval_s
-        self._last = 0.0
+        self._clock = clock or SystemClock()
+        self._last: float | None = None
 
     async def maybe_report(self, committed: Mapping[TopicPartition, int]) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval_s:
+        now = self._clock.monotonic()
+        if self._last is not None and now - self._last < self._interval_s:
             return
         self._last = now
         per_topic: dict[str, int] = {}
@@ -61,10 +63,6 @@ class LagReporter:
             return
         for topic, lag in per_topic.items():
             PROCESSOR_LAG.labels(service=self._service, topic=topic).set(lag)
-
-
-async def backoff(attempt: int, cap_s: float = 10.0) -> None:
-    await asyncio.sleep(min(0.1 * 2**attempt, cap_s))
 
 
 class RebalanceGuard:
