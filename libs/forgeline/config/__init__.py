@@ -173,15 +173,6 @@ class Settings:
     bus_segment_ms: int = 3600 * 1000
     min_free_bytes: int = 100 * 1024 * 1024
     min_free_percent: float = 0.0
-    # Embedded log retention (Kafka's retention.ms / retention.bytes per partition /
-    # segment.bytes / segment.ms; -1 = unbounded), see docs/lifecycle.md. Writes are refused
-    # (503) while the data directory has less free space than min_free_bytes or min_free_percent.
-    bus_retention_ms: int = 7 * 24 * 3600 * 1000
-    bus_retention_bytes: int = -1
-    bus_segment_bytes: int = 64 * 1024 * 1024
-    bus_segment_ms: int = 3600 * 1000
-    min_free_bytes: int = 100 * 1024 * 1024
-    min_free_percent: float = 0.0
 
     @property
     def resolved_bus_url(self) -> str:
@@ -315,14 +306,6 @@ class Settings:
             bus_segment_ms=reader.get("FORGELINE_BUS_SEGMENT_MS", _positive_or_unbounded, d.bus_segment_ms),
             min_free_bytes=reader.get("FORGELINE_MIN_FREE_BYTES", _non_negative_int, d.min_free_bytes),
             min_free_percent=reader.get("FORGELINE_MIN_FREE_PERCENT", _percent, d.min_free_percent),
-            bus_retention_ms=reader.get("FORGELINE_BUS_RETENTION_MS", _positive_or_unbounded, d.bus_retention_ms),
-            bus_retention_bytes=reader.get(
-                "FORGELINE_BUS_RETENTION_BYTES", _positive_or_unbounded, d.bus_retention_bytes
-            ),
-            bus_segment_bytes=reader.get("FORGELINE_BUS_SEGMENT_BYTES", _positive_int, d.bus_segment_bytes),
-            bus_segment_ms=reader.get("FORGELINE_BUS_SEGMENT_MS", _positive_or_unbounded, d.bus_segment_ms),
-            min_free_bytes=reader.get("FORGELINE_MIN_FREE_BYTES", _non_negative_int, d.min_free_bytes),
-            min_free_percent=reader.get("FORGELINE_MIN_FREE_PERCENT", _percent, d.min_free_percent),
             processors=reader.get("FORGELINE_PROCESSORS", _csv, d.processors),
             export_url=reader.get("FORGELINE_EXPORT_URL", str, d.export_url),
             export_gzip=reader.get("FORGELINE_EXPORT_GZIP", _bool, d.export_gzip),
@@ -419,27 +402,6 @@ def _retention_table(raw: str) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"expected kind=days, got {item!r}")
         pairs[kind.strip()] = parse_days(days)
     return tuple(sorted(check_kinds(pairs).items()))
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
-
-
-def _percent(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value < 100:
-        raise ValueError("must be a percentage from 0 to below 100")
-    return value
-
-
-def _positive_or_unbounded(raw: str) -> int:
-    value = int(raw)
-    if value <= 0 and value != -1:
-        raise ValueError("must be a positive integer, or -1 for unbounded")
-    return value
 
 
 def _non_negative_int(raw: str) -> int:
