@@ -164,15 +164,14 @@ class Settings:
     # GitLab on 10.x); otherwise only a target added with --allow-private reaches private ones.
     notify_allowed_networks: tuple[str, ...] = field(default=())
     trusted_proxies: tuple[str, ...] = field(default=())
-    # Embedded log retention (Kafka's retention.ms / retention.bytes per partition /
-    # segment.bytes / segment.ms; -1 = unbounded), see docs/lifecycle.md. Writes are refused
-    # (503) while the data directory has less free space than min_free_bytes or min_free_percent.
-    bus_retention_ms: int = 7 * 24 * 3600 * 1000
-    bus_retention_bytes: int = -1
-    bus_segment_bytes: int = 64 * 1024 * 1024
-    bus_segment_ms: int = 3600 * 1000
+    # Embedded log retention, in Kafka's terms (docs/lifecycle.md).
+    bus_retention_ms: int = 7 * 24 * 3600 * 1000  # retention.ms: closed log segments older are deleted (-1: never).
+    bus_retention_bytes: int = -1  # retention.bytes per partition: oldest closed segments go above it (-1: no bound).
+    bus_segment_bytes: int = 64 * 1024 * 1024  # segment.bytes: the active log segment is closed at this size.
+    bus_segment_ms: int = 3600 * 1000  # segment.ms: also closed once its first record is this old.
+    # Below this much free space in the data directory the gateway answers 503 (0 = off).
     min_free_bytes: int = 100 * 1024 * 1024
-    min_free_percent: float = 0.0
+    min_free_percent: float = 0.0  # The same as a percentage of the filesystem (0 = off).
 
     @property
     def resolved_bus_url(self) -> str:
