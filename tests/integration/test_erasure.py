@@ -83,6 +83,10 @@ class Person:
         r = httpx.post(f"{up.base_url}/v1/ingest/sessions", json=session, headers=forge, timeout=10)
         assert r.status_code == 201, r.text
         self.session_id = r.json()["sessionId"]
+        # A backend log of that game session, without the user: reached through the session.
+        tagged = {"event_type": "log", "message": "match start", "context": {"session_id": self.session_id}}
+        r = httpx.post(f"{up.base_url}/api/v1/ingest_events", json={"event": tagged}, headers=up.auth, timeout=10)
+        assert r.status_code == 201, r.text
         events = [{"sessionId": self.session_id, "type": "died", "timestamp": "2026-04-08T14:30:00Z"}]
         r = httpx.post(f"{up.base_url}/v1/ingest/events", json=events, headers=forge, timeout=10)
         assert r.status_code == 201, r.text
@@ -139,6 +143,7 @@ class Person:
             "errors": f"user_id = '{self.user_id}'",
             "logs": f"user_id = '{self.user_id}'",
             "sessions": f"device_id = '{self.device_id}'",
+            "logs of the session": f"session_id = '{sid}'",
             "game_events": f"toString(session_id) = '{sid}'",
             "reports": f"toString(session_id) = '{sid}'",
             "uploads": f"session_id = '{sid}'",
@@ -149,7 +154,8 @@ class Person:
             "error_group_events": f"event_id IN ({errors})",
         }
         return _counts(
-            self.up, {table: f"SELECT count() FROM forgeline.{table} WHERE {where}" for table, where in checks.items()}
+            self.up,
+            {name: f"SELECT count() FROM forgeline.{name.split()[0]} WHERE {where}" for name, where in checks.items()},
         )
 
     def everywhere(self) -> dict[str, int]:

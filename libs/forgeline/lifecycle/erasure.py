@@ -188,6 +188,11 @@ class Eraser:
             plan.session_ids = ids(
                 f"SELECT DISTINCT toString(session_id) FROM {db}.sessions WHERE {direct['sessions']}"
             )
+        if plan.session_ids:
+            # Game errors (crashes, exceptions) land in the Logister tables tagged with the session.
+            tagged = f"project_id = {project} AND session_id IN ({quote_all(plan.session_ids)})"
+            for table in _LOGISTER:
+                direct[table] = f"({direct[table]}) OR ({tagged})" if table in direct else tagged
         error_ids = (
             ids(f"SELECT toString(event_id) FROM {db}.errors WHERE {direct['errors']}") if "errors" in direct else []
         )
