@@ -15,12 +15,11 @@ revocation waits for the batch in flight to be written and committed.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Unpack
 
 from forgeline.bus.port import Bus, Record
 from forgeline.bus.topics import CONTROL_ERROR_GROUPS, TYPED_ERRORS
-from forgeline.processing.deadletter import DeadLetterPolicy
-from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
@@ -94,15 +93,13 @@ class GroupErrorsStrategy(Strategy):
 
 
 class ErrorGrouperService(ProcessorHost):
-    def __init__(
-        self, bus: Bus, warehouse: Warehouse, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None
-    ) -> None:
+    def __init__(self, bus: Bus, warehouse: Warehouse, batch: int = 1000, **options: Unpack[HostOptions]) -> None:
         super().__init__(
             GROUP,
             bus,
             [TYPED_ERRORS, CONTROL_ERROR_GROUPS],
             lambda rt: GroupErrorsStrategy(rt, warehouse, batch),
-            dead_letters=dead_letters,
+            **options,
         )
 
 

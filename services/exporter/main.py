@@ -29,15 +29,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from forgeline.blobstore.export_store import create_export_store
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, TICK_HEADER, TYPED_TOPICS
-from forgeline.clock import Clock
-from forgeline.processing.deadletter import DeadLetterPolicy
-from forgeline.processing.host import ProcessorHost, Runtime, Strategy
+from forgeline.processing.host import HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
 from forgeline.processing.sinks import send_with_retry
@@ -313,8 +311,7 @@ class Exporter(ProcessorHost):
         max_bytes: int,
         flush_seconds: float,
         compress: bool,
-        dead_letters: DeadLetterPolicy | None = None,
-        clock: Clock | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         topics = [t for t in TYPED_TOPICS if t in KINDS_BY_TOPIC]
         super().__init__(
@@ -324,8 +321,7 @@ class Exporter(ProcessorHost):
             lambda rt: ExportStrategy(
                 rt, store, max_rows=max_rows, max_bytes=max_bytes, flush_seconds=flush_seconds, compress=compress
             ),
-            dead_letters=dead_letters,
-            clock=clock,
+            **options,
         )
 
 

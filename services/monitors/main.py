@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Unpack
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, partition_for
 from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
-from forgeline.processing.deadletter import DeadLetterPolicy
-from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
@@ -170,14 +169,14 @@ class MonitorEvaluatorService(ProcessorHost):
         tick_s: float = 5.0,
         slack_s: float = 3.0,
         batch: int = 1000,
-        dead_letters: DeadLetterPolicy | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(
             GROUP,
             bus,
             [TYPED_CHECKINS],
             lambda rt: EvaluateMonitorsStrategy(rt, warehouse, margin_s, tick_s, slack_s, batch),
-            dead_letters=dead_letters,
+            **options,
         )
 
 

@@ -7,10 +7,12 @@ produces again are identical, and the writer's tables collapse them.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters
-from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.deadletter import DeadLetters
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import send_with_retry
@@ -62,10 +64,8 @@ class NormalizeStrategy(Strategy):
 
 
 class Normalizer(ProcessorHost):
-    def __init__(self, bus: Bus, batch: int = 1000, dead_letters: DeadLetterPolicy | None = None) -> None:
-        super().__init__(
-            GROUP, bus, list(NORMALIZERS), lambda rt: NormalizeStrategy(rt, batch), dead_letters=dead_letters
-        )
+    def __init__(self, bus: Bus, batch: int = 1000, **options: Unpack[HostOptions]) -> None:
+        super().__init__(GROUP, bus, list(NORMALIZERS), lambda rt: NormalizeStrategy(rt, batch), **options)
 
 
 def build(parts: Parts) -> Normalizer:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Unpack
 
 import httpx
 import orjson
@@ -27,8 +28,8 @@ from forgeline.notify.crypto import SecretBox, SecretError
 from forgeline.notify.egress import BlockedDestination, OutboundClients, parse_networks
 from forgeline.notify.model import Target
 from forgeline.notify.store import TargetFollower
-from forgeline.processing.deadletter import DeadLetterPolicy, InvalidMessage, as_invalid, dead_letter
-from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.deadletter import InvalidMessage, as_invalid, dead_letter
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import send_with_retry
@@ -330,14 +331,14 @@ class NotifierService(ProcessorHost):
         box: SecretBox,
         policy: NotifyPolicy | None = None,
         batch: int = 500,
-        dead_letters: DeadLetterPolicy | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(
             GROUP,
             bus,
             TOPICS,
             lambda rt: NotifyStrategy(rt, box, policy or NotifyPolicy(), batch),
-            dead_letters=dead_letters,
+            **options,
         )
 
     async def lag(self) -> int:

@@ -22,15 +22,14 @@ of an evicted trace, or any new trace); a trace that never goes quiet (a span ev
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import TYPED_SPANS
-from forgeline.clock import Clock
-from forgeline.processing.deadletter import DeadLetterPolicy, InvalidMessage
-from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, ProcessorHost, Runtime, Strategy
+from forgeline.processing.deadletter import InvalidMessage
+from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
 from forgeline.telemetry.metrics import (
@@ -189,16 +188,14 @@ class SpanAssemblerService(ProcessorHost):
         quiet_s: float = 5.0,
         keep_s: float = 300.0,
         batch: int = 1000,
-        clock: Clock | None = None,
-        dead_letters: DeadLetterPolicy | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(
             GROUP,
             bus,
             [TYPED_SPANS],
             lambda rt: AssembleSpansStrategy(rt, warehouse, quiet_s, keep_s, batch),
-            dead_letters=dead_letters,
-            clock=clock,
+            **options,
         )
 
 

@@ -19,13 +19,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.topics import DEAD_LETTER_GROUPS, TICK_HEADER, dead_letter_topic
 from forgeline.clock import Clock, SystemClock
-from forgeline.processing.deadletter import DeadLetterPolicy, DeadLetters, InvalidMessage
-from forgeline.processing.host import ProcessorHost, Runtime, Strategy
+from forgeline.processing.deadletter import DeadLetters, InvalidMessage
+from forgeline.processing.host import HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
@@ -227,16 +227,14 @@ class Writer(ProcessorHost):
         warehouse: Warehouse,
         batch_rows: int,
         flush_seconds: float,
-        dead_letters: DeadLetterPolicy | None = None,
-        clock: Clock | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(
             GROUP,
             bus,
             [*KINDS_BY_TOPIC, *DEAD_LETTER_SOURCES],
             lambda rt: WriteStrategy(rt, warehouse, batch_rows, flush_seconds),
-            dead_letters=dead_letters,
-            clock=clock,
+            **options,
         )
 
 

@@ -32,6 +32,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from forgeline.bus.port import Bus, Consumer, OutgoingRecord, Producer, Record, TopicPartition
 from forgeline.clock import Clock, SystemClock
@@ -98,6 +99,13 @@ class Runtime:
         await send_with_retry(self.producer, dead, self.name)
 
 
+class HostOptions(TypedDict, total=False):
+    """What every processor's constructor passes on to its host."""
+
+    dead_letters: DeadLetterPolicy | None  # the dead-letter ratio limit (FORGELINE_DLQ_*)
+    clock: Clock | None  # batchers' and lag reports' time (tests pass a FakeClock)
+
+
 class ProcessorHost:
     """Runs one strategy on one consumer group; ``run`` until ``stop``."""
 
@@ -107,10 +115,9 @@ class ProcessorHost:
         bus: Bus,
         topics: Sequence[str],
         make_strategy: Callable[[Runtime], Strategy],
-        *,
-        dead_letters: DeadLetterPolicy | None = None,
-        clock: Clock | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
+        dead_letters, clock = options.get("dead_letters"), options.get("clock")
         self.name = name
         self._consumer = bus.consumer(name, list(topics))
         self._producer = bus.producer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -170,3 +171,35 @@ def test_the_writer_batch_times_itself_on_the_clock() -> None:
     clock.advance(5)
     batch.add(Record("dlq.spans", 0, 1, None, b"x", 0, (("source_partition", b"0"),)))
     assert batch.opened_at == 1005.0
+
+
+def test_every_processor_hands_its_clock_and_dead_letter_policy_to_its_host(tmp_path: Path) -> None:
+    from forgeline.blobstore.local import LocalBlobStore
+    from forgeline.notify.crypto import SecretBox, load_key
+    from forgeline.processing.deadletter import DeadLetterPolicy
+    from forgeline.warehouse.port import Warehouse
+    from services.errors.main import ErrorGrouperService
+    from services.exporter.main import Exporter
+    from services.monitors.main import MonitorEvaluatorService
+    from services.normalizer.main import Normalizer
+    from services.notifier.main import NotifierService
+    from services.spans.main import SpanAssemblerService
+    from services.writer.main import Writer
+
+    bus = EmbeddedBus(tmp_path / "bus", default_partitions=1)
+    warehouse = cast(Warehouse, object())  # not used until run
+    clock, policy = FakeClock(), DeadLetterPolicy(max_ratio=0.9)
+    store = LocalBlobStore(tmp_path / "out", b"k", "http://x")
+    hosts: list[ProcessorHost] = [
+        Normalizer(bus, clock=clock, dead_letters=policy),
+        Writer(bus, warehouse, 10, 1.0, clock=clock, dead_letters=policy),
+        ErrorGrouperService(bus, warehouse, clock=clock, dead_letters=policy),
+        SpanAssemblerService(bus, warehouse, quiet_s=1.0, clock=clock, dead_letters=policy),
+        MonitorEvaluatorService(bus, warehouse, clock=clock, dead_letters=policy),
+        Exporter(
+            bus, store, max_rows=1, max_bytes=1, flush_seconds=1, compress=False, clock=clock, dead_letters=policy
+        ),
+        NotifierService(bus, SecretBox(load_key(tmp_path)), clock=clock, dead_letters=policy),
+    ]
+    for host in hosts:
+        assert host.runtime.clock is clock and host.runtime.dead_letters.limit.policy is policy, host.name
