@@ -392,6 +392,10 @@ class _PartitionLog:
         self.rolled = False  # set by an append that closed a segment
 
     @property
+    def compact(self) -> bool:
+        return self._settings.compact
+
+    @property
     def path(self) -> Path:
         """The active segment's file as this producer last saw it."""
         return self.directory / _segment_name(self._start, self._base)
@@ -1092,6 +1096,8 @@ class EmbeddedProducer:
         now = time.monotonic()
         if not force and now < self._retention_due.get(tp, 0.0):
             return
+        if not force and self._log(tp).compact:
+            return  # closed segments change only when one closes: compact then, not on a timer
         self._retention_due[tp] = now + self._bus.retention.check_interval_s
         try:
             self._bus.enforce_retention(tp.topic, tp.partition)

@@ -422,3 +422,28 @@ def test_an_idle_producer_still_deletes_expired_segments(tmp_path: Path) -> None
         await producer.stop()
 
     asyncio.run(main())
+
+
+def test_a_reader_in_the_middle_of_a_compaction_reads_on_consistently(tmp_path: Path) -> None:
+    bus = bus_with(tmp_path, segment_bytes=1500, retention_ms=None)
+    topic = "control.test"
+
+    async def main() -> None:
+        producer = bus.producer()
+        await producer.start()
+        for round_ in range(10):
+            await producer.send_many([OutgoingRecord(topic, VALUE + b"%d" % round_, key=k) for k in (b"a", b"b")])
+        reader = bus.reader([topic])
+        await reader.start()
+        first = await reader.poll(3, timeout_s=0)  # holds the first segment open
+        for round_ in range(10, 20):
+            await producer.send_many([OutgoingRecord(topic, VALUE + b"%d" % round_, key=k) for k in (b"a", b"b")])
+        await producer.stop()
+        bus.enforce_retention(topic, 0)  # rewrites or deletes the segments it is reading
+        rest = await drain(reader)
+        offsets = [r.offset for r in first + rest]
+        assert offsets == sorted(set(offsets)) and offsets[-1] == 39
+        assert {r.key: r.value for r in first + rest} == {b"a": VALUE + b"19", b"b": VALUE + b"19"}
+        await reader.stop()
+
+    asyncio.run(main())
