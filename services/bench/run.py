@@ -739,6 +739,7 @@ def bench_kafka(root: Path, seconds: float) -> list[Row]:
 
 
 def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row]:
+    from services.bench.console import bench_console
     from services.bench.memory import bench_memory  # these build on this module's helpers
     from services.bench.scale import bench_scale
 
@@ -755,6 +756,8 @@ def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row
         "kafka": lambda d: bench_kafka(d, seconds),
         # Records for the normalizer and the writer (it is ~2× faster): a run's window is seconds long.
         "scale": lambda d: bench_scale(d, 100_000 if quick else 300_000, 200_000 if quick else 800_000),
+        # Console pages (p95) over 1M error events and 100k traces (docs/console.md).
+        "console": lambda d: bench_console(d, 100_000 if quick else 1_000_000, 10_000 if quick else 100_000),
     }
     unknown = set(only or ()) - set(scenarios)
     if unknown:

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (PrettyCompact, CSV…)")
     sql.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")
+    sql.add_argument(
+        "--output", help="write the result to this file (required for Parquet, Arrow and other binary formats)"
+    )
 
     export = sub.add_parser("export", parents=[common], help="backfill NDJSON files from the warehouse")
     export.add_argument("--kind", required=True, help="table or kind: errors, spans, game_events, …")
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("admin-keys", "users"):
         return manage_commands.manage_command(settings, args)
     if command == "sql":
-        return admin_commands.sql_command(settings, args.query, args.format, args.admin_url)
+        return admin_commands.sql_command(settings, args.query, args.format, args.admin_url, args.output)
     if command == "erase":
         return lifecycle_commands.erase_command(settings, args)
     if command == "projects" and args.action == "retention":
