@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from forgeline.lifecycle.service import Lifecycle
+from forgeline.warehouse.guard import QueryRefused, QuerySyntaxError, is_binary_format
 from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.admin_lifecycle import lifecycle_routes
 
@@ -95,6 +96,16 @@ def bind_params(sql: str, params: object) -> str:
         raise ValueError(f"parameters do not fit the query: {err}") from err
 
 
+def query_error_code(err: WarehouseError) -> str:
+    """``syntax_error`` (fix the text), ``refused`` (not run here), ``query_error`` (ClickHouse
+    could not run it), or ``unavailable`` (retry)."""
+    if err.retriable:
+        return "unavailable"
+    if isinstance(err, QuerySyntaxError):
+        return "syntax_error"
+    return "refused" if isinstance(err, QueryRefused) else "query_error"
+
+
 def _json(doc: object, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
@@ -148,11 +159,12 @@ def admin_app(
             return _json({"error": 'send {"sql": "...", "format": "PrettyCompact", "params": {...}}'}, 400)
         try:
             out = await asyncio.to_thread(warehouse.query_formatted, sql, fmt)
+            media_type = "application/octet-stream" if is_binary_format(fmt) else "text/plain; charset=utf-8"
         except WarehouseError as err:
             # A refused or failing statement is the caller's to fix (400); an unreachable
-            # warehouse is ours, and may be retried (503).
-            return _json({"error": str(err)}, 503 if err.retriable else 400)
-        return Response(out, media_type="text/plain; charset=utf-8")
+            # warehouse is ours, and may be retried (503). ``code`` tells them apart.
+            return _json({"error": str(err), "code": query_error_code(err)}, 503 if err.retriable else 400)
+        return Response(out, media_type=media_type)
 
     return Starlette(
         routes=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -218,9 +219,14 @@ def bootstrap_command(settings: Settings) -> int:
     return 0
 
 
-def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None) -> int:
+def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None, output: str | None = None) -> int:
+    from forgeline.warehouse.guard import is_binary_format
     from services.cli.admin_client import admin_url as resolve_admin_url
     from services.cli.admin_client import post_query
+
+    if is_binary_format(fmt) and not output:
+        print(f"forgeline: {fmt} is a binary format: write it to a file with --output FILE", file=sys.stderr)
+        return 2
 
     admin_url = resolve_admin_url(settings, admin_url)
     try:
@@ -233,10 +239,17 @@ def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None)
         return 1
     if response.status_code != 200:
         try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        print(f"forgeline: {message}", file=sys.stderr)
+            doc = response.json()
+            message, code = str(doc.get("error", response.text)), str(doc.get("code", ""))
+        except (ValueError, AttributeError):
+            message, code = response.text, ""
+        # A query that does not parse and one refused here need different fixes: say which.
+        label = {"syntax_error": "syntax error: ", "refused": "refused: "}.get(code, "")
+        print(f"forgeline: {label}{message}", file=sys.stderr)
         return 1
-    sys.stdout.write(response.text)
+    if output:
+        Path(output).write_bytes(response.content)
+        print(f"wrote {len(response.content):,} bytes to {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(response.text)
     return 0

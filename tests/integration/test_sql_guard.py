@@ -19,7 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from forgeline.warehouse.client import ClickHouseWarehouse
-from forgeline.warehouse.guard import QueryRefused
+from forgeline.warehouse.guard import QueryRefused, QuerySyntaxError
 from forgeline.warehouse.port import WarehouseError
 from services.admin import admin_app
 
@@ -305,9 +305,35 @@ def test_settings_in_a_query_never_lift_readonly(env: Env) -> None:
     assert rows(env) == 2
 
 
-@pytest.mark.parametrize("fmt", ["Template", "Protobuf", "CapnProto", "Native", "Parquet", "TSV\nFORMAT JSON", "x y"])
+@pytest.mark.parametrize("fmt", ["Template", "Protobuf", "CapnProto", "TSV\nFORMAT JSON", "x y"])
 def test_output_formats_are_an_allowlist(env: Env, fmt: str) -> None:
+    # Formats that read a schema or template file stay out; binary ones are for --output.
     assert "output format" in refused(env, "SELECT 1", fmt)
+
+
+def test_binary_formats_render_bytes_for_a_file(env: Env) -> None:
+    out = env.warehouse.query_formatted("SELECT id FROM forgeline.items FINAL ORDER BY id", "RowBinary")
+    assert out == (1).to_bytes(8, "little") + (2).to_bytes(8, "little")
+    assert env.warehouse.query_formatted("SELECT 1", "Parquet").startswith(b"PAR1")
+    client = TestClient(admin_app(lambda: {}, env.warehouse))
+    response = client.post("/query", json={"sql": "SELECT 1", "format": "parquet"})
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert "file()" in refused(env, "SELECT * FROM file('/etc/passwd')", "Parquet")
+
+
+def test_a_syntax_error_is_not_a_refusal_and_points_into_the_text(env: Env) -> None:
+    with pytest.raises(QuerySyntaxError) as caught:
+        env.warehouse.query_formatted("SELEC 1", "TSV")
+    assert "position 7" in str(caught.value) and "EXPLAIN" not in str(caught.value)
+    client = TestClient(admin_app(lambda: {}, env.warehouse))
+    codes = {
+        "SELEC 1": "syntax_error",
+        "INSERT INTO forgeline.items VALUES (4, 'axe', 1)": "refused",
+        "SELECT nope FROM forgeline.items": "query_error",
+    }
+    for sql, code in codes.items():
+        response = client.post("/query", json={"sql": sql, "format": "TSV"})
+        assert (response.status_code, response.json()["code"]) == (400, code), sql
 
 
 # --- what runs ---------------------------------------------------------------------------

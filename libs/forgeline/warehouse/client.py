@@ -88,7 +88,10 @@ class ClickHouseWarehouse:
             try:
                 with _translated():
                     bare = bytes(self._reader.raw_query(f"EXPLAIN AST {statement}")).decode()
-            except WarehouseError:
+            except WarehouseError as bare_err:
+                if "SYNTAX_ERROR" in str(bare_err):
+                    # Not a refusal: the text does not parse. Say where, in the caller's text.
+                    raise guard.syntax_error(str(bare_err), "EXPLAIN AST ") from err
                 raise guard.QueryRefused(f"the warehouse cannot run this query: {err}") from err
             guard.check_statement_kind(bare)
             raise guard.QueryRefused(

@@ -56,6 +56,17 @@ OUTPUT_FORMATS = {
         "Vertical", "Markdown", "Values", "XML", "Null",
     )
 }  # fmt: skip
+# Binary output formats: bytes for a file (`forgeline sql --output FILE`), never a terminal.
+# None needs a schema file (Protobuf and CapnProto do: not offered).
+BINARY_FORMATS = ("Parquet", "Arrow", "ArrowStream", "ORC", "Avro", "Native", "RowBinary",
+                  "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "MsgPack")  # fmt: skip
+OUTPUT_FORMATS.update({name.lower(): name for name in BINARY_FORMATS})
+
+
+def is_binary_format(fmt: str) -> bool:
+    return OUTPUT_FORMATS.get(fmt.strip().lower()) in BINARY_FORMATS
+
+
 STATEMENT_KINDS = "SELECT/WITH, DESCRIBE, EXISTS, SHOW TABLES|DATABASES|CREATE TABLE or EXPLAIN of a SELECT"
 
 _CHILDREN = re.compile(r" \(children \d+\)$")
@@ -66,6 +77,32 @@ class QueryRefused(WarehouseError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retriable=False)
+
+
+class QuerySyntaxError(WarehouseError):
+    """The warehouse cannot parse the statement; the message points into the caller's text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
+
+
+_POSITION = re.compile(r"\bposition (\d+)")
+_LINE_ONE_COL = re.compile(r"\(line 1, col (\d+)\)")
+_EXCEPTION_NOISE = re.compile(r"^Code: \d+\. DB::Exception: (Syntax error: )?|\s*\(SYNTAX_ERROR\)[^)]*$")
+
+
+def syntax_error(message: str, prefix: str) -> QuerySyntaxError:
+    """ClickHouse's syntax error for ``prefix + statement``, with positions in the statement."""
+    shift = len(prefix)
+
+    def position(match: re.Match[str]) -> str:
+        return f"position {max(int(match.group(1)) - shift, 1)}"
+
+    def column(match: re.Match[str]) -> str:
+        return f"(line 1, col {max(int(match.group(1)) - shift, 1)})"
+
+    text = _EXCEPTION_NOISE.sub("", message.strip())
+    return QuerySyntaxError(_LINE_ONE_COL.sub(column, _POSITION.sub(position, text)).strip())
 
 
 @dataclass(frozen=True)

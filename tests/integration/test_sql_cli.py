@@ -1,0 +1,39 @@
+"""`forgeline sql` against a running `forgeline up`: which kind of failure, and binary output."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.pipeline import REPO, ForgelineUp
+
+pytestmark = pytest.mark.integration
+
+
+def _sql(up: ForgelineUp, *args: str) -> subprocess.CompletedProcess[bytes]:
+    argv = up.cli("sql", *args, "--data-dir", str(up.data_dir))
+    return subprocess.run(argv, cwd=REPO, env=up.env(), capture_output=True, timeout=60, check=False)
+
+
+def test_a_parse_error_and_a_refused_write_are_told_apart(forgeline_up: ForgelineUp) -> None:
+    syntax = _sql(forgeline_up, "SELEC 1")
+    assert syntax.returncode == 1
+    assert syntax.stderr.decode().startswith("forgeline: syntax error: failed at position 7")
+    write = _sql(forgeline_up, "INSERT INTO forgeline.errors (message) VALUES ('x')")
+    assert write.returncode == 1
+    assert write.stderr.decode().startswith("forgeline: refused: read-only")
+
+
+def test_binary_formats_need_an_output_file(forgeline_up: ForgelineUp, tmp_path: Path) -> None:
+    bare = _sql(forgeline_up, "SELECT 1 AS n", "--format", "Parquet")
+    assert bare.returncode == 2 and bare.stdout == b""
+    assert "--output FILE" in bare.stderr.decode()
+    target = tmp_path / "n.parquet"
+    written = _sql(forgeline_up, "SELECT 1 AS n", "--format", "Parquet", "--output", str(target))
+    assert written.returncode == 0, written.stderr.decode()
+    assert target.read_bytes().startswith(b"PAR1")
+    text = tmp_path / "n.csv"
+    assert _sql(forgeline_up, "SELECT 41 + 1", "--format", "CSV", "--output", str(text)).returncode == 0
+    assert text.read_text() == "42\n"
