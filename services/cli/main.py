@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forgeline.config import Settings, SettingsError
 from forgeline.telemetry.logging import configure_logging
-from services.cli import admin_commands, lifecycle_commands, manage_commands, topics
+from services.cli import admin_commands, dlq_commands, lifecycle_commands, manage_commands, topics
 from services.errors.cli import add_errors_commands, errors_command
 from services.notifier.cli import add_notify_commands, notify_command
 
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_topics_commands(sub, common)
     add_errors_commands(sub, common)
     add_notify_commands(sub, common)
+    dlq_commands.add_dlq_commands(sub, common)
     manage_commands.add_manage_commands(sub, common, serving)
     return parser
 
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return errors_command(settings, args)
     if command == "notify":
         return notify_command(settings, args)
+    if command == "dlq":
+        return dlq_commands.dlq_command(settings, args)
     if command == "console":
         from services.console.main import run_console
 
