@@ -32,6 +32,7 @@ from services.gateway.errors import (
     render_os_error,
     render_unexpected,
 )
+from services.gateway.metrics_view import gateway_registry
 from services.gateway.middleware import RequestMetrics
 from services.gateway.openapi import openapi_document
 from services.gateway.publish import Publisher
@@ -101,6 +102,8 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         refresh_tokens=tenancy.refresh,
     )
 
+    gateway_metrics = gateway_registry()
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -113,7 +116,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
 
     async def metrics(request: Request) -> Response:
         GATEWAY_TOKENS.set(len(tenancy.table.tokens))
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(gateway_metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
