@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--kind", required=True, help="table or kind: errors, spans, game_events, …")
     export.add_argument("--from", dest="since", required=True, help="start, ISO 8601 (UTC unless an offset is given)")
     export.add_argument("--to", dest="until", required=True, help="end (exclusive), ISO 8601")
-    export.add_argument("--out", required=True, help="a directory, or s3://bucket/prefix")
+    export.add_argument("--out", help="a directory, or s3://bucket/prefix (default: <data-dir>/backfill)")
     export.add_argument("--gzip", action="store_true", help="write .ndjson.gz")
     export.add_argument("--dsn", help="read ClickHouse directly (http://…, chdb:///dir when nothing else has it open)")
     export.add_argument("--admin-url", help="processors admin URL (default: from the running `up`)")

@@ -198,8 +198,10 @@ async def backfill(
     return BackfillResult(rows, files)
 
 
-def backfill_command(settings: Settings, kind_name: str, since: str, until: str, out: str,
+def backfill_command(settings: Settings, kind_name: str, since: str, until: str, out: str | None,
                      compress: bool, dsn: str | None, admin_url: str | None) -> int:  # fmt: skip
+    # Without --out, under the data directory: never into the working directory (a checkout).
+    out = out or str(settings.data_dir.resolve() / "backfill")
     try:
         kind = kind_for(kind_name)
         start_ms, end_ms = parse_time(since, "--from"), parse_time(until, "--to")

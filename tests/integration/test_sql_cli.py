@@ -37,3 +37,20 @@ def test_binary_formats_need_an_output_file(forgeline_up: ForgelineUp, tmp_path:
     text = tmp_path / "n.csv"
     assert _sql(forgeline_up, "SELECT 41 + 1", "--format", "CSV", "--output", str(text)).returncode == 0
     assert text.read_text() == "42\n"
+
+
+def test_export_without_out_writes_under_the_data_dir(forgeline_up: ForgelineUp, tmp_path: Path) -> None:
+    argv = forgeline_up.cli(
+        "export", "--kind", "errors", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z"
+    )
+    done = subprocess.run(
+        [*argv, "--data-dir", str(forgeline_up.data_dir)],
+        cwd=tmp_path,  # stands for a checkout: nothing may appear here
+        env={**forgeline_up.env(), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+    assert str(forgeline_up.data_dir.resolve() / "backfill") in done.stdout.decode()
