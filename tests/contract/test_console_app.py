@@ -213,3 +213,14 @@ def test_game_pages_keep_to_the_users_projects_and_attachments_download_safely(c
     assert download.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in download.headers["content-security-policy"]
     assert console.client.get("/dashboard/analytics", follow_redirects=False).headers["location"] == f"/p/{a}/analytics"
+
+
+def test_sign_in_only_redirects_within_the_console(console: Console) -> None:
+    for target, expected in (("/p/x/errors", "/p/x/errors"), ("//evil.example/", "/"), ("https://evil.example", "/"),
+                             ("/\\evil.example", "/")):  # fmt: skip
+        page = console.client.get("/login", params={"next": target})
+        nonce = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert nonce
+        form = {"username": "root", "password": PASSWORD, "csrf": nonce.group(1), "next": target}
+        answer = console.client.post("/login", data=form, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == expected, target
