@@ -742,6 +742,7 @@ def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row
     from services.bench.console import bench_console
     from services.bench.memory import bench_memory  # these build on this module's helpers
     from services.bench.scale import bench_scale
+    from services.bench.sizing import bench_sizing
 
     seconds = 3.0 if quick else 10.0
     rows: list[Row] = []
@@ -758,6 +759,8 @@ def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row
         "scale": lambda d: bench_scale(d, 100_000 if quick else 300_000, 200_000 if quick else 800_000),
         # Console pages (p95) over 1M error events and 100k traces (docs/console.md).
         "console": lambda d: bench_console(d, 100_000 if quick else 1_000_000, 10_000 if quick else 100_000),
+        # Bytes on disk per event: measured on a small N and scaled to 1M (docs/performance.md).
+        "sizing": lambda d: bench_sizing(d, 5_000 if quick else 20_000),
     }
     unknown = set(only or ()) - set(scenarios)
     if unknown:

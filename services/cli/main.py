@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         action="append",
-        help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline, memory, kafka, scale",
+        help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline, memory, kafka, scale, sizing",
     )
     bench.add_argument("--out", default="bench/results.json")
 
