@@ -50,6 +50,9 @@ def add_manage_commands(
         "--project", action="append", help="a project this user may see (repeat); default: every project"
     )
     usub.add_parser("list", parents=[common], help="list users")
+    for action, what in (("disable", "can no longer sign in; open sessions end"), ("enable", "may sign in again")):
+        change = usub.add_parser(action, parents=[common], help=f"{action} a user: {what}")
+        change.add_argument("username")
 
 
 def manage_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,5 +88,9 @@ async def _manage(settings: Settings, args: argparse.Namespace) -> int:
             print(f"user {user.username} created; the password is shown once", file=sys.stderr)
         elif args.command == "users" and args.action == "list":
             for user in sorted(store.table.users.values(), key=lambda u: u.created_at):
-                print(f"{user.id}  {user.username}  projects {','.join(user.projects)}  {user.created_at}")
+                state = "disabled" if user.disabled else "active"
+                print(f"{user.id}  {user.username}  {state}  projects {','.join(user.projects)}  {user.created_at}")
+        elif args.command == "users" and args.action in ("disable", "enable"):
+            user = await manage.set_user_disabled(actor, args.username, args.action == "disable")
+            print(f"{args.action}d {user.username}")
     return 0

@@ -130,6 +130,8 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             return form
 
     async def page(request: Request) -> Page | Response:
+        # Users first: a user disabled a moment ago (another replica, the CLI) is refused now.
+        await manage.console.catch_up()
         found = user_of(request)
         if found is None:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)

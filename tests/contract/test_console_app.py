@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,22 @@ def test_sign_in_only_redirects_within_the_console(console: Console) -> None:
         form = {"username": "root", "password": PASSWORD, "csrf": nonce.group(1), "next": target}
         answer = console.client.post("/login", data=form, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == expected, target
+
+
+def test_a_disabled_user_is_signed_out_and_cannot_sign_in(
+    console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("FORGELINE_")]:
+        monkeypatch.delenv(name)
+    assert console.sign_in("alice").status_code == 303
+    a = console.projects["A"]
+    assert console.client.get(f"/p/{a}/errors").status_code == 200
+    from services.cli.main import main
+
+    assert main(["users", "disable", "alice", "--data-dir", str(tmp_path)]) == 0
+    # Every page reads control.console first: the very next request is refused.
+    deadline = time.monotonic() + 5
+    while console.client.get(f"/p/{a}/errors", follow_redirects=False).status_code != 303:
+        assert time.monotonic() < deadline, "the disabled user's session still works"
+        time.sleep(0.1)
+    assert console.sign_in("alice").status_code == 401

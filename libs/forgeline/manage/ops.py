@@ -12,6 +12,7 @@ Errors: ``LookupError`` (nothing of that name the actor may see: 404), ``Permiss
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -99,13 +100,15 @@ class Management:
         # Notify targets: only where the notify key is at hand (the console, `forgeline notify`).
         self.targets = targets
         self.allowed_networks = allowed_networks
+        self._refreshing = asyncio.Lock()  # the refresh loop and requests share the readers
 
     async def refresh(self) -> None:
         """Apply what other writers sent (another console replica, the CLI) before deciding."""
-        await self.tenancy.catch_up()
-        await self.console.catch_up()
-        if self.targets is not None:
-            await self.targets.catch_up()
+        async with self._refreshing:
+            await self.tenancy.catch_up()
+            await self.console.catch_up()
+            if self.targets is not None:
+                await self.targets.catch_up()
 
     async def _audit(self, actor: Actor, action: str, target: str, project_id: str = "", **details: str) -> None:
         entry = AuditEntry(
@@ -387,6 +390,18 @@ class Management:
         await self.console.put(user)
         await self._audit(actor, "user.create", user.id, username=username, projects=",".join(ids))
         return user, password
+
+    async def set_user_disabled(self, actor: Actor, username: str, disabled: bool) -> ConsoleUser:
+        """A disabled user cannot sign in, and their open sessions stop at the next request."""
+        self._require_everywhere(actor, "changing a user")
+        await self.refresh()
+        user = self.console.table.user_by_name(username)
+        if user is None:
+            raise LookupError(f"no user {username!r}")
+        changed = replace(user, disabled=disabled)
+        await self.console.put(changed)
+        await self._audit(actor, "user.disable" if disabled else "user.enable", user.id, username=username)
+        return changed
 
     def audit(self, actor: Actor, limit: int = 100) -> list[AuditEntry]:
         entries = [e for e in self.console.table.audit if actor.everywhere or e.project_id == actor.scope]

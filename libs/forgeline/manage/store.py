@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from forgeline.bus.follow import read_new, read_to_end
@@ -19,6 +20,8 @@ class ConsoleStore:
         self.table = ConsoleTable()
         self._reader: Consumer = bus.reader([CONTROL_CONSOLE])
         self._producer: Producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
+        # One poll of the reader at a time: requests and the refresh loop both catch up.
+        self._reading = asyncio.Lock()
 
     async def __aenter__(self) -> ConsoleStore:
         await self._producer.start()
@@ -31,7 +34,8 @@ class ConsoleStore:
         await self._reader.stop()
 
     async def catch_up(self) -> int:
-        return await read_new(self._reader, self._apply)
+        async with self._reading:
+            return await read_new(self._reader, self._apply)
 
     def _apply(self, record: Record) -> bool:
         try:
