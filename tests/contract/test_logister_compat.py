@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -42,3 +43,21 @@ def test_a_malformed_commit_sha_is_422(gateway: GatewayHarness, sha: str) -> Non
 def test_a_commit_id_short_long_or_absent_is_201(gateway: GatewayHarness, sha: str) -> None:
     deployment = {"release": f"1.0.{len(sha)}", **({"commit_sha": sha} if sha else {})}
     assert _post(gateway, "/api/v1/deployments", {"deployment": deployment}).status_code == 201
+
+
+def test_a_resent_client_id_without_occurred_at_keeps_its_first_receive_time(gateway: GatewayHarness) -> None:
+    client_id = str(uuid.uuid4())
+    event = {"event": {"event_type": "error", "message": "boom", "uuid": client_id}}
+    assert _post(gateway, "/api/v1/ingest_events", event).status_code == 201
+    gateway.clock.advance(30)  # a retry, half a minute later
+    assert _post(gateway, "/api/v1/ingest_events", event).status_code == 201
+    line = json.dumps(event) + "\n"
+    headers = {**gateway.auth, "Content-Type": "application/x-ndjson"}
+    assert gateway.client.post("/api/v1/ingest_events/batch", content=line, headers=headers).status_code == 202
+    times = {raw["received_at"] for raw in gateway.raw() if raw["event_id"] == client_id}
+    assert len(times) == 1, "one receive time, so one occurred_at, so one row"
+    other_id = str(uuid.uuid4())
+    other = {"event": {"event_type": "error", "message": "boom", "uuid": other_id}}
+    assert _post(gateway, "/api/v1/ingest_events", other).status_code == 201
+    (arrived,) = [raw["received_at"] for raw in gateway.raw() if raw["event_id"] == other_id]
+    assert arrived > times.pop(), "a new id gets the time it arrives"

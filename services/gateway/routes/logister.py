@@ -35,6 +35,7 @@ from forgeline.tenancy.model import Principal, TenancyTable
 from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, parse_json, read_body, require_json_content_type
 from services.gateway.errors import ApiError, JSONResponse
+from services.gateway.first_received import FirstReceived
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
 from services.gateway.recent import RecentIds
@@ -80,6 +81,7 @@ class LogisterApi:
     clock: Clock
     auth_failures: AuthFailureLimit
     recent_ids: RecentIds = field(default_factory=RecentIds)
+    first_received: FirstReceived = field(default_factory=FirstReceived)
     # Reads the control topic to its end, for a token the table does not know yet.
     refresh_tokens: Refresh | None = None
 
@@ -117,12 +119,14 @@ class LogisterApi:
         return decision
 
     def ingest_context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext:
+        # A resent id keeps its first receive time: one row, whatever occurred_at defaults to.
+        first = self.first_received.get(f"{principal.project_id}:{event_id}")
         return logister.IngestContext(
             event_id=event_id,
             organisation_id=principal.organisation_id,
             project_id=principal.project_id,
             default_environment=principal.environment,
-            received_at=datetime.fromtimestamp(self.clock.time(), UTC),
+            received_at=first or datetime.fromtimestamp(self.clock.time(), UTC),
         )
 
     async def publish_raw(
@@ -150,6 +154,8 @@ class LogisterApi:
             for raw, ctx in items
         ]
         await self.publisher.publish(records)
+        for _, ctx in items:  # only once durable: a failed publish pins no time
+            self.first_received.remember(f"{ctx.project_id}:{ctx.event_id}", ctx.received_at)
 
     async def _single(
         self,
