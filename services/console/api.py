@@ -22,9 +22,12 @@ from forgeline.manage.model import ALL_PROJECTS, AdminKey
 from forgeline.manage.ops import Actor, Management
 from forgeline.notify.model import PROVIDERS, SUBJECTS, Target
 from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
+from services.console.sessions import LoginThrottle
 
 PREFIX = "/api/manage/v1"
 MAX_BODY_BYTES = 64 * 1024
+AUTH_FAILURES_PER_WINDOW = 30
+AUTH_FAILURE_WINDOW_S = 60.0
 
 Handler = Callable[[Request, Actor], Awaitable[Response]]
 
@@ -97,13 +100,26 @@ def _text(doc: dict[str, Any], name: str, default: str | None = None) -> str:
     return value
 
 
-def management_routes(manage: Management) -> list[BaseRoute]:
+def management_routes(manage: Management, failures: LoginThrottle | None = None) -> list[BaseRoute]:
+    # Unknown keys per client address: a key is 32 random bytes, so this only sheds a guesser's load.
+    failures = failures or LoginThrottle(limit=AUTH_FAILURES_PER_WINDOW, window_s=AUTH_FAILURE_WINDOW_S)
+
     def authed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            address = request.client.host if request.client else "unknown"
+            wait = failures.retry_after(address, address)  # per address only
+            if wait > 0:
+                return Response(
+                    orjson.dumps({"error": f"too many requests with unknown admin keys; retry in {int(wait) + 1} s"}),
+                    status_code=429,
+                    media_type="application/json",
+                    headers={"Retry-After": str(int(wait) + 1)},
+                )
             scheme, _, presented = request.headers.get("authorization", "").partition(" ")
             await manage.console.catch_up()
             actor = manage.actor_for_key(presented.strip()) if scheme.lower() == "bearer" else None
             if actor is None:
+                failures.failed(address, address)
                 return Response(
                     orjson.dumps(
                         {"error": "send an admin key: Authorization: Bearer fla_… (forgeline admin-keys create)"}
@@ -263,6 +279,7 @@ def _op(summary: str, body: dict[str, Any] | None = None, created: bool = False)
             "201" if created else "200": {"description": "done", "content": {"application/json": {}}},
             "400": {"description": "bad input"},
             "401": {"description": "no or unknown admin key"},
+            "429": {"description": "too many requests with unknown keys from this address (Retry-After)"},
             "403": {"description": "outside the key's scope"},
             "404": {"description": "nothing of that name the key may see"},
         },

@@ -164,3 +164,29 @@ def test_notify_targets_through_the_api(tmp_path: Path) -> None:
         actions = [e["action"] for e in client.get("/api/manage/v1/audit", headers=wide).json()["entries"]]
         assert actions[:3] == ["notify.remove", "notify.add", "notify.add"]
         assert signing not in repr(client.get("/api/manage/v1/audit", headers=wide).json())
+
+
+def test_unknown_admin_keys_are_limited_per_address(tmp_path: Path) -> None:
+    from services.console.api import AUTH_FAILURES_PER_WINDOW
+
+    bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
+
+    async def no_control(record: OutgoingRecord) -> None:
+        raise AssertionError("no control records here")
+
+    tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
+    app = console_app(
+        ConsoleDeps(Management(tenancy, store), AdminReader("http://127.0.0.1:9"), no_control, Signer(b"s" * 32))
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        async with tenancy, store:
+            yield
+
+    app.router.lifespan_context = lifespan
+    with TestClient(app) as client:
+        for _ in range(AUTH_FAILURES_PER_WINDOW):
+            assert client.get("/api/manage/v1/projects", headers={"Authorization": "Bearer fla_x"}).status_code == 401
+        limited = client.get("/api/manage/v1/projects", headers={"Authorization": "Bearer fla_x"})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
