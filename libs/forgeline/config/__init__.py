@@ -37,14 +37,13 @@ class Settings:
     # anywhere but loopback it needs admin_key (sent as `Authorization: Bearer …`).
     admin_host: str = "127.0.0.1"
     admin_key: str = field(default="", repr=False)
-    # The console (services/console): its own port; where it reads the warehouse (the
-    # processors' admin port; "" = admin_host:admin_port); the session-cookie signing key
-    # ("" = generated once into data_dir/console.key).
-    console_host: str = "127.0.0.1"
+    console_host: str = "127.0.0.1"  # The console's listen address (web UI and /api/manage/v1; docs/console.md).
     console_port: int = 8082
+    # Where the console reads the warehouse: a processors admin port ("" = admin_host:admin_port).
     console_admin_url: str = ""
+    # Signs console session cookies; every replica needs the same ("" = generated into data_dir/console.key).
     console_secret: str = field(default="", repr=False)
-    console_secure_cookies: bool = False
+    console_secure_cookies: bool = False  # Mark session cookies Secure: set when the console is served over HTTPS.
     # "" means: derive from data_dir (embedded defaults).
     bus_url: str = ""
     warehouse_dsn: str = ""
