@@ -258,7 +258,12 @@ def test_tenancy_survives_compaction_including_revocations(tmp_path: Path) -> No
         async with TenancyAdmin(bus) as admin:
             org = await admin.create_organisation("studio")
             project = await admin.create_project(org.id, "game")
+            kept, kept_secret = await admin.create_token("logister", project.id, "production")
+            revoked, revoked_secret = await admin.create_token("logister", project.id, "production")
             for i in range(30):
+                await admin.create_environment(project.id, f"env{i}")
+            await admin.revoke_token(revoked.id)
+            for i in range(30, 40):  # the revocation is in a closed segment by now
                 await admin.create_environment(project.id, f"env{i}")
         assert len(segment_files(bus, CONTROL_TENANCY)) > 3  # rolled many times
         before = TenancyFollower(bus)
@@ -268,7 +273,16 @@ def test_tenancy_survives_compaction_including_revocations(tmp_path: Path) -> No
         await after.start()
         assert after.table.projects == before.table.projects
         assert after.table.environments == before.table.environments
-        assert len(after.table.environments) == 30
+        assert len(after.table.environments) == 40
+        assert after.table.authenticate(kept_secret, ("logister",)) is not None
+        assert after.table.authenticate(revoked_secret, ("logister",)) is None  # still revoked
+        assert after.table.tokens[revoked.id].revoked
+        # The token's first record (not revoked) was compacted away; its revocation was kept.
+        reader = bus.reader([CONTROL_TENANCY])
+        await reader.start()
+        keys = [r.key for r in await drain(reader)]
+        await reader.stop()
+        assert keys.count(f"token:{revoked.id}".encode()) == 1
         await before.stop()
         await after.stop()
 
