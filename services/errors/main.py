@@ -22,7 +22,8 @@ from forgeline.bus.topics import CONTROL_ERROR_GROUPS, TYPED_ERRORS
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
-from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
+from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
+from forgeline.schemas.cells import millis_to_datetime as to_datetime
 from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS
 from forgeline.warehouse.port import Warehouse
 from services.errors.steps import EVENT_COLUMNS, GROUP_COLUMNS, ErrorGroup, ErrorGrouper

@@ -28,6 +28,7 @@ import orjson
 from forgeline.blobstore.local import LocalBlobStore
 from forgeline.blobstore.port import BlobStore
 from forgeline.config import Settings
+from forgeline.schemas.cells import format_millis
 from forgeline.schemas.records import RecordKind
 from services.exporter.files import (
     CONTENT_TYPE,
@@ -36,7 +37,6 @@ from services.exporter.files import (
     backfill_key,
     encode_file,
     encode_line,
-    format_millis,
     kind_for,
     row_from_warehouse,
 )

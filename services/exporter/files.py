@@ -18,15 +18,14 @@ from __future__ import annotations
 import functools
 import gzip
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from forgeline.schemas.records import KINDS, ColumnType, RecordKind, datetime64_ms
+from forgeline.schemas.cells import TO_NDJSON
+from forgeline.schemas.records import KINDS, ColumnType, RecordKind
 
 # The column that decides a row's hour: when the thing happened (or arrived, for kinds
 # whose only time is their arrival). `forgeline export --from/--to` filters on it too.
@@ -53,8 +52,6 @@ SUFFIX = ".ndjson"
 GZIP_SUFFIX = ".ndjson.gz"
 CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NAME = re.compile(r"^(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)(?P<suffix>\.ndjson(?:\.gz)?)$")
 
 
@@ -71,48 +68,8 @@ def kind_for(name: str) -> RecordKind:
     raise ValueError(f"unknown kind {name!r}; choose one of: {choices}")
 
 
-@functools.lru_cache(maxsize=8192)
-def _second_text(seconds: int) -> str:
-    # Telemetry timestamps cluster in time: the formatted second is nearly always cached.
-    return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%d %H:%M:%S}"
-
-
-def format_millis(millis: int) -> str:
-    """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic).
-
-    ValueError outside DateTime64's range (1900–2299), which the writer refuses too.
-    """
-    seconds, milli = divmod(datetime64_ms(millis), 1000)
-    return f"{_second_text(seconds)}.{milli:03d}"
-
-
-def _str(value: Any) -> str:
-    return value if type(value) is str else ("" if value is None else str(value))
-
-
-def _uuid(value: Any) -> str:
-    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
-        return value
-    return str(uuid.UUID(str(value)))
-
-
-def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
-
-
-# A typed record's value → the JSON value of its column (mirrors the writer's conversion).
-_CONVERT: dict[ColumnType, Callable[[Any], Any]] = {
-    "str": _str,
-    "uuid": _uuid,
-    "int": int,
-    "float": float,
-    "millis": format_millis,
-    "str_array": lambda value: [str(item) for item in value or ()],
-    "float_array": lambda value: [float(item) for item in value or ()],
-    "nullable_float": _nullable(float),
-    "nullable_int": _nullable(int),
-    "nullable_millis": _nullable(format_millis),
-}
+# A typed record's value → the JSON value of its column (the writer's conversion, as text).
+_CONVERT = TO_NDJSON
 
 
 @functools.lru_cache(maxsize=64)

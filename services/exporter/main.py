@@ -106,16 +106,9 @@ def _line(kind: RecordKind, record: Record) -> tuple[Hour, bytes] | None:
 
 
 class ExportStrategy(Strategy):
-    def __init__(
-        self,
-        runtime: Runtime,
-        store: BlobStore,
-        *,
-        max_rows: int,
-        max_bytes: int,
-        flush_seconds: float,
-        compress: bool,
-    ) -> None:
+    def __init__(self, runtime: Runtime, store: BlobStore, limits: tuple[int, int, float], *, compress: bool) -> None:
+        """``limits``: (max_rows, max_bytes, flush_seconds) — whichever is reached first flushes."""
+        max_rows, max_bytes, flush_seconds = limits
         self._runtime = runtime
         self._clock = runtime.clock
         self._dead: list[OutgoingRecord] = []  # appended at the next flush, before its commit
@@ -302,27 +295,14 @@ class ExportStrategy(Strategy):
 
 
 class Exporter(ProcessorHost):
-    def __init__(
-        self,
-        bus: Bus,
-        store: BlobStore,
-        *,
-        max_rows: int,
-        max_bytes: int,
-        flush_seconds: float,
-        compress: bool,
-        **options: Unpack[HostOptions],
-    ) -> None:
+    def __init__(self, bus: Bus, store: BlobStore, *, max_rows: int, max_bytes: int, flush_seconds: float,
+                 compress: bool, **options: Unpack[HostOptions]) -> None:  # fmt: skip
+        def strategy(runtime: Runtime) -> Strategy:
+            limits = (max_rows, max_bytes, flush_seconds)
+            return ExportStrategy(runtime, store, limits, compress=compress)
+
         topics = [t for t in TYPED_TOPICS if t in KINDS_BY_TOPIC]
-        super().__init__(
-            GROUP,
-            bus,
-            [*topics, CONTROL_EXPORTER],
-            lambda rt: ExportStrategy(
-                rt, store, max_rows=max_rows, max_bytes=max_bytes, flush_seconds=flush_seconds, compress=compress
-            ),
-            **options,
-        )
+        super().__init__(GROUP, bus, [*topics, CONTROL_EXPORTER], strategy, **options)
 
 
 def build(parts: Parts) -> Exporter:

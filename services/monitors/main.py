@@ -32,7 +32,8 @@ from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
-from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
+from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
+from forgeline.schemas.cells import millis_to_datetime as to_datetime
 from forgeline.telemetry.metrics import (
     MONITOR_STATE_CHANGES,
     MONITOR_STATES,
@@ -165,19 +166,17 @@ class MonitorEvaluatorService(ProcessorHost):
         self,
         bus: Bus,
         warehouse: Warehouse,
+        *,
         margin_s: float = 60.0,
         tick_s: float = 5.0,
         slack_s: float = 3.0,
         batch: int = 1000,
         **options: Unpack[HostOptions],
     ) -> None:
-        super().__init__(
-            GROUP,
-            bus,
-            [TYPED_CHECKINS],
-            lambda rt: EvaluateMonitorsStrategy(rt, warehouse, margin_s, tick_s, slack_s, batch),
-            **options,
-        )
+        def strategy(runtime: Runtime) -> Strategy:
+            return EvaluateMonitorsStrategy(runtime, warehouse, margin_s, tick_s, slack_s, batch)
+
+        super().__init__(GROUP, bus, [TYPED_CHECKINS], strategy, **options)
 
 
 def build(parts: Parts) -> MonitorEvaluatorService:

@@ -31,7 +31,8 @@ from forgeline.bus.topics import TYPED_SPANS
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.registry import Parts
-from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry, to_datetime
+from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
+from forgeline.schemas.cells import millis_to_datetime as to_datetime
 from forgeline.telemetry.metrics import (
     SPANS_OPEN_TRACES,
     SPANS_TRACES_SUMMARIZED,
@@ -181,22 +182,12 @@ class AssembleSpansStrategy(Strategy):
 
 
 class SpanAssemblerService(ProcessorHost):
-    def __init__(
-        self,
-        bus: Bus,
-        warehouse: Warehouse,
-        quiet_s: float = 5.0,
-        keep_s: float = 300.0,
-        batch: int = 1000,
-        **options: Unpack[HostOptions],
-    ) -> None:
-        super().__init__(
-            GROUP,
-            bus,
-            [TYPED_SPANS],
-            lambda rt: AssembleSpansStrategy(rt, warehouse, quiet_s, keep_s, batch),
-            **options,
-        )
+    def __init__(self, bus: Bus, warehouse: Warehouse, quiet_s: float = 5.0, keep_s: float = 300.0,
+                 batch: int = 1000, **options: Unpack[HostOptions]) -> None:  # fmt: skip
+        def strategy(runtime: Runtime) -> Strategy:
+            return AssembleSpansStrategy(runtime, warehouse, quiet_s, keep_s, batch)
+
+        super().__init__(GROUP, bus, [TYPED_SPANS], strategy, **options)
 
 
 def build(parts: Parts) -> SpanAssemblerService:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import operator
 import re
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -15,13 +13,13 @@ from forgeline.bus.port import Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage
+from forgeline.schemas.cells import TO_WAREHOUSE, millis_to_datetime
 from forgeline.schemas.records import (
     DATETIME64_MAX_MS,
     DATETIME64_MIN_MS,
     KINDS_BY_TOPIC,
     ColumnType,
     RecordKind,
-    datetime64_ms,
 )
 
 DEAD_LETTER_COLUMNS = [
@@ -36,41 +34,12 @@ DEAD_LETTER_COLUMNS = [
 ]
 
 
-def _millis(value: Any) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1000, UTC)
-
-
 # DateTime64(3) columns take epoch milliseconds as plain ints (clickhouse-connect writes them
 # as ticks), which skips a datetime per cell; out-of-range values are refused, not wrapped.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NONE = type(None)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else value if type(value) is str else str(value)
-
-
-def _uuid_text(value: Any) -> str:
-    return str(uuid.UUID(str(value)))
-
-
-def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
-
-
 # One cell at a time: the slow path, taken only for a column whose fast check failed.
-_CONVERTERS: dict[ColumnType, Callable[[Any], Any]] = {
-    "str": _text,
-    "uuid": _uuid_text,
-    "int": int,
-    "float": float,
-    "millis": datetime64_ms,
-    "str_array": lambda value: [str(item) for item in value or ()],
-    "float_array": lambda value: [float(item) for item in value or ()],
-    "nullable_float": _nullable(float),
-    "nullable_int": _nullable(int),
-    "nullable_millis": _nullable(datetime64_ms),
-}
+_CONVERTERS = TO_WAREHOUSE
 
 
 def _in_range(values: list[Any]) -> bool:
@@ -179,7 +148,7 @@ def dead_letter_row(record: Record) -> tuple[Any, ...]:
         source_partition,
         source_offset,
         f"{reason}: {detail}" if detail else reason,
-        _millis(failed_at),
+        millis_to_datetime(failed_at),
         record.value.decode("utf-8", "replace"),
     )
 

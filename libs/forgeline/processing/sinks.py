@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from forgeline.bus.port import BusUnavailable, OutgoingRecord, Producer
 from forgeline.processing.retry import retrying
 from forgeline.warehouse.port import Warehouse, WarehouseError
-
-
-def to_datetime(millis: int | float) -> datetime:
-    """Epoch milliseconds → an aware UTC datetime (what DateTime64(3, 'UTC') columns take)."""
-    return datetime.fromtimestamp(int(millis) / 1000, UTC)
 
 
 def bus_down(err: Exception) -> bool:

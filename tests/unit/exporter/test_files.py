@@ -11,6 +11,7 @@ import pytest
 
 from forgeline.bus.port import Record
 from forgeline.processing.deadletter import InvalidMessage
+from forgeline.schemas.cells import format_millis
 from forgeline.schemas.records import ERROR, KINDS, METRIC, REPORT, SPAN, TRAJECTORY
 from services.exporter.files import (
     TIME_COLUMNS,
@@ -19,7 +20,6 @@ from services.exporter.files import (
     encode_file,
     encode_line,
     file_key,
-    format_millis,
     hour_of,
     kind_for,
     parse_name,
