@@ -60,9 +60,25 @@ def _parts(wh: ClickHouseWarehouse, table: str) -> tuple[int, int]:
     return int(rows[0][0]), int(rows[0][1])
 
 
-def test_the_migration_file_is_what_the_code_generates() -> None:
-    sql = next(m for m in migrations.available_migrations() if m.name == "retention").sql
-    assert sql == retention.migration_sql()
+def test_the_migration_files_are_what_the_code_generates() -> None:
+    found = {m.name: m.sql for m in migrations.available_migrations()}
+    assert found["retention"] == retention.migration_sql()
+    assert found["retention_written_at"] == retention.written_at_migration_sql()
+
+
+def test_tables_without_received_at_count_from_when_a_row_was_written(warehouse: ClickHouseWarehouse) -> None:
+    """An event time from 2020 (a client's clock) must not make its group membership expire at once."""
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    warehouse.insert(
+        "error_group_events", [("clocks", "g", "e-1", long_ago)], ["project_id", "group_id", "event_id", "occurred_at"]
+    )
+    warehouse.command(f"OPTIMIZE TABLE {warehouse.database}.error_group_events FINAL")
+    assert _count(warehouse, "error_group_events", "clocks") == 1
+    days = warehouse.query_rows(
+        f"SELECT dateDiff('day', now(), expires_at) FROM {warehouse.database}.error_group_events "
+        "WHERE project_id = 'clocks'"
+    )[0][0]
+    assert days in (retention.DEFAULT_DAYS - 1, retention.DEFAULT_DAYS)
 
 
 def test_every_event_table_has_the_ttl(warehouse: ClickHouseWarehouse) -> None:
@@ -184,3 +200,35 @@ def test_unknown_kinds_are_refused() -> None:
         retention.check_kinds({"error": 3})
     with pytest.raises(ValueError, match="1 … 3650"):
         retention.check_kinds({"errors": 0})
+
+
+def test_erasure_of_a_person_with_thousands_of_events(warehouse: ClickHouseWarehouse, root: Path) -> None:
+    """Their events are named by subqueries: thousands of ids never become one huge SQL text
+    (ClickHouse refuses a query over max_query_size, 256 KiB)."""
+    from forgeline.lifecycle.erasure import Eraser, Subject
+
+    now = datetime.now(UTC)
+    ids = [uuid.uuid4() for _ in range(8000)]
+    warehouse.insert_columns(
+        "errors",
+        [ids, ["heavy"] * len(ids), ["heavy-user"] * len(ids), [now] * len(ids)],
+        ["event_id", "project_id", "user_id", "received_at"],
+    )
+    warehouse.insert_columns(
+        "error_group_events",
+        [["heavy"] * len(ids), ["g-heavy"] * len(ids), [str(i) for i in ids], [now] * len(ids)],
+        ["project_id", "group_id", "event_id", "occurred_at"],
+    )
+    warehouse.insert("error_groups", [("heavy", "g-heavy", 1, now)], ["project_id", "group_id", "version", "last_seen"])
+    warehouse.insert("errors", _errors("heavy", 3, timedelta(0), payload=64), ERROR_COLUMNS)  # someone else
+
+    outcome = Eraser(warehouse, None, None, b"salt").erase(Subject("heavy", {"user_id": ("heavy-user",)}))
+
+    assert outcome.rows_deleted["errors"] == 8000 and outcome.rows_deleted["error_group_events"] == 8000
+    assert outcome.rows_deleted["error_groups"] == 1  # every event of the group was theirs
+    assert _count(warehouse, "errors", "heavy") == 3
+    assert _count(warehouse, "error_group_events", "heavy") == 0
+    audit = warehouse.query_rows(
+        f"SELECT state, rows_deleted FROM {warehouse.database}.erasure_audit FINAL WHERE project_id = 'heavy'"
+    )
+    assert audit == [("completed", 16001)]

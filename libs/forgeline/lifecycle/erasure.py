@@ -35,6 +35,7 @@ IDENTIFIER_KINDS = ("player_id", "device_id", "user_id", "email")
 MAX_IDENTIFIERS = 100
 MAX_IDENTIFIER_CHARS = 512
 SALT_FILE = "erasure-salt.key"
+_CHUNK = 1000
 _LOGISTER = ("errors", "logs", "metrics", "transactions", "spans")
 _ANALYTICS = ("players", "funnel_steps", "gameplay_events", "trajectories")
 # Where the Logister SDKs put an address: context.email, context.user_email, context.user.email.
@@ -155,14 +156,16 @@ class Eraser:
         if plan.group_ids:
             # A group whose every event was theirs goes too (its title is their message);
             # a group other players share stays, counted without their events.
-            db, groups = self._warehouse.database, quote_all(plan.group_ids)
-            left = set(
-                self._strings(f"SELECT DISTINCT group_id FROM {db}.error_group_events WHERE group_id IN ({groups})")
-            )
-            alone = [g for g in plan.group_ids if g not in left]
-            if alone:
-                where = f"project_id = {quote(subject.project_id)} AND group_id IN ({quote_all(alone)})"
-                outcome.rows_deleted["error_groups"] = self._delete("error_groups", where)
+            db = self._warehouse.database
+            for start in range(0, len(plan.group_ids), _CHUNK):  # literal lists stay far below max_query_size
+                chunk = plan.group_ids[start : start + _CHUNK]
+                groups = quote_all(chunk)
+                left = set(self._strings(f"SELECT group_id FROM {db}.error_group_events WHERE group_id IN ({groups})"))
+                alone = [g for g in chunk if g not in left]
+                if alone:
+                    where = f"project_id = {quote(subject.project_id)} AND group_id IN ({quote_all(alone)})"
+                    deleted = self._delete("error_groups", where)
+                    outcome.rows_deleted["error_groups"] = outcome.rows_deleted.get("error_groups", 0) + deleted
         if self._exports is not None:
             self._rewrite_exports(subject, plan, outcome)
         self._audit(outcome, subject, hashes, "completed", requested_at, datetime.now(UTC))
@@ -183,39 +186,40 @@ class Eraser:
             if terms:
                 direct[table] = f"project_id = {project} AND ({' OR '.join(terms)})"
         ids = self._strings
-        # Found before anything is deleted: what hangs off the person's sessions and events.
-        if "sessions" in direct:
-            plan.session_ids = ids(
-                f"SELECT DISTINCT toString(session_id) FROM {db}.sessions WHERE {direct['sessions']}"
-            )
+        # Rows reached through the person's sessions and events are named by subqueries on
+        # the tables that hold the identifiers (no literal lists, whatever their number), so
+        # they are deleted first, and the sessions last.
+        sessions = (
+            f"SELECT toString(session_id) FROM {db}.sessions WHERE {direct['sessions']}" if "sessions" in direct else ""
+        )
+        if sessions:
+            plan.session_ids = ids(sessions)  # for their export lines
         if plan.session_ids:
             # Game errors (crashes, exceptions) land in the Logister tables tagged with the session.
-            tagged = f"project_id = {project} AND session_id IN ({quote_all(plan.session_ids)})"
+            tagged = f"project_id = {project} AND session_id IN ({sessions})"
             for table in _LOGISTER:
                 direct[table] = f"({direct[table]}) OR ({tagged})" if table in direct else tagged
-        error_ids = (
-            ids(f"SELECT toString(event_id) FROM {db}.errors WHERE {direct['errors']}") if "errors" in direct else []
-        )
-        span_ids = (
-            ids(f"SELECT toString(event_id) FROM {db}.spans WHERE {direct['spans']}") if "spans" in direct else []
-        )
-        deletes = list(direct.items())
-        if plan.session_ids:
-            sessions = quote_all(plan.session_ids)
-            by_session = f"project_id = {project} AND toString(session_id) IN ({sessions})"
-            upload_ids = ids(
-                f"SELECT DISTINCT arrayJoin(upload_ids) FROM {db}.reports WHERE {by_session}"
-            )  # attachments of their reports
-            uploads = by_session + (f" OR project_id = {project} AND toString(upload_id) IN ({quote_all(upload_ids)})"
-                                    if upload_ids else "")  # fmt: skip
-            plan.blob_keys.update(ids(f"SELECT storage_key FROM {db}.uploads WHERE {uploads}"))
-            deletes += [("game_events", by_session), ("reports", by_session), ("uploads", uploads)]
-        if error_ids:
-            events = f"project_id = {project} AND event_id IN ({quote_all(error_ids)})"
+        deletes: list[tuple[str, str]] = []
+        if "errors" in direct:
+            events = (
+                f"project_id = {project} AND event_id IN "
+                f"(SELECT toString(event_id) FROM {db}.errors WHERE {direct['errors']})"
+            )
             plan.group_ids = ids(f"SELECT DISTINCT group_id FROM {db}.error_group_events WHERE {events}")
             deletes.append(("error_group_events", events))
-        if span_ids:
-            deletes.append(("span_tree", f"project_id = {project} AND event_id IN ({quote_all(span_ids)})"))
+        if "spans" in direct:
+            spans = f"SELECT toString(event_id) FROM {db}.spans WHERE {direct['spans']}"
+            deletes.append(("span_tree", f"project_id = {project} AND event_id IN ({spans})"))
+        if plan.session_ids:
+            by_session = f"project_id = {project} AND toString(session_id) IN ({sessions})"
+            attached = f"SELECT arrayJoin(upload_ids) FROM {db}.reports WHERE {by_session}"  # their reports' files
+            uploads = f"({by_session}) OR (project_id = {project} AND toString(upload_id) IN ({attached}))"
+            plan.blob_keys.update(ids(f"SELECT storage_key FROM {db}.uploads WHERE {uploads}"))
+            # Uploads before reports: the attachments' subquery reads the reports.
+            deletes += [("uploads", uploads), ("reports", by_session), ("game_events", by_session)]
+        deletes += [(table, where) for table, where in direct.items() if table != "sessions"]
+        if "sessions" in direct:
+            deletes.append(("sessions", direct["sessions"]))
         # Dead letters keep the raw record: any that quotes an identifier goes too.
         quoted = [orjson.dumps(v).decode() for values in subject.identifiers.values() for v in values]
         deletes.append(("dead_letters", " OR ".join(f"position(payload, {quote(q)}) > 0" for q in quoted)))
