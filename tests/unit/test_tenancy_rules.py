@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,24 @@ def test_refresh_reads_a_token_written_after_the_last_catch_up(tmp_path: Path) -
         await follower.stop()
 
     asyncio.run(main())
+
+
+def test_a_flood_of_refreshes_reads_the_bus_a_few_times(tmp_path: Path) -> None:
+    async def main() -> int:
+        bus = create_bus(f"embedded://{tmp_path / 'bus'}")
+        follower = TenancyFollower(bus)
+        await follower.start()
+        reads = 0
+        real = follower._reader.end_offsets
+
+        async def counted() -> Any:
+            nonlocal reads
+            reads += 1
+            return await real()
+
+        follower._reader.end_offsets = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(follower.refresh() for _ in range(200)))
+        await follower.stop()
+        return reads
+
+    assert asyncio.run(main()) <= 2

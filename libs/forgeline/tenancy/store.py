@@ -30,8 +30,10 @@ from forgeline.tenancy.model import (
 
 log = logging.getLogger(__name__)
 
-# How long a refresh for an unknown token may read the control topic before giving up.
+# How long a refresh for an unknown token may read the control topic before giving up, and
+# how often refreshes may start (a flood of unknown tokens asks the bus 50 times a second).
 REFRESH_TIMEOUT_S = 2.0
+REFRESH_MIN_INTERVAL_S = 0.02
 
 
 class TenancyFollower:
@@ -45,6 +47,7 @@ class TenancyFollower:
         self._positions: dict[TopicPartition, int] = {}
         self._refresh_lock = asyncio.Lock()
         self._refreshes_started = 0
+        self._last_refresh = float("-inf")
 
     async def start(self) -> None:
         """Read the topic up to its end as it is now; only then is the table ``loaded``."""
@@ -69,7 +72,11 @@ class TenancyFollower:
         async with self._refresh_lock:
             if self._refreshes_started > asked:
                 return  # a read that started after we asked has finished
+            pause = self._last_refresh + REFRESH_MIN_INTERVAL_S - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)  # callers arriving meanwhile share the read below
             self._refreshes_started += 1
+            self._last_refresh = time.monotonic()
             ends = await self._reader.end_offsets()
             deadline = time.monotonic() + timeout_s
             while any(self._positions.get(tp, 0) < end for tp, end in ends.items()):
