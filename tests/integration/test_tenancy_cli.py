@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.fixtures.kafka import BUSES
 from tests.fixtures.pipeline import REPO, ForgelineUp
 
 pytestmark = pytest.mark.integration
@@ -83,3 +84,22 @@ def test_archiving_a_project_refuses_its_tokens(forgeline_up: ForgelineUp) -> No
     assert "already" in _refused(forgeline_up, "projects", "create", name)
     _cli(forgeline_up, "projects", "unarchive", name)
     _eventually(forgeline_up, token, 201)
+
+
+@pytest.fixture(params=BUSES)
+def pipeline(request: pytest.FixtureRequest) -> ForgelineUp:
+    up: ForgelineUp = request.getfixturevalue("forgeline_up" if request.param == "embedded" else "kafka_forgeline_up")
+    return up
+
+
+def test_a_created_token_is_accepted_at_once_on_either_bus(pipeline: ForgelineUp) -> None:
+    """The gateway reads the control topic to its end before refusing a token it does not know."""
+    for kind, probe in (("logister", _status), ("forge", _forge_status)):
+        token = _cli(pipeline, "tokens", "create", "--kind", kind, "--name", "at-once").strip()
+        assert probe(pipeline, token) in (200, 201), f"{kind} token refused right after tokens create"
+
+
+def _forge_status(up: ForgelineUp, token: str) -> int:
+    body = {"build": {"version": "1.0.0", "platform": "linux"}}
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.post(f"{up.base_url}/v1/ingest/sessions", json=body, headers=headers, timeout=10).status_code
