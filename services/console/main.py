@@ -51,6 +51,14 @@ def console_key(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
+def _cannot_add_targets(settings: Settings) -> str:
+    """In distributed mode a notify key generated into this container's data dir is not the
+    notifier's: a target added here would never decrypt. Embedded mode shares the data dir."""
+    if settings.notify_key or settings.resolved_bus_url.startswith("embedded://"):
+        return ""
+    return "set FORGELINE_NOTIFY_KEY (the notifier's key) on the console to add notification targets here"
+
+
 def console_admin_url(settings: Settings) -> str:
     return settings.console_admin_url or f"http://{connect_host(settings.admin_host)}:{settings.admin_port}"
 
@@ -78,7 +86,7 @@ def build_console(settings: Settings) -> Starlette:
         await producer.send(record)
 
     deps = ConsoleDeps(
-        manage=Management(tenancy, store, targets, settings.notify_allowed_networks),
+        manage=Management(tenancy, store, targets, settings.notify_allowed_networks, _cannot_add_targets(settings)),
         reader=reader,
         send_control=send_control,
         signer=Signer(console_key(settings)),

@@ -94,12 +94,16 @@ class Management:
         console: ConsoleStore,
         targets: TargetAdmin | None = None,
         allowed_networks: tuple[str, ...] = (),
+        cannot_add_targets: str = "",
     ) -> None:
         self.tenancy = tenancy
         self.console = console
         # Notify targets: only where the notify key is at hand (the console, `forgeline notify`).
         self.targets = targets
         self.allowed_networks = allowed_networks
+        # Why new targets cannot be added here (their secret would be sealed with a key the
+        # notifier does not have); listing and removing need no key.
+        self.cannot_add_targets = cannot_add_targets
         self._refreshing = asyncio.Lock()  # the refresh loop and requests share the readers
 
     async def refresh(self) -> None:
@@ -278,6 +282,8 @@ class Management:
         """A target and, for a webhook given no secret, the signing secret generated for it
         (shown once). The destination must pass the notifier's egress rules now too."""
         admin = self._target_admin()
+        if self.cannot_add_targets:
+            raise ValueError(self.cannot_add_targets)
         await self.refresh()
         project = self.project(actor, project_ref)
         if provider not in PROVIDERS:

@@ -190,3 +190,17 @@ def test_unknown_admin_keys_are_limited_per_address(tmp_path: Path) -> None:
             assert client.get("/api/manage/v1/projects", headers={"Authorization": "Bearer fla_x"}).status_code == 401
         limited = client.get("/api/manage/v1/projects", headers={"Authorization": "Bearer fla_x"})
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+
+
+def test_a_console_without_the_notifiers_key_refuses_to_add_targets() -> None:
+    from forgeline.config import Settings
+    from services.console.main import _cannot_add_targets
+
+    distributed = Settings(bus_url="kafka://kafka:9092")
+    assert "FORGELINE_NOTIFY_KEY" in _cannot_add_targets(distributed)
+    assert _cannot_add_targets(distributed.with_overrides(notify_key="k" * 44)) == ""
+    assert _cannot_add_targets(Settings()) == ""  # embedded: the data dir's key is the notifier's
+
+    manage = Management(None, None, object(), cannot_add_targets="no key here")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no key here"):
+        asyncio.run(manage.add_notify_target(Actor("t"), "A", "webhook", "x", {"url": "https://93.184.216.34/"}))
