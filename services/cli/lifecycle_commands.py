@@ -79,7 +79,8 @@ def _post(settings: Settings, explicit_url: str | None, path: str, doc: dict[str
 
 def retention_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        days = {kind: parse_days(value) for kind in PROJECT_KINDS if (value := getattr(args, f"days_{kind}")) is not None}
+        given = {kind: getattr(args, f"days_{kind}") for kind in PROJECT_KINDS}
+        days = {kind: parse_days(value) for kind, value in given.items() if value is not None}
         project = _project_id(settings, args.project)
     except (LookupError, ValueError) as err:
         print(f"forgeline: {err}", file=sys.stderr)
