@@ -179,7 +179,7 @@ def test_erase_removes_one_player_everywhere_and_nothing_else(pipeline: Forgelin
     for person in (victim, bystander):
         person.send_everything()
     for person in (victim, bystander):
-        # Error groups are the grouper's, in its own time: counted when there, not waited for.
+        # The grouper's rows come on their own time: waited for below, once the error ids are known.
         _wait(lambda p=person: all(n >= 1 for t, n in p.rows().items() if t != "error_group_events"), timeout_s=60)
         person.upload_key = up.sql(
             f"SELECT storage_key FROM forgeline.uploads WHERE session_id = '{person.session_id}'"
@@ -187,6 +187,8 @@ def test_erase_removes_one_player_everywhere_and_nothing_else(pipeline: Forgelin
         assert person.blobs(), person.upload_key
         ids = up.sql(f"SELECT toString(event_id) FROM forgeline.errors WHERE user_id = '{person.user_id}'")
         person.error_ids = ids.split()
+        # Grouped before the erasure, or the grouper would write their group after it.
+        _wait(lambda p=person: p.rows()["error_group_events"] >= 1, timeout_s=60)
     _exports_settled(up, [victim, bystander])
     bystander_rows, bystander_exported = bystander.rows(), bystander.exported()
 
