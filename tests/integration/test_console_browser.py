@@ -284,7 +284,7 @@ def test_analytics_shows_a_funnel_and_a_heatmap(up: ForgelineUp, browser: object
     assert "Tutorial_Start" in page.locator("table.funnel").inner_text()  # type: ignore[attr-defined]
 
 
-def test_monitors_deployments_and_sessions_pages_read_the_warehouse(up: ForgelineUp, browser: object) -> None:
+def test_monitors_deployments_sessions_and_game_crashes(up: ForgelineUp, browser: object) -> None:
     """Every other page runs its real queries against the warehouse and shows what was sent."""
     slug = f"nightly-{uuid.uuid4().hex[:6]}"
     release = f"r-{uuid.uuid4().hex[:6]}"
@@ -304,6 +304,9 @@ def test_monitors_deployments_and_sessions_pages_read_the_warehouse(up: Forgelin
     session_id = r.json()["sessionId"]
     events = [{"sessionId": session_id, "type": f"step-{n}"} for n in range(3)]
     assert httpx.post(f"{up.base_url}/v1/ingest/events", json=events, headers=forge).status_code == 201
+    crash = f"NullReference in Inventory {uuid.uuid4().hex[:6]}"
+    crashed = [{"sessionId": session_id, "type": "crash", "properties": {"message": crash}}]
+    assert httpx.post(f"{up.base_url}/v1/ingest/events", json=crashed, headers=forge).status_code == 201
 
     page = sign_in(browser, up, "admin", first_user_password(up))
     base = f"{up.console_url}/p/{up.tokens['project_id']}"
@@ -316,4 +319,6 @@ def test_monitors_deployments_and_sessions_pages_read_the_warehouse(up: Forgelin
     wait_for_text(page, f"{base}/sessions?player={player}", "switch", timeout_s=15)
     page.click("table a")  # type: ignore[attr-defined]
     wait_for_text(page, page.url, "step-2", timeout_s=10)  # type: ignore[attr-defined]
-    assert page.locator("tbody tr").count() == 3  # type: ignore[attr-defined]
+    assert page.locator("tbody tr").count() == 4  # type: ignore[attr-defined]
+    # A game crash is an error too: it is in the inbox with the servers' errors.
+    wait_for_text(page, f"{base}/errors?status=all", crash, timeout_s=10)
