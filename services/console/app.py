@@ -333,6 +333,8 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             tokens=manage.tokens(p.actor, p.project.id),
             applications=manage.applications(p.actor, p.project.id),
             targets=manage.notify_targets(p.actor, p.project.id) if manage.targets is not None else [],
+            # The project's latest changes (who, when, what), newest first.
+            audit=[e for e in reversed(manage.console.table.audit) if e.project_id == p.project.id][:20],
             kinds=TOKEN_KINDS,
             new_token=new_token,
             error=error,

@@ -184,7 +184,10 @@ def test_a_token_created_in_settings_is_shown_once(console: Console) -> None:
     assert created.status_code == 200 and created.headers["cache-control"] == "no-store"
     secret = re.search(r'<pre id="new-token">(lgst_[^<]+)</pre>', created.text)
     assert secret
-    assert secret.group(1) not in console.client.get(f"/p/{a}/settings").text
+    settings = console.client.get(f"/p/{a}/settings").text
+    assert secret.group(1) not in settings
+    # The change is in the project's recent changes, by who made it, without the token.
+    assert re.search(r"<td>user:root</td><td>token\.create</td>", settings)
     bad = console.client.post(f"/p/{a}/settings/tokens", data={"kind": "nope", "csrf": token})
     assert bad.status_code == 400 and "kind must be one of" in bad.text
 
