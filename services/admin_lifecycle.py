@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from forgeline.lifecycle.erasure import Subject
+from forgeline.lifecycle.erasure import StoreUnreachable, Subject
 from forgeline.lifecycle.retention import check_kinds
 from forgeline.lifecycle.service import Lifecycle
 from forgeline.warehouse.port import WarehouseError
@@ -56,6 +56,8 @@ def lifecycle_routes(lifecycle: Lifecycle | None, refused: Callable[[Request], R
             return _json({"error": str(err)}, 400)
         except WarehouseError as err:
             return _json({"error": str(err)}, 503 if err.retriable else 400)
+        except StoreUnreachable as err:
+            return _json({"error": str(err)}, 503)
         return _json(result)
 
     def set_retention(doc: dict[str, object]) -> object:

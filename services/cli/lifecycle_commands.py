@@ -109,6 +109,8 @@ def erase_command(settings: Settings, args: argparse.Namespace) -> int:
     result = _post(settings, args.admin_url, "/erase", doc)
     if result is None:
         return 1
+    for store in result.get("not_reached", []):
+        print(f"forgeline: warning: not erased from {store}", file=sys.stderr)
     rows = sum(result["rows_deleted"].values())
     print(
         f"erased: {rows} rows, {result['blobs_deleted']} uploads, {result['export_lines_removed']} exported lines "

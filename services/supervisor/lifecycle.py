@@ -28,10 +28,15 @@ def retention_defaults(settings: Settings) -> dict[str, int]:
 
 def open_lifecycle(settings: Settings, warehouse: Warehouse) -> Lifecycle:
     """Blocking (it may rewrite rows when the default days changed): run it in a thread."""
+    # Embedded (chDB), the stores default to directories of this data dir. Distributed, a
+    # default would be a local directory nobody else writes: only configured stores are used.
+    embedded = settings.resolved_warehouse_dsn.startswith("chdb://")
+    uploads = settings.blob_store_url or embedded
+    exports = settings.export_url or embedded
     lifecycle = Lifecycle(
         warehouse,
-        _store(settings, settings.resolved_blob_store_url),
-        _store(settings, settings.resolved_export_url),
+        _store(settings, settings.resolved_blob_store_url) if uploads else None,
+        _store(settings, settings.resolved_export_url) if exports else None,
         load_salt(settings.data_dir.resolve(), settings.erasure_salt),
         retention_defaults(settings),
     )

@@ -232,3 +232,18 @@ def test_erasure_of_a_person_with_thousands_of_events(warehouse: ClickHouseWareh
         f"SELECT state, rows_deleted FROM {warehouse.database}.erasure_audit FINAL WHERE project_id = 'heavy'"
     )
     assert audit == [("completed", 16001)]
+
+
+def test_erasure_refuses_when_the_uploads_store_is_not_reachable(warehouse: ClickHouseWarehouse) -> None:
+    """A distributed processor without FORGELINE_BLOB_STORE_URL must not erase rows and leave files."""
+    from forgeline.lifecycle.erasure import Eraser, StoreUnreachable, Subject
+
+    session, now = uuid.uuid4(), datetime.now(UTC)
+    warehouse.insert("sessions", [(session, "blobby", "pl-1", now)],
+                     ["session_id", "project_id", "player_external_id", "started_at"])  # fmt: skip
+    warehouse.insert("uploads", [(uuid.uuid4(), "blobby", str(session), "blobby/u/f.png", now)],
+                     ["upload_id", "project_id", "session_id", "storage_key", "completed_at"])  # fmt: skip
+    eraser = Eraser(warehouse, None, None, b"salt")
+    with pytest.raises(StoreUnreachable, match="FORGELINE_BLOB_STORE_URL"):
+        eraser.erase(Subject("blobby", {"player_id": ("pl-1",)}))
+    assert _count(warehouse, "sessions", "blobby") == 1 and _count(warehouse, "uploads", "blobby") == 1

@@ -55,6 +55,10 @@ _LINE_FIELDS = {"player_id": "player_id", "player_external_id": "player_id", "de
                 "user_id": "user_id"}  # fmt: skip
 
 
+class StoreUnreachable(Exception):
+    """A store holding the person's data is not configured in this process (→ 503)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     project_id: str
@@ -96,9 +100,12 @@ class Outcome:
     blobs_deleted: int = 0
     export_lines_removed: int = 0
     export_files_rewritten: int = 0
+    # Stores this process does not reach (not configured here): said, never silently skipped.
+    not_reached: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "not_reached": self.not_reached,
             "request_id": self.request_id,
             "rows_deleted": self.rows_deleted,
             "blobs_deleted": self.blobs_deleted,
@@ -147,6 +154,13 @@ class Eraser:
         requested_at = datetime.now(UTC)
         self._audit(outcome, subject, hashes, "requested", requested_at, None)
         plan = self._plan(subject)
+        if plan.blob_keys and self._uploads is None:
+            raise StoreUnreachable(
+                f"{len(plan.blob_keys)} uploads of this person are in a blob store this process does not reach: "
+                "set FORGELINE_BLOB_STORE_URL (and its credentials) for the processors too; nothing was erased"
+            )
+        if self._exports is None:
+            outcome.not_reached.append("exports (FORGELINE_EXPORT_URL is not set for the processors)")
         if self._uploads is not None:
             for key in sorted(plan.blob_keys):
                 self._uploads.delete(key)
