@@ -173,14 +173,14 @@ def test_create_and_revoke_a_token_in_settings(up: ForgelineUp, browser: object)
         return answer.status_code in (200, 201, 202)
 
     assert accepted()
-    row = page.locator(f"tr:has-text('{label}')")  # type: ignore[attr-defined]
+    row = page.locator(f"table.tokens tr:has-text('{label}')")  # type: ignore[attr-defined]
     row.locator("button:has-text('Revoke')").click()
     deadline = time.monotonic() + 5
     while accepted():
         assert time.monotonic() < deadline, "the gateway still accepts a revoked token after 5 s"
         time.sleep(0.2)
     page.goto(f"{up.console_url}/p/{project_id}/settings")  # type: ignore[attr-defined]
-    assert "revoked" in page.locator(f"tr:has-text('{label}')").inner_text()  # type: ignore[attr-defined]
+    assert "revoked" in page.locator(f"table.tokens tr:has-text('{label}')").inner_text()  # type: ignore[attr-defined]
 
 
 def test_find_a_trace_and_open_its_waterfall(up: ForgelineUp, browser: object) -> None:
