@@ -226,15 +226,17 @@ def test_a_bug_report_shows_its_screenshot(up: ForgelineUp, browser: object) -> 
     session_id = r.json()["sessionId"]
     png = _png()
     files = [{"filename": "shot.png", "contentType": "image/png", "size": len(png), "type": "screenshot"}]
-    r = httpx.post(f"{up.base_url}/v1/ingest/uploads", json={"sessionId": session_id, "files": files}, headers=forge)
+    r = httpx.post(
+        f"{up.base_url}/v1/ingest/uploads", json={"sessionId": session_id, "files": files}, headers=forge, timeout=10
+    )
     assert r.status_code == 201, r.text
     target = r.json()["uploads"][0]
-    assert httpx.put(target["url"], content=png, headers=target["headers"]).status_code in (200, 201)
+    assert httpx.put(target["url"], content=png, headers=target["headers"], timeout=10).status_code in (200, 201)
     title = f"Stuck in wall {uuid.uuid4().hex[:6]}"
     report = {"sessionId": session_id, "title": title, "description": "<b>not bold</b>", "severity": "low",
               "reporterType": "player", "eventIds": [], "clientRequestId": str(uuid.uuid4()),
               "uploadIds": [target["uploadId"]]}  # fmt: skip
-    assert httpx.post(f"{up.base_url}/v1/ingest/reports", json=report, headers=forge).status_code == 201
+    assert httpx.post(f"{up.base_url}/v1/ingest/reports", json=report, headers=forge, timeout=10).status_code == 201
 
     page = sign_in(browser, up, "admin", first_user_password(up))
     project_id = up.tokens["project_id"]
@@ -245,8 +247,9 @@ def test_a_bug_report_shows_its_screenshot(up: ForgelineUp, browser: object) -> 
         assert time.monotonic() < deadline, "the upload never showed on the report"
         time.sleep(0.3)
         page.reload()  # type: ignore[attr-defined]
-    image = page.locator("img.screenshot")  # type: ignore[attr-defined]
-    image.wait_for()
+    # Loaded and decoded by the browser (under load the page can be there before the image is).
+    loaded = "(() => { const i = document.querySelector('img.screenshot'); return i.complete && i.naturalWidth > 0 })()"
+    page.wait_for_function(loaded, timeout=15_000)  # type: ignore[attr-defined]
     assert page.evaluate("document.querySelector('img.screenshot').naturalWidth") == 4  # type: ignore[attr-defined]
     assert "<b>not bold</b>" in page.locator("pre.message").inner_text()  # type: ignore[attr-defined]
 
