@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Unpack
 
@@ -47,6 +48,7 @@ from services.notifier.delivery import DeliveryLog, Pending, TokenBucket, backof
 from services.notifier.subjects import TOPICS, Notification, delivery_id, parse
 
 GROUP = "notifier"
+ABANDONED = None  # a delivery the service stopped before it was sent or settled
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO; a Discord webhook URL is a credential.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -159,23 +161,24 @@ class NotifyStrategy(Strategy):
     async def submit(self, records: list[Record]) -> None:
         assert self._client is not None, "submit before start"
         await self._targets.catch_up()
-        await self._process_until_stopped(self._client, records)
+        await self._process(self._client, records)
 
-    async def _process_until_stopped(self, client: OutboundClients, records: list[Record]) -> bool:
-        """Process a batch; on stop, abandon it uncommitted (deliveries in backoff could take minutes)."""
-        work = asyncio.create_task(self._process(client, records))
-        stop = asyncio.create_task(self._runtime.stopping.wait())
+    async def _unless_stopped(self, waiting: Awaitable[None]) -> bool:
+        """Await ``waiting`` (a token, a backoff) unless the service stops first: False then."""
+        stopping = self._runtime.stopping
+        if stopping.is_set():
+            if asyncio.iscoroutine(waiting):
+                waiting.close()
+            return False
+        work = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(stopping.wait())
         done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         if work in done:
             stop.cancel()
             work.result()
             return True
         work.cancel()
-        try:
-            await work
-        except asyncio.CancelledError:
-            pass
-        log.info("stopped mid-batch; the batch will be redelivered", extra={"records": len(records)})
+        await asyncio.gather(work, return_exceptions=True)
         return False
 
     async def _process(self, client: OutboundClients, records: list[Record]) -> None:
@@ -194,6 +197,11 @@ class NotifyStrategy(Strategy):
                 for did, (target, n, record, pending) in jobs.items()
             )
         )
+        if ABANDONED in broken:
+            # Stopped mid-batch: no attempt was cut off on the wire (each one in flight finished
+            # and was recorded), the rest were never sent; whoever reads the batch next sends them.
+            log.info("stopped mid-batch; the batch will be redelivered", extra={"records": len(records)})
+            return
         # A record counts as failed once for the limit, however many of its deliveries broke.
         failed = {
             (record.tp, record.offset) for (_, _, record, _), bad in zip(jobs.values(), broken, strict=True) if bad
@@ -235,8 +243,9 @@ class NotifyStrategy(Strategy):
         did: str,
         record: Record,
         pending: Pending | None,
-    ) -> bool:
-        """Deliver one notification to one target; True if our own code raised (not the provider)."""
+    ) -> bool | None:
+        """Deliver one notification to one target; True if our own code raised (not the provider),
+        ABANDONED if the service stopped before it was settled (then it was not sent)."""
         async with self._semaphore:
             provider = target.provider
             ctx = {"target": target.id, "provider": provider, "delivery_id": did, "subject": n.subject}
@@ -252,7 +261,8 @@ class NotifyStrategy(Strategy):
             tries = 0
             while True:
                 tries += 1
-                await bucket.acquire()
+                if not await self._unless_stopped(bucket.acquire()):
+                    return ABANDONED
                 try:
                     outcome = await attempt(client, target, secret, n, did, pending_since)
                 except Exception as err:  # noqa: BLE001 - a bug building or reading a request: never retried
@@ -283,7 +293,8 @@ class NotifyStrategy(Strategy):
                     "delivery failed; retrying",
                     extra={**ctx, "reason": outcome.reason, "attempt": tries, "retry_in_s": round(delay, 3)},
                 )
-                await asyncio.sleep(delay)
+                if not await self._unless_stopped(asyncio.sleep(delay)):
+                    return ABANDONED
 
     async def _dead(
         self, target: Target, n: Notification, did: str, record: Record, reason: str, detail: str, tries: int
