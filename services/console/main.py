@@ -31,6 +31,7 @@ from services.admin import connect_host
 from services.console.app import ConsoleDeps, console_app
 from services.console.reader import AdminReader
 from services.console.sessions import Signer
+from services.exitcodes import EXIT_CANNOT_SERVE
 
 KEY_FILE = "console.key"
 REFRESH_SECONDS = 1.0
@@ -86,7 +87,14 @@ def build_console(settings: Settings) -> Starlette:
         await producer.send(record)
 
     deps = ConsoleDeps(
-        manage=Management(tenancy, store, targets, settings.notify_allowed_networks, _cannot_add_targets(settings)),
+        manage=Management(
+            tenancy,
+            store,
+            targets,
+            settings.notify_allowed_networks,
+            _cannot_add_targets(settings),
+            retention=reader.retention,
+        ),
         reader=reader,
         send_control=send_control,
         signer=Signer(console_key(settings)),
@@ -142,4 +150,4 @@ def run_console(settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
-        sys.exit(3)
+        sys.exit(EXIT_CANNOT_SERVE)  # as uvicorn.run: the port was taken or the app failed to start

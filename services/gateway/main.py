@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
+from services.exitcodes import EXIT_CANNOT_SERVE
 from services.gateway.app import create_app
 from services.gateway.protocol import header_timeout_protocol
 
@@ -41,4 +42,4 @@ def run_gateway(settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
-        sys.exit(3)  # as uvicorn.run: the port was taken or the app failed to start
+        sys.exit(EXIT_CANNOT_SERVE)  # as uvicorn.run: the port was taken or the app failed to start

@@ -8,8 +8,11 @@ supervisor (`forgeline up`, or Kubernetes) restarts it from the committed offset
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+
+import uvicorn
 
 from forgeline.bus.factory import create_bus
 from forgeline.bus.provision import ensure_topics
@@ -18,6 +21,7 @@ from forgeline.processing.host import ProcessorHost
 from forgeline.processing.registry import Parts
 from forgeline.warehouse.factory import open_warehouse
 from services.admin import admin_app, admin_exposure_problem, admin_server
+from services.exitcodes import EXIT_CANNOT_SERVE
 from services.supervisor.lifecycle import open_lifecycle
 from services.supervisor.registry import SERVICES
 
@@ -61,32 +65,45 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
         loop.add_signal_handler(sig, request_stop)
 
     tasks = {asyncio.create_task(p.run(), name=name): name for name, p in processors.items()}
-    server_task = asyncio.create_task(server.serve(), name="admin")
+    server_task = asyncio.create_task(_serve(server), name="admin")
     sweeps_stop = asyncio.Event()
     sweeps = (
         asyncio.create_task(lifecycle.run_sweeps(settings.retention_sweep_seconds, sweeps_stop)) if lifecycle else None
     )
     exit_code = 0
     try:
-        pending = set(tasks)
-        while pending:
+        pending: set[asyncio.Task[None]] = {*tasks, server_task}
+        while pending - {server_task}:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
+            if server_task in done and not server.should_exit:
+                # The admin port could not be served (its address is taken): a setup problem
+                # that a restart cannot fix. Exit 3 tells `forgeline up` not to restart us.
+                log.error("admin port could not be served", extra={"port": settings.admin_port})
+                exit_code = EXIT_CANNOT_SERVE
+                request_stop()
+            for task in done - {server_task}:
                 name = tasks[task]
                 error = task.exception()
                 if error is not None or not processors[name].stopping:
                     # A processor that fails, or returns unasked, takes the process down:
                     # the supervisor restarts it from the committed offsets.
                     log.error("processor failed", exc_info=error, extra={"processor": name})
-                    exit_code = 1
+                    exit_code = exit_code or 1
                     request_stop()
     finally:
         sweeps_stop.set()
         if sweeps is not None:
             await sweeps
         server.should_exit = True
-        await server_task
+        if not server_task.done():
+            await server_task
         if warehouse is not None:
             warehouse.close()
     log.info("processors stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    """Serve the admin port; uvicorn exits the process when it cannot bind, this returns instead."""
+    with contextlib.suppress(SystemExit):
+        await server.serve()

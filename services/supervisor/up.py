@@ -26,6 +26,7 @@ from forgeline.config import Settings
 from forgeline.manage.firstuser import ensure_first_user
 from forgeline.private_fs import open_private, private_dir
 from services.admin import connect_host
+from services.exitcodes import EXIT_BAD_SETTINGS, EXIT_CANNOT_SERVE
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 from services.supervisor.ports import first_request, port_problem
 
@@ -127,17 +128,34 @@ def run_up(settings: Settings) -> int:
     for child in children:
         child.start(env)
     _write_run_file(data_dir, run_info, children)
+    exit_code = 0
     try:
         while not stopping:
             time.sleep(0.2)
             for child in children:
+                fatal = _fatal_exit(child)
+                if fatal:
+                    # Restarting would fail the same way, in a loop: stop everything instead.
+                    print(f"forgeline: {fatal}; stopping", file=sys.stderr, flush=True)
+                    stopping, exit_code = True, EXIT_BAD_SETTINGS
+                    break
                 if _supervise(child, env):
                     _write_run_file(data_dir, run_info, children)
     finally:
         _stop_all(children)
         (data_dir / RUN_FILE).unlink(missing_ok=True)
         lock.close()
-    return 0
+    return exit_code
+
+
+def _fatal_exit(child: Child) -> str | None:
+    """Why ``child`` exited for good (a port it cannot bind, refused settings), or None."""
+    code = child.process.poll() if child.process is not None else None
+    if code == EXIT_CANNOT_SERVE:
+        return f"the {child.name} could not listen on its port (taken by another program?), see its error above"
+    if code == EXIT_BAD_SETTINGS:
+        return f"the {child.name} refused its settings, see its error above"
+    return None
 
 
 def _write_run_file(data_dir: Path, run_info: dict[str, object], children: list[Child]) -> None:

@@ -53,3 +53,25 @@ def test_make_run_takes_its_ports() -> None:
         "--admin-port",
         "9181",
     ]
+
+
+def _cli_with_a_taken_port(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes], int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "services.cli.main", *[a.replace("{port}", str(port)) for a in args]]
+        argv += ["--data-dir", str(tmp_path / "data")]
+        out = subprocess.run(argv, cwd=REPO, capture_output=True, timeout=90, check=False)
+    return out, port
+
+
+def test_a_processors_process_whose_admin_port_is_taken_exits_3(tmp_path: Path) -> None:
+    # 3 tells `forgeline up` that a restart would fail the same way (no restart loop).
+    out, _ = _cli_with_a_taken_port(tmp_path, "process", "normalizer", "--admin-port", "{port}")
+    assert out.returncode == 3, out.stderr.decode()[-2000:]
+
+
+def test_a_gateway_whose_port_is_taken_exits_3(tmp_path: Path) -> None:
+    out, _ = _cli_with_a_taken_port(tmp_path, "gateway", "--port", "{port}")
+    assert out.returncode == 3, out.stderr.decode()[-2000:]
