@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from forgeline.manage.model import ALL_PROJECTS, AdminKey
-from forgeline.manage.ops import Actor, Management
+from forgeline.manage.ops import PROJECT_RETENTION_KINDS, Actor, Management, Unavailable
 from forgeline.notify.model import PROVIDERS, SUBJECTS, Target
 from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
 from services.console.sessions import LoginThrottle
@@ -136,6 +136,8 @@ def management_routes(manage: Management, failures: LoginThrottle | None = None)
                 return _json({"error": str(err)}, 404)
             except ValueError as err:
                 return _json({"error": str(err)}, 400)
+            except Unavailable as err:
+                return _json({"error": str(err)}, 503)
 
         return endpoint
 
@@ -181,6 +183,18 @@ def management_routes(manage: Management, failures: LoginThrottle | None = None)
 
     async def revoke_token(request: Request, actor: Actor) -> Response:
         return _json(_token(await manage.revoke_token(actor, request.path_params["token"])))
+
+    async def get_retention(request: Request, actor: Actor) -> Response:
+        await manage.refresh()
+        return _json(await manage.retention(actor, request.path_params["project"]))
+
+    async def put_retention(request: Request, actor: Actor) -> Response:
+        body = await _body(request)
+        days = body.get("days")
+        if not isinstance(days, dict):
+            raise ValueError('send {"days": {"errors": 30, "spans": "7d", …}}')
+        await manage.refresh()
+        return _json(await manage.set_retention(actor, request.path_params["project"], days))
 
     async def list_applications(request: Request, actor: Actor) -> Response:
         await manage.refresh()
@@ -259,6 +273,8 @@ def management_routes(manage: Management, failures: LoginThrottle | None = None)
         Route(f"{PREFIX}/projects/{{project}}/tokens", authed(list_tokens), methods=["GET"]),
         Route(f"{PREFIX}/projects/{{project}}/tokens", authed(create_token), methods=["POST"]),
         Route(f"{PREFIX}/tokens/{{token}}/revoke", authed(revoke_token), methods=["POST"]),
+        Route(f"{PREFIX}/projects/{{project}}/retention", authed(get_retention), methods=["GET"]),
+        Route(f"{PREFIX}/projects/{{project}}/retention", authed(put_retention), methods=["PUT"]),
         Route(f"{PREFIX}/projects/{{project}}/applications", authed(list_applications), methods=["GET"]),
         Route(f"{PREFIX}/projects/{{project}}/applications", authed(create_application), methods=["POST"]),
         Route(f"{PREFIX}/projects/{{project}}/notify-targets", authed(list_targets), methods=["GET"]),
@@ -289,6 +305,12 @@ def _op(summary: str, body: dict[str, Any] | None = None, created: bool = False)
             "required": True,
             "content": {"application/json": {"schema": {"type": "object", **body}}},
         }
+    return doc
+
+
+def _retention_op(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc = _op(summary, body)
+    doc["responses"]["503"] = {"description": "the processors' admin port (which keeps retention) is not reachable"}
     return doc
 
 
@@ -343,6 +365,23 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             f"{PREFIX}/tokens/{{token}}/revoke": {"parameters": [_path_param("token")], "post": _op("Revoke a token")},
+            f"{PREFIX}/projects/{{project}}/retention": {
+                "parameters": project,
+                "get": _retention_op("A project's retention: days per kind, and which are its own (not defaults)"),
+                "put": _retention_op(
+                    "Set some kinds' retention (days, or text like 30d, 2w, 1y); the others keep theirs",
+                    {
+                        "properties": {
+                            "days": {
+                                "type": "object",
+                                "propertyNames": {"enum": list(PROJECT_RETENTION_KINDS)},
+                                "additionalProperties": {"type": ["integer", "string"]},
+                            }
+                        },
+                        "required": ["days"],
+                    },
+                ),
+            },
             f"{PREFIX}/projects/{{project}}/applications": {
                 "parameters": project,
                 "get": _op("List a project's MessagePack applications"),

@@ -30,7 +30,7 @@ from starlette.templating import Jinja2Templates
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import OutgoingRecord
 from forgeline.manage.model import ConsoleUser
-from forgeline.manage.ops import Actor, Management, verify_password
+from forgeline.manage.ops import PROJECT_RETENTION_KINDS, Actor, Management, Unavailable, verify_password
 from forgeline.tenancy.model import TOKEN_KINDS, Project
 from services.console import game_pages, queries
 from services.console.api import management_routes
@@ -327,6 +327,12 @@ def console_app(deps: ConsoleDeps) -> Starlette:
 
     async def settings_page(p: Page, new_token: str = "", error: str = "", status: int = 200) -> Response:
         await manage.refresh()
+        retention: dict[str, Any] | None = None
+        retention_error = ""
+        try:
+            retention = await manage.retention(p.actor, p.project.id)
+        except Unavailable as err:
+            retention_error = str(err)  # the rest of Settings still works
         return p.render(
             "settings.html",
             int(status),
@@ -339,10 +345,24 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             new_token=new_token,
             error=error,
             gateway_url=deps.gateway_url,
+            retention=retention,
+            retention_error=retention_error,
         )
 
     async def settings(p: Page) -> Response:
         return await settings_page(p)
+
+    async def set_retention(p: Page) -> Response:
+        form = await p.checked_form()
+        # Blank fields keep their days; only what was typed is sent (and audited).
+        given = {kind: str(form[kind]).strip() for kind in PROJECT_RETENTION_KINDS if str(form.get(kind, "")).strip()}
+        try:
+            await manage.set_retention(p.actor, p.project.id, given)
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_page(p, error=str(err), status=400)
+        except Unavailable as err:
+            return await settings_page(p, error=str(err), status=503)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
 
     async def create_token(p: Page) -> Response:
         form = await p.checked_form()
@@ -446,6 +466,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         Route("/p/{project}/settings/tokens", guarded(create_token), methods=["POST"]),
         Route("/p/{project}/settings/tokens/{token}/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/p/{project}/settings/applications", guarded(create_application), methods=["POST"]),
+        Route("/p/{project}/settings/retention", guarded(set_retention), methods=["POST"]),
         Route("/p/{project}/settings/notify/{target}/remove", guarded(remove_target), methods=["POST"]),
         *management_routes(manage),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

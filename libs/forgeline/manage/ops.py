@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from forgeline.lifecycle.retention import KINDS, check_kinds, parse_days
 from forgeline.manage.model import (
     ALL_PROJECTS,
     AdminKey,
@@ -44,6 +47,16 @@ from forgeline.tenancy.model import TOKEN_KINDS, Application, Project, Token
 from forgeline.tenancy.store import TenancyAdmin
 
 MAX_NAME_CHARS = 256
+# Dead letters belong to no project: their days are a global setting.
+PROJECT_RETENTION_KINDS = tuple(kind for kind in KINDS if kind != "dead_letters")
+# The processors' admin port ``POST /retention`` {project_id, days} → its answer (services/admin_lifecycle.py).
+RetentionCall = Callable[[str, dict[str, int]], Awaitable[dict[str, Any]]]
+
+
+class Unavailable(Exception):
+    """What the operation needs is not reachable from here (→ 503): the processors' admin port."""
+
+
 _hasher = PasswordHasher()
 
 
@@ -78,6 +91,17 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+def _days(kind: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_days(value)
+        except ValueError as err:
+            raise ValueError(f"{kind}: {err}") from None
+    raise ValueError(f"retention of {kind} must be days (30) or text like 30d, 2w, 1y; not {value!r}")
+
+
 def _name(value: str, what: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_NAME_CHARS or not value.isprintable():
@@ -95,6 +119,7 @@ class Management:
         targets: TargetAdmin | None = None,
         allowed_networks: tuple[str, ...] = (),
         cannot_add_targets: str = "",
+        retention: RetentionCall | None = None,
     ) -> None:
         self.tenancy = tenancy
         self.console = console
@@ -104,6 +129,8 @@ class Management:
         # Why new targets cannot be added here (their secret would be sealed with a key the
         # notifier does not have); listing and removing need no key.
         self.cannot_add_targets = cannot_add_targets
+        # Retention lives with the warehouse (the processors): None where no admin port is known.
+        self._retention = retention
         self._refreshing = asyncio.Lock()  # the refresh loop and requests share the readers
 
     async def refresh(self) -> None:
@@ -180,6 +207,39 @@ class Management:
             changed = await self.tenancy.unarchive_project(ref if actor.everywhere else project.id)
         await self._audit(actor, "project.archive" if archived else "project.unarchive", changed.id, changed.id)
         return changed
+
+    # Retention -------------------------------------------------------------------------
+
+    async def retention(self, actor: Actor, ref: str) -> dict[str, Any]:
+        """The project's days for every kind, and which of them are its own (not the defaults)."""
+        return await self._call_retention(self.project(actor, ref).id, {})
+
+    async def set_retention(self, actor: Actor, ref: str, given: Mapping[str, object]) -> dict[str, Any]:
+        """Set some kinds' days (ints, or text like ``30d``); the others keep theirs."""
+        project = self.project(actor, ref)
+        unknown = sorted(set(given) - set(PROJECT_RETENTION_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown retention kind(s) {', '.join(unknown)}; kinds: {', '.join(PROJECT_RETENTION_KINDS)}"
+            )
+        days = check_kinds({kind: _days(kind, value) for kind, value in given.items()})
+        if not days:
+            raise ValueError(f"name at least one kind to set: {', '.join(PROJECT_RETENTION_KINDS)}")
+        result = await self._call_retention(project.id, days)
+        await self._audit(
+            actor, "project.retention", project.id, project.id, **{kind: f"{n}d" for kind, n in sorted(days.items())}
+        )
+        return result
+
+    async def _call_retention(self, project_id: str, days: dict[str, int]) -> dict[str, Any]:
+        if self._retention is None:
+            raise Unavailable("retention is kept by the processors, and their admin port is not configured here")
+        result = await self._retention(project_id, days)
+        # The dead-letter kind is global: not a project's to show or change.
+        for part in ("days", "own"):
+            if isinstance(result.get(part), dict):
+                result[part] = {k: v for k, v in result[part].items() if k in PROJECT_RETENTION_KINDS}
+        return result
 
     # Tokens ---------------------------------------------------------------------------
 
