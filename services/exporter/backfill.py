@@ -132,10 +132,10 @@ def dsn_query(dsn: str) -> tuple[Query, Callable[[], None]]:
 def destination(settings: Settings, out: str) -> BlobStore:
     if "://" not in out:
         return LocalBlobStore(Path(out).resolve(), b"backfill-writes-no-upload-urls", "http://127.0.0.1")
-    from forgeline.blobstore.export_store import create_export_store
+    from forgeline.blobstore.configured import blob_store_for
 
     try:
-        return create_export_store(settings, out)
+        return blob_store_for(settings, out)
     except ValueError as err:
         raise BackfillError(f"--out {out!r}: {err}") from err
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Unpack
 
-from forgeline.blobstore.export_store import create_export_store
+from forgeline.blobstore.configured import blob_store_for
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, TICK_HEADER, TYPED_TOPICS
@@ -309,7 +309,7 @@ def build(parts: Parts) -> Exporter:
     s = parts.settings
     return Exporter(
         parts.bus,
-        create_export_store(s, s.resolved_export_url),
+        blob_store_for(s, s.resolved_export_url),
         max_rows=s.export_max_rows,
         max_bytes=s.export_max_bytes,
         flush_seconds=s.export_flush_seconds,

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from forgeline.blobstore.factory import create_blob_store
-from forgeline.blobstore.port import BlobStore
+from forgeline.blobstore.configured import blob_store_for
 from forgeline.config import Settings
 from forgeline.lifecycle.erasure import load_salt
 from forgeline.lifecycle.retention import KINDS
 from forgeline.lifecycle.service import Lifecycle
 from forgeline.warehouse.port import Warehouse
-
-
-def _store(settings: Settings, url: str) -> BlobStore:
-    return create_blob_store(
-        url,
-        settings.blob_signing_key,
-        settings.data_dir / "blob-signing.key",
-        settings.public_url or f"http://{settings.host}:{settings.port}",
-        (settings.s3_access_key, settings.s3_secret_key),
-    )
 
 
 def retention_defaults(settings: Settings) -> dict[str, int]:
@@ -35,8 +24,8 @@ def open_lifecycle(settings: Settings, warehouse: Warehouse) -> Lifecycle:
     exports = settings.export_url or embedded
     lifecycle = Lifecycle(
         warehouse,
-        _store(settings, settings.resolved_blob_store_url) if uploads else None,
-        _store(settings, settings.resolved_export_url) if exports else None,
+        blob_store_for(settings, settings.resolved_blob_store_url) if uploads else None,
+        blob_store_for(settings, settings.resolved_export_url) if exports else None,
         load_salt(settings.data_dir.resolve(), settings.erasure_salt),
         retention_defaults(settings),
     )
