@@ -15,16 +15,18 @@ from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from forgeline.blobstore.port import BlobStore
+from forgeline.blobstore.port import BlobStore, DownloadGrant, download_name
 from forgeline.tenancy.model import Project
 from services.console import queries
 
 # Shown inline (an <img> on the report's page); anything else is a download.
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-# Attachments are read whole from the store; larger ones are fetched from the store directly.
+# Screenshots are read whole from the store to be shown; other files are signed downloads.
 MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
+# How long a signed download URL works: long enough to click, short enough not to be shared.
+DOWNLOAD_URL_SECONDS = 300
 HEATMAP_CELLS = 40
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 
@@ -125,6 +127,22 @@ def heatmap(paths: list[dict[str, Any]], cells: int = HEATMAP_CELLS) -> dict[str
     }
 
 
+def _signed(store: BlobStore, p: PageLike, upload: dict[str, Any]) -> str:
+    """A short-lived download URL of one attachment of the page's (already checked) project."""
+    now = int(time.time())
+    grant = DownloadGrant(
+        key=upload["storage_key"],
+        project_id=p.project.id,
+        filename=upload["filename"],
+        expires_at=now + DOWNLOAD_URL_SECONDS,
+        issued_at=now,
+    )
+    try:
+        return store.download_url(grant)
+    except ValueError as err:  # a key no store may hold (InvalidKey): nothing to hand out
+        raise HTTPException(404, "the attachment's file is not in the store") from err
+
+
 def handlers(reader: Rows, blobs: Callable[[], BlobStore | None]) -> dict[str, Callable[[Any], Awaitable[Response]]]:
     async def monitors(p: PageLike) -> Response:
         window = _window(p)
@@ -200,8 +218,11 @@ def handlers(reader: Rows, blobs: Callable[[], BlobStore | None]) -> dict[str, C
             raise HTTPException(404, "no such bug report")
         ids = [i for i in found[0]["upload_ids"] if _UUID.match(i)][:100]
         uploads = await reader.rows(queries.UPLOADS, {"project": p.project.id, "uploads": ids}) if ids else []
+        store = blobs()
         for upload in uploads:
             upload["inline"] = upload["content_type"] in INLINE_IMAGES
+            shown = f"/p/{p.project.id}/attachments/{upload['id']}"
+            upload["url"] = shown if upload["inline"] or store is None else _signed(store, p, upload)
         return p.render("report.html", report=found[0], uploads=uploads)
 
     async def attachment(p: PageLike) -> Response:
@@ -211,6 +232,9 @@ def handlers(reader: Rows, blobs: Callable[[], BlobStore | None]) -> dict[str, C
         if not found or store is None:
             raise HTTPException(404, "no such attachment")
         upload = found[0]
+        if upload["content_type"] not in INLINE_IMAGES:
+            # Not a screenshot: a signed download from the store itself, whatever its size.
+            return RedirectResponse(_signed(store, p, upload), 303, headers={"Cache-Control": "private, no-store"})
         try:
             info = await asyncio.to_thread(store.stat, upload["storage_key"])
             if info.size > MAX_ATTACHMENT_BYTES:
@@ -218,13 +242,11 @@ def handlers(reader: Rows, blobs: Callable[[], BlobStore | None]) -> dict[str, C
             data = await asyncio.to_thread(store.get, upload["storage_key"])
         except (FileNotFoundError, KeyError, LookupError) as err:
             raise HTTPException(404, "the attachment's file is not in the store (yet)") from err
-        inline = upload["content_type"] in INLINE_IMAGES
-        safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", upload["filename"])[:128] or "attachment"
         return Response(
             data,
-            media_type=upload["content_type"] if inline else "application/octet-stream",
+            media_type=upload["content_type"],
             headers={
-                "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{safe_name}"',
+                "Content-Disposition": f'inline; filename="{download_name(upload["filename"])}"',
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
                 "Cache-Control": "private, no-store",

@@ -36,6 +36,7 @@ from services.gateway.metrics_view import gateway_registry
 from services.gateway.middleware import RequestMetrics
 from services.gateway.openapi import openapi_document
 from services.gateway.publish import Publisher
+from services.gateway.routes.downloads import download_routes
 from services.gateway.routes.forge import ForgeApi
 from services.gateway.routes.logister import LogisterApi
 from services.gateway.routes.msgpack import MsgpackApi
@@ -128,6 +129,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         Route("/openapi.json", openapi, methods=["GET"]),
         *logister_api.routes(),
         *forge_api.routes(),
+        *download_routes(blobs),
         *msgpack_api.routes(),
     ]
 

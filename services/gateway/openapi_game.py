@@ -248,6 +248,20 @@ def game_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/blob-downloads": {
+            "get": {
+                "summary": "Local blob store: a signed download URL the console hands out (always an attachment)",
+                "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "The file, as Content-Disposition: attachment.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "403": _json_error("Tampered or expired URL.", {"code": "forbidden"}),
+                    "404": _json_error("Not in the store (or the store is S3).", {"code": "not_found"}),
+                },
+            }
+        },
         "/api/models": {
             "post": {
                 "summary": "MessagePack: upload a level model (secret key: x-api-key or Bearer)",

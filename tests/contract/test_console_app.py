@@ -5,7 +5,9 @@ escaping, and what each page asks the warehouse."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import html
 import os
 import re
 import stat
@@ -14,10 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from forgeline.blobstore.local import LocalBlobStore
+from forgeline.blobstore.port import DownloadGrant, UploadGrant
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.config import Settings
@@ -28,6 +33,7 @@ from services.console import queries
 from services.console.app import ConsoleDeps, console_app
 from services.console.main import console_key
 from services.console.sessions import Signer
+from services.gateway.routes.downloads import download_routes
 
 pytestmark = pytest.mark.contract
 
@@ -60,9 +66,25 @@ class FakeReader:
         }
         if sql in (queries.ERROR_GROUPS, queries.ERROR_GROUP):
             return [group]
-        if sql == queries.UPLOAD:
-            # What the uploads table says: a save file (not an image) and where it is stored.
-            return [{"id": UPLOAD, "filename": 'save"1.sav', "content_type": "text/html", "storage_key": "p/s/save"}]
+        # What the uploads table says: a save file (not an image) and where it is stored.
+        upload = {"id": UPLOAD, "filename": 'save"1.sav', "content_type": "text/html"}
+        upload |= {"storage_key": f"{params['project']}/s/save", "attachment_type": "save", "size_bytes": 25}
+        if sql in (queries.UPLOAD, queries.UPLOADS):
+            return [upload]
+        if sql == queries.REPORT:
+            return [
+                {
+                    "title": "stuck",
+                    "severity": "major",
+                    "reporter_type": "player",
+                    "received": "2026-01-01 00:00:00.000",
+                    "session": GROUP,
+                    "export_providers": [],
+                    "description": "",
+                    "metadata": "",
+                    "upload_ids": [UPLOAD],
+                }
+            ]
         return []
 
     async def close(self) -> None:
@@ -70,8 +92,15 @@ class FakeReader:
 
 
 class Console:
-    def __init__(self, client: TestClient, reader: FakeReader, projects: dict[str, str], sent: list[OutgoingRecord]):
-        self.client, self.reader, self.projects, self.sent = client, reader, projects, sent
+    def __init__(
+        self,
+        client: TestClient,
+        reader: FakeReader,
+        projects: dict[str, str],
+        sent: list[OutgoingRecord],
+        blobs: LocalBlobStore,
+    ):
+        self.client, self.reader, self.projects, self.sent, self.blobs = client, reader, projects, sent, blobs
 
     def sign_in(self, username: str, password: str = PASSWORD) -> Any:
         page = self.client.get("/login")
@@ -110,7 +139,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
         sent.append(record)
 
     blobs = LocalBlobStore(tmp_path / "blobs", b"k" * 32, "http://gateway.test")
-    blobs.put("p/s/save", b"<script>alert(1)</script>")
+    for project_id in projects.values():
+        blobs.put(f"{project_id}/s/save", b"<script>alert(1)</script>")
     deps = ConsoleDeps(Management(tenancy, store), reader, send, Signer(b"s" * 32), blobs=blobs)  # type: ignore[arg-type]
     app = console_app(deps)
 
@@ -121,7 +151,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
 
     app.router.lifespan_context = lifespan
     with TestClient(app, base_url="http://console.test") as client:
-        yield Console(client, reader, projects, sent)
+        yield Console(client, reader, projects, sent, blobs)
 
 
 def test_sign_in_then_throttled_after_five_failures(console: Console) -> None:
@@ -204,19 +234,56 @@ def test_the_console_key_is_generated_once_and_private(tmp_path: Path) -> None:
 def test_game_pages_keep_to_the_users_projects_and_attachments_download_safely(console: Console) -> None:
     assert console.sign_in("alice").status_code == 303
     a, b = console.projects["A"], console.projects["B"]
-    for path in ("monitors", "sessions", "reports", "deployments", "analytics", f"attachments/{UPLOAD}"):
+    for path in ("monitors", "sessions", "reports", "deployments", "analytics", f"reports/{UPLOAD}"):
         assert console.client.get(f"/p/{a}/{path}").status_code == 200, path
         assert console.client.get(f"/p/{b}/{path}").status_code == 404, path
     assert console.client.get(f"/p/{a}/sessions/not-a-uuid").status_code == 404
     assert console.client.get(f"/p/{a}/sessions/{UPLOAD}").status_code == 404  # no such session
     assert console.client.get(f"/p/{a}/monitor?environment=x&slug=y").status_code == 404
-    # Not an image: a download, never rendered by the browser as the type the client claimed.
-    download = console.client.get(f"/p/{a}/attachments/{UPLOAD}")
-    assert download.headers["content-type"] == "application/octet-stream"
-    assert download.headers["content-disposition"] == 'attachment; filename="save_1.sav"'
-    assert download.headers["x-content-type-options"] == "nosniff"
-    assert "sandbox" in download.headers["content-security-policy"]
     assert console.client.get("/dashboard/analytics", follow_redirects=False).headers["location"] == f"/p/{a}/analytics"
+
+
+def test_attachments_that_are_not_screenshots_are_signed_downloads_from_the_gateway(console: Console) -> None:
+    assert console.sign_in("alice").status_code == 303
+    a, b = console.projects["A"], console.projects["B"]
+    gateway = TestClient(Starlette(routes=download_routes(console.blobs)), base_url="http://gateway.test")
+    # The report's link is a signed URL of the gateway, not the console serving the file.
+    page = console.client.get(f"/p/{a}/reports/{UPLOAD}")
+    found = re.search(r'<a href="(http://gateway\.test/v1/blob-downloads\?token=[^"]+)" download', page.text)
+    assert found, page.text
+    link = html.unescape(found.group(1))
+    # The console's own attachment URL, after its project check, sends to a fresh signed URL.
+    moved = console.client.get(f"/p/{a}/attachments/{UPLOAD}", follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"].startswith("http://gateway.test/v1/blob-downloads?")
+    assert console.client.get(f"/p/{b}/attachments/{UPLOAD}", follow_redirects=False).status_code == 404
+    assert console.client.get(f"/p/{b}/reports/{UPLOAD}").status_code == 404
+    for url in (link, moved.headers["location"]):
+        download = gateway.get(url)
+        assert download.status_code == 200 and download.content == b"<script>alert(1)</script>"
+        # Never rendered by the browser as the type the client claimed (text/html).
+        assert download.headers["content-type"] == "application/octet-stream"
+        assert download.headers["content-disposition"] == 'attachment; filename="save_1.sav"'
+        assert download.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in download.headers["content-security-policy"]
+    token = link.split("token=", 1)[1]
+    payload, signature = token.split(".")
+    doc = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    # Tampered: another project's object under the same signature; a broken signature; none.
+    forged = base64.urlsafe_b64encode(orjson.dumps(doc | {"k": f"{b}/s/save", "p": b})).rstrip(b"=").decode()
+    for bad in (f"{forged}.{signature}", f"{payload}.{'A' * 43}", "", "x"):
+        assert gateway.get("/v1/blob-downloads", params={"token": bad}).status_code == 403, bad
+    # Expired: the same grant, signed, but past its time.
+    expired = DownloadGrant(doc["k"], doc["p"], doc["f"], int(time.time()) - 1)
+    assert gateway.get(console.blobs.download_url(expired)).status_code == 403
+    # A grant whose key is outside its project reaches nothing, even correctly signed.
+    stray = DownloadGrant(f"{b}/s/save", a, "x", int(time.time()) + 60)
+    assert gateway.get(console.blobs.download_url(stray)).status_code == 403
+    # An upload URL's token is not a download token.
+    upload = console.blobs.upload_target(UploadGrant("u", f"{a}/u/f", "text/plain", 10, int(time.time()) + 60))
+    upload_token = upload.url.split("token=", 1)[1]
+    assert gateway.get("/v1/blob-downloads", params={"token": upload_token}).status_code == 403
+    gone = DownloadGrant(f"{a}/s/missing", a, "x", int(time.time()) + 60)
+    assert gateway.get(console.blobs.download_url(gone)).status_code == 404
 
 
 def test_sign_in_only_redirects_within_the_console(console: Console) -> None:

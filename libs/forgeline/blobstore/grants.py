@@ -15,15 +15,18 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from forgeline.blobstore.port import SignatureError, UploadGrant
+from forgeline.blobstore.port import DownloadGrant, SignatureError, UploadGrant
 from forgeline.private_fs import make_private_dirs
 
 # Gateway paths the tokens are good for: the local store's PUT, the S3 store's completion.
 UPLOAD_PATH = "/v1/blobs"
 COMPLETE_PATH = UPLOAD_PATH + "/{upload_id}/complete"
+# The local store's signed download (GET); an S3 store hands out pre-signed GETs instead.
+DOWNLOAD_PATH = "/v1/blob-downloads"
 
 
 # base64url payload (a grant is well under 16 KiB), ".", base64url HMAC-SHA256 (32 bytes → 43 chars).
@@ -71,6 +74,42 @@ class GrantSigner:
             )
         )
         return f"{payload}.{self._sign(payload)}"
+
+    def download_token(self, grant: DownloadGrant) -> str:
+        # "op" marks a download: an upload token has none, so neither passes for the other.
+        doc = {"op": "get", "k": grant.key, "p": grant.project_id, "f": grant.filename, "exp": grant.expires_at}
+        payload = _b64(orjson.dumps(doc))
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify_download(self, token: str, now: float) -> DownloadGrant:
+        """The download grant of a token; SignatureError when forged, malformed, an upload's, or expired."""
+        doc = self._checked(token)
+        try:
+            if doc.get("op") != "get":
+                raise SignatureError("not a download token")
+            grant = DownloadGrant(
+                key=str(doc["k"]), project_id=str(doc["p"]), filename=str(doc["f"]), expires_at=int(doc["exp"])
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise SignatureError("bad grant") from err
+        if now >= grant.expires_at:
+            raise SignatureError("expired")
+        return grant
+
+    def _checked(self, token: str) -> dict[str, Any]:
+        """The payload of a token whose signature is ours; SignatureError otherwise."""
+        if not _TOKEN.fullmatch(token):
+            raise SignatureError("malformed token")
+        payload, _, signature = token.partition(".")
+        if not hmac.compare_digest(signature.encode("ascii"), self._sign(payload).encode("ascii")):
+            raise SignatureError("bad signature")
+        try:
+            doc = orjson.loads(_unb64(payload))
+        except ValueError as err:
+            raise SignatureError("bad grant") from err
+        if not isinstance(doc, dict):
+            raise SignatureError("bad grant")
+        return doc
 
     def verify(self, token: str, now: float) -> UploadGrant:
         """The grant of a token; SignatureError when forged, malformed, or expired at ``now``."""

@@ -27,11 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from forgeline.blobstore.grants import DOWNLOAD_PATH, GrantSigner
 from forgeline.blobstore.grants import UPLOAD_PATH as UPLOAD_PATH
-from forgeline.blobstore.grants import GrantSigner
 from forgeline.blobstore.grants import load_or_create_key as load_or_create_key
 from forgeline.blobstore.port import (
     Capabilities,
+    DownloadGrant,
     ObjectInfo,
     StoredObject,
     TooLarge,
@@ -75,6 +76,17 @@ class LocalBlobStore:
 
     def verify(self, token: str, now: float) -> UploadGrant:
         return self._signer.verify(token, now)
+
+    def download_url(self, grant: DownloadGrant) -> str:
+        check_key(grant.key)
+        return f"{self._public_url}{DOWNLOAD_PATH}?token={self._signer.download_token(grant)}"
+
+    def verify_download(self, token: str, now: float) -> DownloadGrant:
+        return self._signer.verify_download(token, now)
+
+    def file_path(self, key: str) -> Path:
+        """Where an object's bytes are (the gateway streams signed downloads from it)."""
+        return self._path(key)
 
     def _path(self, key: str) -> Path:
         path = (self.root / check_key(key)).resolve()

@@ -18,6 +18,7 @@ What differs between adapters is a field of ``Capabilities``, not a ``hasattr`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,22 @@ class UploadGrant:
     max_bytes: int
     expires_at: int  # epoch seconds
     meta: dict[str, str] = field(default_factory=dict)
+    # When the grant was made (epoch seconds; 0 = now): the S3 adapter signs its URL as of then.
+    issued_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadGrant:
+    """What a signed download URL allows: one object of one project, until ``expires_at``.
+
+    The console makes one after its own project check; whoever holds the URL may fetch that
+    object (a download, never rendered inline) until it expires, and nothing else.
+    """
+
+    key: str
+    project_id: str
+    filename: str
+    expires_at: int  # epoch seconds
     # When the grant was made (epoch seconds; 0 = now): the S3 adapter signs its URL as of then.
     issued_at: int = 0
 
@@ -130,6 +147,11 @@ def check_content_type(content_type: str) -> str:
     return content_type
 
 
+def download_name(filename: str) -> str:
+    """A file name safe inside ``Content-Disposition: attachment; filename="…"``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:128] or "attachment"
+
+
 def check_prefix(prefix: str) -> str:
     """A listing prefix: "" (everything) or a key-like string (it may end with '/')."""
     if prefix.startswith("/") or any(p in (".", "..") for p in prefix.split("/")) or "\x00" in prefix:
@@ -146,6 +168,13 @@ class BlobStore(Protocol):
 
     def verify(self, token: str, now: float) -> UploadGrant:
         """The grant a signed gateway URL carries; SignatureError when forged or expired."""
+
+    def download_url(self, grant: DownloadGrant) -> str:
+        """A URL that downloads ``grant.key`` as an attachment until ``grant.expires_at``
+        (the gateway's signed route for the local store, a pre-signed GET for S3)."""
+
+    def verify_download(self, token: str, now: float) -> DownloadGrant:
+        """The download grant a signed gateway URL carries; SignatureError when forged or expired."""
 
     async def receive(self, grant: UploadGrant, chunks: AsyncIterator[bytes]) -> StoredObject:
         """Store a streamed body under ``grant.key``: all of it, or nothing (TooLarge, disconnect)."""

@@ -41,6 +41,7 @@ from minio.error import S3Error
 from forgeline.blobstore.grants import COMPLETE_PATH, GrantSigner
 from forgeline.blobstore.port import (
     Capabilities,
+    DownloadGrant,
     ObjectInfo,
     StoredObject,
     TooLarge,
@@ -50,6 +51,7 @@ from forgeline.blobstore.port import (
     check_content_type,
     check_key,
     check_prefix,
+    download_name,
 )
 from forgeline.mediatype import essence
 
@@ -113,6 +115,26 @@ class S3BlobStore:
 
     def verify(self, token: str, now: float) -> UploadGrant:
         return self._signer.verify(token, now)
+
+    def download_url(self, grant: DownloadGrant) -> str:
+        """A pre-signed GET: S3 checks signature and expiry (403 otherwise) and answers with the
+        signed response headers, so the object is a download whatever type it was stored with."""
+        issued = grant.issued_at or int(time.time())
+        lifetime = max(1, min(grant.expires_at - issued, _MAX_PRESIGN_SECONDS))
+        return self._presign.get_presigned_url(
+            "GET",
+            self.bucket,
+            check_key(grant.key),
+            expires=timedelta(seconds=lifetime),
+            response_headers={
+                "response-content-disposition": f'attachment; filename="{download_name(grant.filename)}"',
+                "response-content-type": "application/octet-stream",
+            },
+            request_date=datetime.fromtimestamp(issued, UTC),
+        )
+
+    def verify_download(self, token: str, now: float) -> DownloadGrant:
+        return self._signer.verify_download(token, now)
 
     def complete(self, grant: UploadGrant) -> StoredObject:
         info = self.stat(grant.key)
