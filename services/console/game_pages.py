@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from forgeline.blobstore.port import BlobStore, DownloadGrant, download_name
 from forgeline.tenancy.model import Project
-from services.console import queries
+from services.console import level_model, queries
 
 # Shown inline (an <img> on the report's page); anything else is a download.
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -99,20 +99,28 @@ def monitor_timeline(changes: list[dict[str, Any]], start_ms: int, end_ms: int) 
     ]
 
 
-def heatmap(paths: list[dict[str, Any]], cells: int = HEATMAP_CELLS) -> dict[str, Any]:
-    """Points of every path binned on a cells×cells grid over their bounding box, on the floor
-    plane: (x, z) when z varies, else (x, y). Returns the grid and its bounds."""
+def floor_axis(paths: list[dict[str, Any]]) -> str:
+    """The second axis of the floor plane: "z" when any path's z varies, else "y"."""
+    return "z" if any(len(set(p.get("zs") or [])) > 1 for p in paths) else "y"
+
+
+def heatmap(
+    paths: list[dict[str, Any]], cells: int = HEATMAP_CELLS, extra: level_model.Bounds | None = None
+) -> dict[str, Any]:
+    """Points of every path binned on a cells×cells grid over their bounding box (grown to
+    ``extra``, a level model's, when given), on the floor plane: (x, z) when z varies, else
+    (x, y). Returns the grid and its bounds."""
     xs: list[float] = []
     vs: list[float] = []
-    zs_vary = any(len(set(p.get("zs") or [])) > 1 for p in paths)
+    floor = floor_axis(paths)
     for path in paths:
-        other = path.get("zs") if zs_vary else path.get("ys")
+        other = path.get("zs") if floor == "z" else path.get("ys")
         for x, v in zip(path.get("xs") or [], other or [], strict=False):
             xs.append(float(x))
             vs.append(float(v))
     if not xs:
         return {"grid": [], "max": 0, "points": 0}
-    x0, x1, v0, v1 = min(xs), max(xs), min(vs), max(vs)
+    x0, x1, v0, v1 = level_model.union((min(xs), max(xs), min(vs), max(vs)), extra) or (0.0, 0.0, 0.0, 0.0)
     grid = [[0] * cells for _ in range(cells)]
     for x, v in zip(xs, vs, strict=True):
         cx = min(int((x - x0) / max(x1 - x0, 1e-9) * cells), cells - 1)
@@ -123,7 +131,7 @@ def heatmap(paths: list[dict[str, Any]], cells: int = HEATMAP_CELLS) -> dict[str
         "max": max(max(row) for row in grid),
         "points": len(xs),
         "bounds": (x0, x1, v0, v1),
-        "axes": ("x", "z" if zs_vary else "y"),
+        "axes": ("x", floor),
     }
 
 
@@ -262,8 +270,34 @@ def handlers(reader: Rows, blobs: Callable[[], BlobStore | None]) -> dict[str, C
             step["pct"] = round(100 * int(step["players"]) / top, 1)
         levels = await reader.rows(queries.LEVELS, base)
         level = p.request.query_params.get("level", "")[:256] or (levels[0]["level_id"] if levels else "")
-        heat = heatmap(await reader.rows(queries.TRAJECTORIES, base | {"level": level})) if level else heatmap([])
-        return p.render("analytics.html", funnel=funnel, levels=levels, level=level, heat=heat, days=days)
+        paths = await reader.rows(queries.TRAJECTORIES, base | {"level": level}) if level else []
+        found = await reader.rows(queries.LEVEL_MODEL, {"project": p.project.id, "level": level}) if level else []
+        model = await _model_layer(found[0], paths) if found else None
+        heat = heatmap(paths, extra=model["mesh"].bounds if model and model.get("mesh") else None)
+        if model and model.get("mesh") and heat["points"]:
+            model["outlines"] = level_model.outlines(model["mesh"], heat["bounds"], HEATMAP_CELLS)
+        return p.render("analytics.html", funnel=funnel, levels=levels, level=level, heat=heat, days=days, model=model)
+
+    async def _model_layer(row: dict[str, Any], paths: list[dict[str, Any]]) -> dict[str, Any]:
+        """What of the level's model the page can draw: a mesh, an image, or just its name."""
+        layer: dict[str, Any] = {"filename": row["filename"], "size": int(row["size_bytes"]), "drawn": False}
+        kind = "mesh" if level_model.is_obj(row["filename"], row["content_type"]) else ""
+        kind = "image" if row["content_type"] in level_model.IMAGE_TYPES else kind
+        store = blobs()
+        if not kind or store is None or layer["size"] > level_model.MAX_DRAWN_BYTES:
+            return layer
+        try:
+            data = await asyncio.to_thread(store.get, row["storage_key"])
+        except (FileNotFoundError, ValueError):  # not (yet) in the store, or a key no store holds
+            return layer
+        if len(data) > level_model.MAX_DRAWN_BYTES:
+            return layer
+        if kind == "image":
+            layer |= {"drawn": True, "image": level_model.image_data_uri(data, row["content_type"])}
+        else:
+            mesh = await asyncio.to_thread(level_model.parse_obj, data, floor_axis(paths))
+            layer |= {"drawn": bool(mesh.faces), "mesh": mesh}
+        return layer
 
     return {
         "monitors": monitors,

@@ -192,6 +192,15 @@ ORDER BY runs DESC
 LIMIT 50
 """
 
+# The newest model uploaded for a level (POST /api/models), by the level's name.
+LEVEL_MODEL = """
+SELECT filename, content_type, size_bytes, storage_key, toString(uploaded_at) AS uploaded
+FROM forgeline.level_models FINAL
+WHERE project_id = %(project)s AND level_name = %(level)s
+ORDER BY uploaded_at DESC
+LIMIT 1
+"""
+
 # A level's recorded paths (binned into the heatmap by the console); at most 2000 runs.
 TRAJECTORIES = """
 SELECT xs, ys, zs

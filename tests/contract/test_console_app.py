@@ -47,9 +47,13 @@ class FakeReader:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        # Rows a test sets for a query (analytics: levels, paths, a level's model).
+        self.extra: dict[str, list[dict[str, Any]]] = {}
 
     async def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.calls.append((sql, params))
+        if sql in self.extra:
+            return self.extra[sql]
         group = {
             "group_id": GROUP,
             "fingerprint": "fp-1",
@@ -284,6 +288,46 @@ def test_attachments_that_are_not_screenshots_are_signed_downloads_from_the_gate
     assert gateway.get("/v1/blob-downloads", params={"token": upload_token}).status_code == 403
     gone = DownloadGrant(f"{a}/s/missing", a, "x", int(time.time()) + 60)
     assert gateway.get(console.blobs.download_url(gone)).status_code == 404
+
+
+def test_the_heatmap_draws_over_the_levels_uploaded_model_when_there_is_one(console: Console) -> None:
+    assert console.sign_in("alice").status_code == 303
+    a = console.projects["A"]
+    console.reader.extra[queries.LEVELS] = [{"level_id": "cave", "runs": 1, "points": 2}]
+    console.reader.extra[queries.TRAJECTORIES] = [{"xs": [0.0, 10.0], "ys": [1.0, 1.0], "zs": [0.0, 10.0]}]
+    page = console.client.get(f"/p/{a}/analytics")
+    assert page.status_code == 200 and "<rect" in page.text
+    assert "level-model" not in page.text and "Level model" not in page.text  # no model for this level
+    assert ("0.0…10.0 × 0.0…10.0") in page.text
+    asked = [params for sql, params in console.reader.calls if sql == queries.LEVEL_MODEL]
+    assert asked == [{"project": a, "level": "cave"}]
+
+    # A mesh: its faces, on the x–z floor, under the grid, which grows to cover the model.
+    obj = b"# floor\nv -10 0 -10\nv 20 0 -10\nv 20 0 20\nv -10 0 20\nvt 0 0\nf 1/1 2/1 3/1 4/1\nf -4 -3 -2\nf 1 2 99\n"
+    console.blobs.put(f"{a}/models/app/m1", obj)
+    model = {"filename": "cave.obj", "content_type": "application/octet-stream", "size_bytes": len(obj)}
+    console.reader.extra[queries.LEVEL_MODEL] = [model | {"storage_key": f"{a}/models/app/m1", "uploaded": "x"}]
+    page = console.client.get(f"/p/{a}/analytics?level=cave")
+    drawn = re.findall(r'<polygon points="([^"]+)">', page.text)
+    assert len(drawn) == 2  # the face naming a vertex that does not exist is skipped
+    assert drawn[0] == "0.000,40.000 40.000,40.000 40.000,0.000 0.000,0.000"  # the whole grid
+    assert page.text.index('class="level-model"') < page.text.index("<rect")  # under the heat
+    assert "-10.0…20.0 × -10.0…20.0" in page.text and "cave.obj" in page.text
+
+    # A top-down image: stretched under the grid.
+    png = b"\x89PNG\r\n\x1a\nfake"
+    console.blobs.put(f"{a}/models/app/m2", png)
+    model = {"filename": "cave.png", "content_type": "image/png", "size_bytes": len(png)}
+    console.reader.extra[queries.LEVEL_MODEL] = [model | {"storage_key": f"{a}/models/app/m2", "uploaded": "x"}]
+    page = console.client.get(f"/p/{a}/analytics?level=cave")
+    encoded = base64.b64encode(png).decode()
+    assert f'<image class="level-model" href="data:image/png;base64,{encoded}"' in page.text
+
+    # A format the page cannot draw: named, not drawn.
+    model = {"filename": "cave.glb", "content_type": "model/gltf-binary", "size_bytes": 9}
+    console.reader.extra[queries.LEVEL_MODEL] = [model | {"storage_key": f"{a}/models/app/m3", "uploaded": "x"}]
+    page = console.client.get(f"/p/{a}/analytics?level=cave")
+    assert "cave.glb" in page.text and "not drawable" in page.text and 'class="level-model"' not in page.text
 
 
 def test_sign_in_only_redirects_within_the_console(console: Console) -> None:
