@@ -157,6 +157,8 @@ def test_create_and_revoke_a_token_in_settings(up: ForgelineUp, browser: object)
     page = sign_in(browser, up, "admin", first_user_password(up))
     project_id = up.tokens["project_id"]
     page.goto(f"{up.console_url}/p/{project_id}/settings")  # type: ignore[attr-defined]
+    # Retention comes from the processors' admin port (with its key), not a stand-in.
+    assert "days (default)" in page.locator("table.retention").inner_text()  # type: ignore[attr-defined]
     label = f"ci-{uuid.uuid4().hex[:6]}"
     page.select_option("select[name=kind]", "logister")  # type: ignore[attr-defined]
     page.fill("input[name=name]", label)  # type: ignore[attr-defined]
