@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.bench import run as bench
+from services.bench import payloads
 from services.bench.fixtures import bootstrap_tokens
 from services.bench.servers import bare_app
 
@@ -102,16 +102,16 @@ async def main(which: str, requests: int, publish: bool) -> None:
     app = create_app(settings, create_bus(settings.resolved_bus_url, settings.partitions))
     logister = {"Authorization": f"Bearer {tokens['logister_token']}"}
     cases = {
-        "single": ("/api/v1/ingest_events", bench._event_body(), {**logister, "Content-Type": "application/json"}, 1),
+        "single": ("/api/v1/ingest_events", payloads.event_body(), {**logister, "Content-Type": "application/json"}, 1),
         "batch": (
             "/api/v1/ingest_events/batch",
-            bench._batch_body(100),
+            payloads.batch_body(100),
             {**logister, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
             100,
         ),
         "forge": (
             "/v1/ingest/events",
-            bench._forge_batch_body(200),
+            payloads.forge_batch_body(200, tokens["project_id"]),
             {"Authorization": f"Bearer {tokens['forge_token']}", "Content-Type": "application/json"},
             200,
         ),

@@ -25,7 +25,7 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.schemas.records import ERROR
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
-from services.bench.run import _typed_error
+from services.bench.payloads import typed_error
 from services.writer.steps import decode_typed, to_columns
 
 BATCH = 5000
@@ -63,7 +63,7 @@ def main(rows: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="forgeline-stages-"))
     bus = EmbeddedBus(root / "bus", default_partitions=2)
     now = int(time.time() * 1000)
-    asyncio.run(_fill(bus, [_typed_error(i, now) for i in range(rows)]))
+    asyncio.run(_fill(bus, [typed_error(i, now) for i in range(rows)]))
     records = _timed("bus read", rows, lambda: asyncio.run(_read(bus, rows)))
     docs = _timed("decode", rows, lambda: [decode_typed(r) for r in records])
     batches = _timed(

@@ -21,7 +21,7 @@ import orjson
 
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
-from services.bench.run import HOST, Row, _free_port, _process, _wait_http
+from services.bench.harness import HOST, Row, free_port, process, wait_http
 from services.console import queries
 
 GROUPS = 1000
@@ -106,13 +106,13 @@ def bench_console(root: Path, events: int, traces: int, requests: int = 40) -> l
     started = time.monotonic()
     fill(data_dir, project, events, traces)
     print(f"  console: {events:,} error events and {traces:,} traces stored in {time.monotonic() - started:.0f} s")
-    port, admin_port, console_port = _free_port(), _free_port(), _free_port()
+    port, admin_port, console_port = free_port(), free_port(), free_port()
     log = root / "up.log"
     argv = [*cli, "up", "--data-dir", str(data_dir), "--port", str(port), "--admin-port", str(admin_port)]
-    with _process([*argv, "--console-port", str(console_port)], log=log):
+    with process([*argv, "--console-port", str(console_port)], log=log):
         base, admin = f"http://{HOST}:{console_port}", f"http://{HOST}:{admin_port}"
-        _wait_http(f"{admin}/ready", 120)
-        _wait_http(f"{base}/ready", 60)
+        wait_http(f"{admin}/ready", 120)
+        wait_http(f"{base}/ready", 60)
         found = re.search(r"password (\S+)", log.read_text())
         assert found, "no first-user password in the log"
         with httpx.Client(base_url=base, timeout=30) as client, httpx.Client(base_url=admin, timeout=30) as raw:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from services.bench.run import Row, _event_body, _load, forgeline_up
+from services.bench.harness import Row, forgeline_up, load
+from services.bench.payloads import event_body
 
 # Warm-up: at most this long, until one more run grows no process's RSS by over 2 %.
 WARM_UP_LIMIT_S = 150.0
@@ -32,13 +33,13 @@ def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
         port, pids = up.port, up.children
         token = up.tokens["logister_token"]
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        body = _event_body()
+        body = event_body()
 
         def rss_now() -> dict[str, int]:
             return {name: rss_bytes(pid) for name, pid in pids.items()}
 
-        def load(connections: int, duration: float) -> dict[int, int]:
-            return _load(port, "/api/v1/ingest_events", body, headers, connections, duration).statuses
+        def load_for(connections: int, duration: float) -> dict[int, int]:
+            return load(port, "/api/v1/ingest_events", body, headers, connections, duration).statuses
 
         # Warm up to a steady state first: the processors' RSS climbs for about a minute at
         # full load (chDB parts and caches, allocator arenas) and then stays put, which is
@@ -47,7 +48,7 @@ def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
         before = started_at
         warm_runs = 0
         while warm_runs < max(2, int(WARM_UP_LIMIT_S / seconds)):
-            load(32, seconds)
+            load_for(32, seconds)
             warm_runs += 1
             now = rss_now()
             steady = all(now[name] <= before[name] * (1 + STEADY_GROWTH) for name in pids)
@@ -55,10 +56,10 @@ def bench_memory(data_dir: Path, seconds: float) -> list[Row]:
             if steady and warm_runs >= 2:
                 break
         at_1x = before
-        load(32, 9 * seconds)
+        load_for(32, 9 * seconds)
         at_10x = rss_now()
         # Overload: 8× more connections than the gateway serves at once.
-        overload_statuses = load(512, seconds)
+        overload_statuses = load_for(512, seconds)
         after_overload = rss_bytes(pids["gateway"])
         time.sleep(0.5)
 

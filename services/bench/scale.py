@@ -40,7 +40,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from services.bench.run import HOST, Row, _event_body, _free_port, _kafka_broker, _process, _typed_error
+from services.bench.harness import HOST, Row, free_port, kafka_broker, process
+from services.bench.payloads import event_body, typed_error
 
 PARTITIONS = 4
 # A short session: the rebalance when the second replica joins takes ~1 s (heartbeats every
@@ -170,7 +171,7 @@ class Processor:
 def _raw_logister(i: int, now_ms: int) -> tuple[bytes, bytes]:
     """A raw.logister record as the gateway's publish_raw writes it (single-event route)."""
     event_id = uuid.uuid4()
-    body = {**orjson.loads(_event_body())["event"], "fingerprint": f"checkout-{i % 64}"}
+    body = {**orjson.loads(event_body())["event"], "fingerprint": f"checkout-{i % 64}"}
     value = {
         "v": 1,
         "route": "ingest_events",
@@ -188,7 +189,7 @@ def _raw_logister(i: int, now_ms: int) -> tuple[bytes, bytes]:
 def _typed(i: int, now_ms: int) -> tuple[bytes, bytes]:
     # Keyed by event id (as bench_writer does), not by fingerprint: the bench's errors
     # share a few fingerprints, and one hot key cannot be spread over replicas by design.
-    doc = _typed_error(i, now_ms)
+    doc = typed_error(i, now_ms)
     return str(doc["event_id"]).encode(), orjson.dumps(doc)
 
 
@@ -326,7 +327,7 @@ def _run(
     total = sum(last.values()) - sum(first.values())
     asyncio.run(_rewind(kafka.bootstrap, proc.name, proc.topic, first))
     output_before = sum(asyncio.run(_end_offsets(kafka.bus_url, proc.output)).values()) if proc.output else 0
-    ports = [_free_port() for _ in range(replicas)]
+    ports = [free_port() for _ in range(replicas)]
     logs = [root / f"{proc.name}-{replicas}x-{n}.log" for n in range(replicas)]
     with ExitStack() as stack:
         running = []
@@ -343,7 +344,7 @@ def _run(
                 "FORGELINE_ADMIN_PORT": str(port),
             }
             argv = [sys.executable, "-m", "services.cli.main", "process", proc.name]
-            running.append(stack.enter_context(_process(argv, env, log=log)))
+            running.append(stack.enter_context(process(argv, env, log=log)))
 
         def alive() -> None:
             for child, log in zip(running, logs, strict=True):
@@ -440,7 +441,7 @@ def bench_scale(root: Path, normalizer_records: int, writer_records: int) -> lis
     from forgeline.bus.topics import RAW_LOGISTER
     from forgeline.schemas.records import ERROR
 
-    with _kafka_broker(root) as bootstrap:
+    with kafka_broker(root) as bootstrap:
         if bootstrap is None:
             return []
         host, _, port = bootstrap.rpartition(":")

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from services.bench.run import HOST, Row, RunningUp, _batch_body, _forge_batch_body, _msgpack_batch, forgeline_up
+from services.bench.harness import HOST, Row, RunningUp, forgeline_up
+from services.bench.payloads import batch_body, forge_batch_body, msgpack_batch
 
 MILLION = 1_000_000
 
@@ -65,7 +66,7 @@ def _game_batch(app_id: str, n: int, batch: int) -> bytes:
     from the body, so identical batches would be one batch stored (and exported) once."""
     import msgpack
 
-    items = msgpack.unpackb(_msgpack_batch(app_id, n))
+    items = msgpack.unpackb(msgpack_batch(app_id, n))
     for i, item in enumerate(items):
         item["player_id"], item["session_id"] = f"p-{batch}-{i % 7}", f"s-{batch}-{i % 3}"
     return bytes(msgpack.packb(items, use_bin_type=True))
@@ -85,8 +86,8 @@ def _send(up: RunningUp, events: int) -> dict[str, int]:
         for start in range(0, events, 200):  # Forge Logger takes at most 200 per request
             n = min(200, events - start)
             for path, body, headers, family, raw_size in (
-                ("/api/v1/ingest_events/batch", b := _batch_body(n), logister, 0, len(gzip.decompress(b))),
-                ("/v1/ingest/events", f := _forge_batch_body(n, tokens["project_id"]), forge, 1, len(f)),
+                ("/api/v1/ingest_events/batch", b := batch_body(n), logister, 0, len(gzip.decompress(b))),
+                ("/v1/ingest/events", f := forge_batch_body(n, tokens["project_id"]), forge, 1, len(f)),
                 ("/api/events", m := _game_batch(tokens["msgpack_app_id"], n, start), game, 2, len(m)),
             ):
                 for _attempt in range(300):
