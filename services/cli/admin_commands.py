@@ -117,7 +117,7 @@ async def _tenancy(settings: Settings, args: argparse.Namespace) -> int:
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     # Changes go through the management operations (the API's and the console's too), as
     # the actor cli:<login>, so each one is in the audit log.
-    from services.cli.manage_commands import cli_actor
+    from forgeline.manage.ops import cli_actor
 
     actor = cli_actor()
     async with TenancyAdmin(bus) as admin, ConsoleStore(bus) as console:
@@ -221,8 +221,8 @@ def bootstrap_command(settings: Settings) -> int:
 
 def sql_command(settings: Settings, query: str, fmt: str, admin_url: str | None, output: str | None = None) -> int:
     from forgeline.warehouse.guard import is_binary_format
-    from services.cli.admin_client import admin_url as resolve_admin_url
-    from services.cli.admin_client import post_query
+    from services.runfile import admin_url as resolve_admin_url
+    from services.runfile import post_query
 
     if is_binary_format(fmt) and not output:
         print(f"forgeline: {fmt} is a binary format: write it to a file with --output FILE", file=sys.stderr)

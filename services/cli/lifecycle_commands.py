@@ -14,7 +14,7 @@ from forgeline.config import Settings
 from forgeline.lifecycle.erasure import IDENTIFIER_KINDS
 from forgeline.lifecycle.retention import KINDS, parse_days
 from forgeline.tenancy.store import TenancyAdmin
-from services.cli.admin_client import admin_headers, admin_url
+from services.runfile import admin_headers, admin_url
 
 PROJECT_KINDS = tuple(kind for kind in KINDS if kind != "dead_letters")  # dead letters have no project
 

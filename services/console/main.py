@@ -32,6 +32,7 @@ from services.console.app import ConsoleDeps, console_app
 from services.console.reader import AdminReader
 from services.console.sessions import Signer
 from services.exitcodes import EXIT_CANNOT_SERVE
+from services.runfile import configured_admin_url
 
 KEY_FILE = "console.key"
 REFRESH_SECONDS = 1.0
@@ -61,7 +62,7 @@ def _cannot_add_targets(settings: Settings) -> str:
 
 
 def console_admin_url(settings: Settings) -> str:
-    return settings.console_admin_url or f"http://{connect_host(settings.admin_host)}:{settings.admin_port}"
+    return settings.console_admin_url or configured_admin_url(settings)
 
 
 def build_console(settings: Settings) -> Starlette:

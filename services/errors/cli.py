@@ -43,13 +43,13 @@ def add_errors_commands(
 
 
 def _admin_url(settings: Settings, explicit: str | None) -> str:
-    from services.cli.admin_client import admin_url
+    from services.runfile import admin_url
 
     return admin_url(settings, explicit)
 
 
 def _query(settings: Settings, admin_url: str, sql: str, fmt: str) -> str:
-    from services.cli.admin_client import post_query
+    from services.runfile import post_query
 
     response = post_query(settings, admin_url, sql, fmt)
     if response.status_code != 200:

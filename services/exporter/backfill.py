@@ -211,8 +211,8 @@ def backfill_command(settings: Settings, kind_name: str, since: str, until: str,
         if dsn:
             query, close = dsn_query(dsn)
         else:
-            from services.cli.admin_client import admin_headers
-            from services.cli.admin_client import admin_url as resolve_admin_url
+            from services.runfile import admin_headers
+            from services.runfile import admin_url as resolve_admin_url
 
             query = admin_query(resolve_admin_url(settings, admin_url), admin_headers(settings))
         try:

@@ -19,18 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import orjson
-
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.manage.firstuser import ensure_first_user
 from forgeline.private_fs import open_private, private_dir
 from services.admin import connect_host
 from services.exitcodes import EXIT_BAD_SETTINGS, EXIT_CANNOT_SERVE
+from services.runfile import configured_admin_url, remove_run_file, write_run_file
 from services.supervisor.bootstrap import BOOTSTRAP_FILE, bootstrap_tenancy
 from services.supervisor.ports import first_request, port_problem
 
-RUN_FILE = "run.json"
 GRACE_SECONDS = 30.0
 log = logging.getLogger(__name__)
 
@@ -88,7 +86,7 @@ def run_up(settings: Settings) -> int:
     tokens_file = data_dir / BOOTSTRAP_FILE
     gateway_url = f"http://{settings.host}:{settings.port}"
     # Where this machine's CLI reaches the admin port (never its key: that stays in the env).
-    admin_url = f"http://{connect_host(settings.admin_host)}:{settings.admin_port}"
+    admin_url = configured_admin_url(settings)
     console_url = f"http://{connect_host(settings.console_host)}:{settings.console_port}"
     first_user = asyncio.run(ensure_first_user(bus))
     run_info: dict[str, object] = {
@@ -143,7 +141,7 @@ def run_up(settings: Settings) -> int:
                     _write_run_file(data_dir, run_info, children)
     finally:
         _stop_all(children)
-        (data_dir / RUN_FILE).unlink(missing_ok=True)
+        remove_run_file(data_dir)
         lock.close()
     return exit_code
 
@@ -161,10 +159,7 @@ def _fatal_exit(child: Child) -> str | None:
 def _write_run_file(data_dir: Path, run_info: dict[str, object], children: list[Child]) -> None:
     """``run.json`` tells the CLI (and operators) where the running pipeline listens."""
     pids = {c.name: c.process.pid for c in children if c.process is not None}
-    tmp = data_dir / (RUN_FILE + ".tmp")
-    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
-        handle.write(orjson.dumps({**run_info, "children": pids}))
-    os.replace(tmp, data_dir / RUN_FILE)
+    write_run_file(data_dir, {**run_info, "children": pids})
 
 
 def _supervise(child: Child, env: dict[str, str]) -> bool:
@@ -203,11 +198,3 @@ def _stop_all(children: list[Child]) -> None:
             log.error("child did not stop in time; killing", extra={"child": child.name})
             child.process.kill()
             child.process.wait()
-
-
-def read_run_file(data_dir: Path) -> dict[str, object] | None:
-    path = data_dir / RUN_FILE
-    if not path.exists():
-        return None
-    doc = orjson.loads(path.read_bytes())
-    return doc if isinstance(doc, dict) else None

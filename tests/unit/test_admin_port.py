@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 from forgeline.config import Settings
+from services import runfile
 from services.admin import admin_app, admin_exposure_problem, admin_server, connect_host, is_loopback
-from services.cli import admin_client
 from services.cli.main import main
-from services.supervisor.up import RUN_FILE, _child_env
+from services.runfile import RUN_FILE
+from services.supervisor.up import _child_env
 
 pytestmark = pytest.mark.unit
 
@@ -82,12 +83,12 @@ def test_the_admin_server_believes_no_forwarded_headers() -> None:
 def test_the_cli_reaches_the_admin_port_where_it_listens(host: str, url_host: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, admin_host=host, admin_port=9999)
     assert connect_host(host) == url_host
-    assert admin_client.admin_url(settings) == f"http://{url_host}:9999"
-    assert admin_client.admin_url(settings, "http://elsewhere:1/") == "http://elsewhere:1"
+    assert runfile.admin_url(settings) == f"http://{url_host}:9999"
+    assert runfile.admin_url(settings, "http://elsewhere:1/") == "http://elsewhere:1"
     (tmp_path / RUN_FILE).write_bytes(orjson.dumps({"admin_url": "http://127.0.0.1:7777"}))
-    assert admin_client.admin_url(settings) == "http://127.0.0.1:7777"
+    assert runfile.admin_url(settings) == "http://127.0.0.1:7777"
 
 
 def test_the_cli_sends_the_key_only_when_it_has_one() -> None:
-    assert admin_client.admin_headers(Settings()) == {}
-    assert admin_client.admin_headers(Settings(admin_key=KEY)) == {"Authorization": f"Bearer {KEY}"}
+    assert runfile.admin_headers(Settings()) == {}
+    assert runfile.admin_headers(Settings(admin_key=KEY)) == {"Authorization": f"Bearer {KEY}"}
