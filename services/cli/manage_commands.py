@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.manage.model import ALL_PROJECTS
-from forgeline.manage.ops import Actor, Management
+from forgeline.manage.ops import Management, cli_actor
 from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.store import TenancyAdmin
-
-
-def cli_actor() -> Actor:
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = "unknown"
-    return Actor(name=f"cli:{who}")
 
 
 def add_manage_commands(

@@ -114,9 +114,8 @@ async def _notify(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = settings.data_dir.resolve()
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
     box = SecretBox(load_key(data_dir, settings.notify_key))
-    from forgeline.manage.ops import Management
+    from forgeline.manage.ops import Management, cli_actor
     from forgeline.manage.store import ConsoleStore
-    from services.cli.manage_commands import cli_actor
 
     actor = cli_actor()
     async with TenancyAdmin(bus) as tenancy, TargetAdmin(bus, box) as admin, ConsoleStore(bus) as console:

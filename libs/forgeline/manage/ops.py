@@ -13,6 +13,7 @@ Errors: ``LookupError`` (nothing of that name the actor may see: 404), ``Permiss
 from __future__ import annotations
 
 import asyncio
+import getpass
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -74,6 +75,15 @@ class Actor:
 
     def reaches(self, project_id: str) -> bool:
         return self.everywhere or project_id == self.scope or project_id in self.projects
+
+
+def cli_actor() -> Actor:
+    """The operator at this machine's shell (every CLI command audits as ``cli:<user>``)."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return Actor(name=f"cli:{who}")
 
 
 def now_iso() -> str:

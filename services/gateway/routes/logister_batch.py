@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -22,9 +22,7 @@ from forgeline.schemas import logister
 from forgeline.schemas.common import json_depth_exceeds
 from services.gateway.body import read_body
 from services.gateway.errors import ApiError, JSONResponse
-
-if TYPE_CHECKING:
-    from services.gateway.routes.logister import LogisterApi
+from services.gateway.routes.logister_steps import LogisterSteps
 
 BATCH_PATH = "/api/v1/ingest_events/batch"
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
@@ -60,7 +58,7 @@ def _parse_line(number: int, text: bytes, max_depth: int, headers: dict[str, str
         raise _bad_batch("invalid_identity", f"line {number}: {identity!r} is not a UUID", headers, number) from None
 
 
-async def ingest_batch(api: LogisterApi, request: Request) -> Response:
+async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
     principal = await api.principal(request)
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in NDJSON_TYPES:

@@ -1,0 +1,42 @@
+"""The steps every Logister route shares, as the batch route sees them.
+
+`LogisterApi` (logister.py) implements them and mounts the batch route (logister_batch.py);
+the batch route needs only this interface, so the two modules do not import each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from starlette.requests import Request
+
+from forgeline.config import Settings
+from forgeline.schemas import logister
+from forgeline.tenancy.model import Principal
+from services.gateway.body import BodyLimits
+from services.gateway.ratelimit import Decision
+from services.gateway.recent import RecentIds
+
+
+class LogisterSteps(Protocol):
+    settings: Settings
+    batch_limits: BodyLimits
+    recent_ids: RecentIds
+
+    async def principal(self, request: Request) -> Principal:
+        """Who sent the request; raises 401 (or 429 after too many failures)."""
+        ...
+
+    def limit(self, principal: Principal, endpoint: str, cost: int = 1) -> Decision:
+        """The per-token-and-endpoint limit; raises 429 when spent."""
+        ...
+
+    def ingest_context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext: ...
+
+    async def publish_raw(
+        self, route: str, items: Sequence[tuple[dict[str, Any], logister.IngestContext]], principal: Principal
+    ) -> None:
+        """Enqueue the payloads as received; return once durable."""
+        ...
