@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
-from forgeline.blobstore.factory import create_blob_store
+from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, OutgoingRecord
 from forgeline.config import Settings
@@ -76,13 +76,7 @@ def build_console(settings: Settings) -> Starlette:
     reader = AdminReader(console_admin_url(settings), settings.admin_key)
     gateway_url = settings.public_url or f"http://{connect_host(settings.host)}:{settings.port}"
     # Bug-report attachments: the same store the gateway writes (its URL and credentials).
-    blobs = create_blob_store(
-        settings.resolved_blob_store_url,
-        settings.blob_signing_key,
-        settings.data_dir / "blob-signing.key",
-        gateway_url,
-        (settings.s3_access_key, settings.s3_secret_key),
-    )
+    blobs = blob_store_for(settings, settings.resolved_blob_store_url, gateway_url)
 
     async def send_control(record: OutgoingRecord) -> None:
         await producer.send(record)

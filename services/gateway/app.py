@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from forgeline.blobstore.factory import create_blob_store
+from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.port import Bus
 from forgeline.clock import Clock, SystemClock
@@ -76,13 +76,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
         auth_failures=auth_failures,
         refresh_tokens=tenancy.refresh,
     )
-    blobs = create_blob_store(
-        settings.resolved_blob_store_url,
-        settings.blob_signing_key,
-        settings.data_dir / "blob-signing.key",
-        settings.public_url or f"http://{settings.host}:{settings.port}",
-        (settings.s3_access_key, settings.s3_secret_key),
-    )
+    blobs = blob_store_for(settings, settings.resolved_blob_store_url)
     forge_api = ForgeApi(
         settings=settings,
         tenancy=tenancy.table,

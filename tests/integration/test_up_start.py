@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,8 +43,15 @@ def test_the_printed_curl_line_works_as_pasted(forgeline_up: ForgelineUp) -> Non
 
 
 def test_make_run_takes_its_ports() -> None:
+    # Under `make test` the parent make's MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     out = subprocess.run(
-        ["make", "-n", "run", "PORT=9180", "ADMIN_PORT=9181"], cwd=REPO, capture_output=True, timeout=30, check=True
+        ["make", "--no-print-directory", "-n", "run", "PORT=9180", "ADMIN_PORT=9181"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=True,
     )
     assert out.stdout.decode().splitlines()[-1].split() == [
         ".venv/bin/forgeline",
