@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from forgeline.entities import EntityCodec
 
 ADMIN_KEY_PREFIX = "fla_"
 # A scope of None means every project (an operator's key); otherwise one project id.
@@ -69,29 +69,28 @@ class AuditEntry:
 
 
 Entity = AdminKey | ConsoleUser | AuditEntry
-_TYPES: dict[str, type[Any]] = {"admin_key": AdminKey, "user": ConsoleUser, "audit": AuditEntry}
-_NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
+
+
+def _revive(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    if cls is ConsoleUser:
+        data["projects"] = tuple(data["projects"])  # JSON gave a list
+    return data
+
+
+_CODEC = EntityCodec("console", {"admin_key": AdminKey, "user": ConsoleUser, "audit": AuditEntry}, _revive)
 
 
 def entity_key(entity: Entity) -> bytes:
-    return f"{_NAMES[type(entity)]}:{entity.id}".encode()
+    return _CODEC.key(entity)
 
 
 def encode_entity(entity: Entity) -> bytes:
-    return orjson.dumps({"type": _NAMES[type(entity)], "data": asdict(entity)})
+    return _CODEC.encode(entity)
 
 
 def decode_entity(value: bytes) -> Entity:
     """Raises ValueError on a record we do not understand."""
-    try:
-        doc = orjson.loads(value)
-        cls = _TYPES[doc["type"]]
-        data = dict(doc["data"])
-        if cls is ConsoleUser:
-            data["projects"] = tuple(data["projects"])
-        entity: Entity = cls(**data)
-    except (KeyError, TypeError, orjson.JSONDecodeError) as err:
-        raise ValueError(f"bad console record: {err}") from err
+    entity: Entity = _CODEC.decode(value)
     return entity
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-import orjson
+from forgeline.entities import EntityCodec
 
 TokenKind = Literal["forge", "logister", "msgpack_public", "msgpack_secret"]
 TOKEN_KINDS: tuple[TokenKind, ...] = ("forge", "logister", "msgpack_public", "msgpack_secret")
@@ -116,32 +116,29 @@ class Token:
 
 Entity = Organisation | Project | Environment | Application | Token
 
-_TYPES: dict[str, type[Any]] = {
-    "organisation": Organisation,
-    "project": Project,
-    "environment": Environment,
-    "application": Application,
-    "token": Token,
-}
-_NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
+_CODEC = EntityCodec(
+    "tenancy",
+    {
+        "organisation": Organisation,
+        "project": Project,
+        "environment": Environment,
+        "application": Application,
+        "token": Token,
+    },
+)
 
 
 def entity_key(entity: Entity) -> bytes:
-    return f"{_NAMES[type(entity)]}:{entity.id}".encode()
+    return _CODEC.key(entity)
 
 
 def encode_entity(entity: Entity) -> bytes:
-    return orjson.dumps({"type": _NAMES[type(entity)], "data": asdict(entity)})
+    return _CODEC.encode(entity)
 
 
 def decode_entity(value: bytes) -> Entity:
     """Raises ValueError on a record we do not understand."""
-    try:
-        doc = orjson.loads(value)
-        cls = _TYPES[doc["type"]]
-        entity: Entity = cls(**doc["data"])
-    except (KeyError, TypeError, orjson.JSONDecodeError) as err:
-        raise ValueError(f"bad tenancy record: {err}") from err
+    entity: Entity = _CODEC.decode(value)
     return entity
 
 
