@@ -85,10 +85,17 @@ def test_two_writers_in_one_group_split_partitions_and_write_each_row_once(
         second_task = asyncio.create_task(second.run())
         # Private access, test only: which partitions each writer owns.
         a, b = first._consumer, second._consumer
+
+        # The second member can report its share before the first has given its
+        # old one up (the rebalance is still settling): wait for a split.
+        def settled() -> bool:
+            owned_a, owned_b = a.assignment(), b.assignment()
+            return bool(owned_a and owned_b and owned_a.isdisjoint(owned_b))
+
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
+        while time.monotonic() < deadline and not settled():
             await asyncio.sleep(0.1)
-        owned_a, owned_b = a.assignment(), b.assignment()
+        owned_a, owned_b = set(a.assignment()), set(b.assignment())
         await _send(bus, _log_rows(release, 2000, 2000))
         assert await wait_count(4000) == 4000
 
