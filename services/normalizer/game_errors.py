@@ -31,6 +31,7 @@ from forgeline.bus.topics import TYPED_GAME_EVENTS, TYPED_REPORTS
 from forgeline.grouping import first_line, group_fingerprint, group_key
 from forgeline.ids import legacy_id
 from forgeline.schemas.records import ERROR
+from forgeline.schemas.typed import typed_record
 
 CRASH_TYPES = frozenset({"crash", "exception"})
 _MAX_SHORT = 512
@@ -61,7 +62,7 @@ def _exception_class(doc: dict[str, Any]) -> str:
 
 
 def _error_record(row: dict[str, Any]) -> OutgoingRecord:
-    return OutgoingRecord(ERROR.topic, orjson.dumps(row), key=group_key(row["project_id"], _group(row)))
+    return typed_record(ERROR, row, group_key(row["project_id"], _group(row)))
 
 
 def _group(row: dict[str, Any]) -> str:

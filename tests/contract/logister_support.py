@@ -16,7 +16,7 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.ids import legacy_id
 from forgeline.schemas import logister
-from services.normalizer.steps import normalize_logister
+from services.normalizer.logister import normalize_logister
 from services.writer.steps import typed_row
 from tests.conftest import GatewayHarness
 

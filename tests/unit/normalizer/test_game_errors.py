@@ -15,7 +15,7 @@ from forgeline.grouping import group_key
 from forgeline.schemas.records import ERROR
 from services.errors.steps import ErrorGrouper
 from services.normalizer.game_errors import game_error
-from services.normalizer.steps import partition_key
+from services.normalizer.keys import partition_key
 
 pytestmark = pytest.mark.unit
 

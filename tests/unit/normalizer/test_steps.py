@@ -11,7 +11,8 @@ import pytest
 from forgeline.bus.port import Record
 from forgeline.bus.topics import RAW_MSGPACK, TYPED_LEVEL_MODELS
 from forgeline.schemas.records import KINDS, RecordKind
-from services.normalizer.steps import normalize_msgpack, partition_key
+from services.normalizer.game import normalize_msgpack
+from services.normalizer.keys import partition_key
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ import pytest
 from forgeline.bus.port import Record
 from forgeline.bus.topics import RAW_FORGE, TYPED_REPORTS
 from forgeline.schemas import forge
-from services.normalizer.steps import normalize_forge
+from services.normalizer.game import normalize_forge
 from services.notifier.subjects import parse
 
 pytestmark = pytest.mark.unit
