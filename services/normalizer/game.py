@@ -1,32 +1,46 @@
-"""``raw.forge`` and ``raw.msgpack`` records (the game APIs) → typed records."""
+"""``raw.forge`` and ``raw.msgpack`` records (the game APIs) → typed records.
+
+A version-1 raw record is one item and gives one typed record; a version-2 record is one
+accepted event request and gives one typed record per item (``forgeline.schemas.game_raw``).
+Each item of a version-2 record is normalized as the version-1 record it would have been,
+so both shapes store the same rows. An item that fails is dead-lettered on its own, as
+that version-1 record (replayable as it is), and the other items of its request go on; a
+version-1 record, or a version-2 record that cannot be read at all, raises for the
+normalizer to dead-letter whole.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
-from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas import forge, msgpack
+from forgeline.processing.deadletter import DeadLetters, InvalidMessage
+from forgeline.schemas import forge, game_raw, msgpack
 from forgeline.schemas.checks import Invalid
 from forgeline.schemas.typed import typed_record
 from services.normalizer.keys import partition_key
 
+# Dead letters of single items of a version-2 record: the normalizer's metric, log and topic.
+_ITEM_LETTERS = DeadLetters("normalizer")
 
-def _game_envelope(record: Record) -> tuple[dict[str, Any], uuid.UUID, datetime]:
+Doc = dict[str, Any]
+
+
+def _ids(doc: Doc) -> tuple[uuid.UUID, datetime]:
     try:
-        doc = orjson.loads(record.value)
-        return doc, uuid.UUID(doc["id"]), datetime.fromtimestamp(int(doc["received_at"]) / 1000, UTC)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        return uuid.UUID(doc["id"]), datetime.fromtimestamp(int(doc["received_at"]) / 1000, UTC)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise InvalidMessage("bad_raw_record", repr(err)) from err
 
 
-def normalize_forge(record: Record) -> OutgoingRecord:
-    """One ``raw.forge`` record (one build, session, event, report or upload) → its typed record."""
-    doc, record_id, received_at = _game_envelope(record)
+def _forge_typed(doc: Doc) -> OutgoingRecord:
+    """One version-1 ``raw.forge`` document (build, session, event, report or upload) → its typed record."""
+    record_id, received_at = _ids(doc)
     ctx = forge.ForgeContext(
         str(doc.get("organisation_id")), str(doc.get("project_id")), str(doc.get("environment")), received_at
     )
@@ -49,9 +63,9 @@ def normalize_forge(record: Record) -> OutgoingRecord:
     return typed_record(kind, row, partition_key(kind, row))
 
 
-def normalize_msgpack(record: Record) -> OutgoingRecord:
-    """One ``raw.msgpack`` record (one item of a batch, or a stored level model) → its typed record."""
-    doc, record_id, received_at = _game_envelope(record)
+def _msgpack_typed(doc: Doc) -> OutgoingRecord:
+    """One version-1 ``raw.msgpack`` document (one event, or a stored level model) → its typed record."""
+    record_id, received_at = _ids(doc)
     ctx = msgpack.AppContext(
         str(doc.get("organisation_id")),
         str(doc.get("project_id")),
@@ -67,3 +81,57 @@ def normalize_msgpack(record: Record) -> OutgoingRecord:
     except Invalid as err:
         raise InvalidMessage("invalid_payload", str(err)) from err
     return typed_record(kind, row, partition_key(kind, row))
+
+
+def _parse(record: Record) -> Doc:
+    try:
+        doc = orjson.loads(record.value)
+    except orjson.JSONDecodeError as err:
+        raise InvalidMessage("bad_raw_record", repr(err)) from err
+    if not isinstance(doc, dict):
+        raise InvalidMessage("bad_raw_record", "a raw record is a JSON object")
+    return doc
+
+
+def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[OutgoingRecord]:
+    doc = _parse(record)
+    if doc.get("v") != game_raw.ENVELOPE_V2:
+        return [one(doc)]
+    try:
+        views = game_raw.expand(record.topic, doc)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InvalidMessage("bad_raw_record", repr(err)) from err
+    out: list[OutgoingRecord] = []
+    for view in views:
+        try:
+            out.append(one(view))
+        except Exception as err:  # noqa: BLE001 - one item's failure, never its request's
+            out.append(_ITEM_LETTERS.reject(record._replace(value=orjson.dumps(view)), err))
+    return out
+
+
+def _single(record: Record, one: Callable[[Doc], OutgoingRecord]) -> OutgoingRecord:
+    doc = _parse(record)
+    if doc.get("v") == game_raw.ENVELOPE_V2:
+        raise InvalidMessage("bad_raw_record", "a version-2 record holds many items: split it")
+    return one(doc)
+
+
+def split_forge(record: Record) -> list[OutgoingRecord]:
+    """A ``raw.forge`` record → its typed records (one, or one per item of a version-2 record)."""
+    return _split(record, _forge_typed)
+
+
+def split_msgpack(record: Record) -> list[OutgoingRecord]:
+    """A ``raw.msgpack`` record → its typed records (one, or one per item of a version-2 record)."""
+    return _split(record, _msgpack_typed)
+
+
+def normalize_forge(record: Record) -> OutgoingRecord:
+    """A version-1 ``raw.forge`` record (one build, session, event, report or upload) → its typed record."""
+    return _single(record, _forge_typed)
+
+
+def normalize_msgpack(record: Record) -> OutgoingRecord:
+    """A version-1 ``raw.msgpack`` record (one event, or a stored level model) → its typed record."""
+    return _single(record, _msgpack_typed)
