@@ -25,6 +25,16 @@ from forgeline.warehouse import guard
 from forgeline.warehouse.port import WarehouseError
 
 DATABASE = "forgeline"
+# JSONEachRow inserts fail loudly on a row that does not match its table (an unknown key, a
+# null for a column that is not Nullable, any unreadable value) instead of storing a default,
+# and still compute the DEFAULT columns the lines leave out (``expires_at``).
+_JSON_LINES = {
+    "input_format_skip_unknown_fields": 0,
+    "input_format_null_as_default": 0,
+    "input_format_defaults_for_omitted_fields": 1,
+    "input_format_allow_errors_num": 0,
+    "input_format_allow_errors_ratio": 0,
+}
 
 
 class ClickHouseWarehouse:
@@ -57,6 +67,14 @@ class ClickHouseWarehouse:
             return
         with self._lock, _translated(inserting=True):
             self._client.insert(f"{self.database}.{table}", data, column_names=list(columns), column_oriented=True)
+
+    def insert_json_lines(self, table: str, columns: Sequence[str], lines: bytes) -> None:
+        if not lines:
+            return
+        with self._lock, _translated(inserting=True):
+            self._client.raw_insert(
+                f"{self.database}.{table}", list(columns), insert_block=lines, fmt="JSONEachRow", settings=_JSON_LINES
+            )
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock, _translated():

@@ -29,6 +29,10 @@ class Warehouse(Protocol):
     def insert_columns(self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         """Like ``insert``, with ``data`` given one sequence per column (no transposing)."""
 
+    def insert_json_lines(self, table: str, columns: Sequence[str], lines: bytes) -> None:
+        """Like ``insert``, with the rows as ``JSONEachRow`` lines (one JSON object per line,
+        keyed by ``columns``) that ClickHouse parses itself; a row it cannot read fails the call."""
+
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
     def query_formatted(self, sql: str, fmt: str) -> bytes:
