@@ -1,7 +1,7 @@
 """Forge Logger ingest API (SPEC 4.1; seeds forge-logger-ingest-api.txt, forge-logger-sessions.txt).
 
 POST /v1/ingest/sessions  → 201 {sessionId, buildId, startedAt}     raw.forge (build + session)
-POST /v1/ingest/events    → 201 {accepted, eventIds}                raw.forge (one per event)
+POST /v1/ingest/events    → 201 {accepted, eventIds}                raw.forge (one per request)
 POST /v1/ingest/reports   → 201 {reportId, …}                       raw.forge
 POST /v1/ingest/uploads   → 201 {uploads: [{uploadId, url, …}]}     nothing yet: a signed grant
 PUT  /v1/blobs/{uploadId} → 201 {uploadId, size, sha256}            raw.forge (upload completion, local store)
@@ -14,6 +14,14 @@ The seed's status table has no 415, so a non-JSON content type is a 400 here.
 Only a fully valid request is enqueued; every id is derived from input or the token, and
 session, event and upload ids carry their project (forgeline.ids "owned" ids), so the
 citation check needs no lookup.
+
+An accepted events request is one raw record (envelope version 2, ``forgeline.schemas.game_raw``):
+the body as accepted, embedded without a second serialization, the eventIds of the response,
+the tenancy and the receive time; the normalizer splits it into one typed record per event.
+Size: the body is at most ``max_inflated_bytes`` (4 MiB by default) and 200 ids add 8 KiB,
+well under Kafka's 8 MiB request; a body above ``game_raw.SPLIT_BYTES`` (6 MiB, only with a
+raised limit) is cut between events into a few such records. The partition key is the first
+event's session (a single event keeps the key it always had; a retried request the same one).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.schemas import forge
+from forgeline.schemas import forge, game_raw
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import Principal, TenancyTable
@@ -245,15 +253,12 @@ class ForgeApi:
             raise invalid(problems)
         self.owned(items, principal, ("sessionId",), batch)
         digest = hashlib.sha256(raw).hexdigest()
-        ids = forge.event_ids(principal.project_id, principal.environment, digest, len(items))
-        envelope = self.envelope("event", ctx, principal)
-        await self.publisher.publish(
-            [
-                _raw_record(envelope, event_id, uuid.UUID(item["sessionId"]).bytes, item)
-                for event_id, item in zip(ids, items, strict=True)
-            ]
-        )
-        return JSONResponse({"accepted": len(ids), "eventIds": [str(i) for i in ids]}, status_code=201)
+        ids = [str(i) for i in forge.event_ids(principal.project_id, principal.environment, digest, len(items))]
+        envelope = {**ctx.tenant(), "token_id": principal.token_id, "received_at": to_millis(ctx.received_at)}
+        values = game_raw.forge_events_values(envelope, raw if batch else b"[" + raw + b"]", items, ids)
+        key = uuid.UUID(items[0]["sessionId"]).bytes
+        await self.publisher.publish([OutgoingRecord(RAW_FORGE, value, key=key) for value in values])
+        return JSONResponse({"accepted": len(ids), "eventIds": ids}, status_code=201)
 
     async def reports(self, request: Request) -> Response:
         principal = await self.principal(request)

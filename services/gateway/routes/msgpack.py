@@ -10,7 +10,16 @@ POST /api/sql/select                                         → 501 {"error":"s
 Order of checks: the per-source-IP limit (429; X-Forwarded-For only from trusted proxies),
 the token (401), content type (415 for JSON), body (413, 400), app scope (403), items (400).
 A batch is all-or-nothing: one bad item, or one item for another application, and
-nothing of it is enqueued. Each item becomes one raw record, so the normalizer stays 1:1.
+nothing of it is enqueued.
+
+An accepted events request is one raw record (envelope version 2, ``forgeline.schemas.game_raw``):
+the MessagePack body as accepted (base64), the tenancy, the receive time and the body's digest,
+from which the normalizer derives each item's id exactly as one record per item carried it;
+it splits the record into one typed record per item. Size: the body is at most
+``max_msgpack_body_bytes`` (4 MiB by default), 5.4 MiB as base64, under Kafka's 8 MiB request;
+above ``game_raw.SPLIT_BYTES`` (6 MiB, only with a raised limit) the items are cut into a few
+such records. The partition key is the first item's ``app_id/session_id`` (or player), the key
+a single item always had; a retried request gets the same one.
 """
 
 from __future__ import annotations
@@ -20,7 +29,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from starlette.datastructures import UploadFile
@@ -35,7 +43,7 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import CONTROL_EXPORTER, RAW_MSGPACK
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.schemas import msgpack
+from forgeline.schemas import game_raw, msgpack
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import Principal, Refusal, TenancyTable, TokenKind
@@ -161,27 +169,19 @@ class MsgpackApi:
         if problems:
             raise _invalid(problems)
         received_at = to_millis(datetime.fromtimestamp(self.clock.time(), UTC))
-        digest = hashlib.sha256(raw).hexdigest()
-        records = [self._record(doc, n, digest, received_at, principal) for n, doc in enumerate(docs)]
-        await self.publisher.publish(records)
-        return JSONResponse({"status": "queued"}, status_code=200)
-
-    def _record(self, doc: dict[str, Any], index: int, digest: str, received_at: int, p: Principal) -> OutgoingRecord:
-        app_id = p.application_id or ""
-        event_id = msgpack.event_id(p.project_id, app_id, digest, index)
-        value = {
-            "v": 1,
-            "id": str(event_id),
-            "organisation_id": p.organisation_id,
-            "project_id": p.project_id,
-            "environment": p.environment,
+        envelope = {
+            "organisation_id": principal.organisation_id,
+            "project_id": principal.project_id,
+            "environment": principal.environment,
             "app_id": app_id,
-            "token_id": p.token_id,
+            "token_id": principal.token_id,
             "received_at": received_at,
-            "body": doc,
         }
-        key = f"{app_id}/{doc.get('session_id') or doc.get('player_id')}".encode()
-        return OutgoingRecord(RAW_MSGPACK, orjson.dumps(value), key=key)
+        values = game_raw.msgpack_events_values(envelope, raw, docs, hashlib.sha256(raw).hexdigest())
+        first = docs[0]
+        key = f"{app_id}/{first.get('session_id') or first.get('player_id')}".encode()
+        await self.publisher.publish([OutgoingRecord(RAW_MSGPACK, value, key=key) for value in values])
+        return JSONResponse({"status": "queued"}, status_code=200)
 
     async def export(self, request: Request) -> Response:
         """Ask the exporter to flush what it buffers (seed "Other Endpoints"): one control record.
