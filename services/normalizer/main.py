@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Unpack
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record
-from forgeline.bus.topics import TICK_HEADER, TYPED_CHECKINS
+from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
 from forgeline.processing.deadletter import DeadLetters
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import send_with_retry
+from services.normalizer.logister import split_logister
 from services.normalizer.steps import NORMALIZERS, forward_tick, normalize
 
 GROUP = "normalizer"
@@ -25,21 +26,30 @@ def process_batch(
     records: list[Record], checkin_partitions: int = 1, dead_letters: DeadLetters | None = None
 ) -> list[OutgoingRecord]:
     """The typed records (and dead letters) of a batch. A record whose step raises anything is
-    dead-lettered; DeadLetterLimitExceeded if most recent records failed (nothing to forward)."""
+    dead-lettered; DeadLetterLimitExceeded if most recent records failed (nothing to forward).
+
+    A Logister batch record counts as its items, and a bad item is dead-lettered alone."""
     dead_letters = dead_letters or DeadLetters(GROUP)
+    out: list[OutgoingRecord] = []
+    dead: list[OutgoingRecord] = []
+    processed = len(records)
 
     def step(record: Record) -> list[OutgoingRecord]:
+        nonlocal processed
         if record.header(TICK_HEADER) is not None:
             # A stream-clock tick (services/monitors): fan out to every typed.checkins
             # partition, after every check-in of this raw partition read before it.
             return forward_tick(record, checkin_partitions)
+        if record.topic == RAW_LOGISTER:
+            typed, failed = split_logister(record)
+            processed += max(len(typed) + len(failed), 1) - 1
+            dead.extend(dead_letters.reject(item, error) for item, error in failed)
+            return typed
         return normalize(record)
 
-    out: list[OutgoingRecord] = []
-    dead: list[OutgoingRecord] = []
     for _, typed in dead_letters.each(records, step, dead):
         out += typed
-    dead_letters.check(len(records), len(dead))
+    dead_letters.check(processed, len(dead))
     out.extend(dead)
     return out
 

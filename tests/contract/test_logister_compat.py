@@ -45,6 +45,11 @@ def test_a_commit_id_short_long_or_absent_is_201(gateway: GatewayHarness, sha: s
     assert _post(gateway, "/api/v1/deployments", {"deployment": deployment}).status_code == 201
 
 
+def _received(gw: GatewayHarness, event_id: str) -> list[int]:
+    """The receive times of ``event_id`` on the raw log: single records, and batch records' items."""
+    return [item["received_at"] for raw in gw.raw() for item in raw.get("items", [raw]) if item["event_id"] == event_id]
+
+
 def test_a_resent_client_id_without_occurred_at_keeps_its_first_receive_time(gateway: GatewayHarness) -> None:
     client_id = str(uuid.uuid4())
     event = {"event": {"event_type": "error", "message": "boom", "uuid": client_id}}
@@ -54,10 +59,10 @@ def test_a_resent_client_id_without_occurred_at_keeps_its_first_receive_time(gat
     line = json.dumps(event) + "\n"
     headers = {**gateway.auth, "Content-Type": "application/x-ndjson"}
     assert gateway.client.post("/api/v1/ingest_events/batch", content=line, headers=headers).status_code == 202
-    times = {raw["received_at"] for raw in gateway.raw() if raw["event_id"] == client_id}
+    times = set(_received(gateway, client_id))
     assert len(times) == 1, "one receive time, so one occurred_at, so one row"
     other_id = str(uuid.uuid4())
     other = {"event": {"event_type": "error", "message": "boom", "uuid": other_id}}
     assert _post(gateway, "/api/v1/ingest_events", other).status_code == 201
-    (arrived,) = [raw["received_at"] for raw in gateway.raw() if raw["event_id"] == other_id]
+    (arrived,) = _received(gateway, other_id)
     assert arrived > times.pop(), "a new id gets the time it arrives"

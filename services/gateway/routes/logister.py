@@ -1,7 +1,7 @@
 """Logister HTTP API (SPEC 4.3; seeds logister-http-api*.txt; logister-python 0.6.0).
 
 POST /api/v1/ingest_events        {"event": {...}}       → raw.logister
-POST /api/v1/ingest_events/batch  NDJSON of envelopes    → raw.logister   (logister_batch.py)
+POST /api/v1/ingest_events/batch  NDJSON of envelopes    → raw.logister   (logister_batch.py, one record)
 POST /api/v1/check_ins            {"check_in": {...}}    → raw.logister
 POST /api/v1/deployments          {"deployment": {...}}  → raw.logister
 
@@ -28,7 +28,7 @@ from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.clock import Clock
 from forgeline.config import Settings
 from forgeline.ids import legacy_id, new_uuid4
-from forgeline.schemas import logister
+from forgeline.schemas import logister, logister_raw
 from forgeline.schemas.common import to_millis
 from forgeline.schemas.records import RecordKind
 from forgeline.tenancy.model import Principal, TenancyTable
@@ -118,15 +118,22 @@ class LogisterApi:
             raise _rate_limited(decision)
         return decision
 
-    def ingest_context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext:
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.time(), UTC)
+
+    def received_at(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> datetime:
         # A resent id keeps its first receive time: one row, whatever occurred_at defaults to.
-        first = self.first_received.get(f"{principal.project_id}:{event_id}")
+        return self.first_received.get(f"{principal.project_id}:{event_id}") or now
+
+    def ingest_context(
+        self, principal: Principal, event_id: uuid.UUID, received_at: datetime | None = None
+    ) -> logister.IngestContext:
         return logister.IngestContext(
             event_id=event_id,
             organisation_id=principal.organisation_id,
             project_id=principal.project_id,
             default_environment=principal.environment,
-            received_at=first or datetime.fromtimestamp(self.clock.time(), UTC),
+            received_at=received_at or self.received_at(principal, event_id, self.now()),
         )
 
     async def publish_raw(
@@ -156,6 +163,22 @@ class LogisterApi:
         await self.publisher.publish(records)
         for _, ctx in items:  # only once durable: a failed publish pins no time
             self.first_received.remember(f"{ctx.project_id}:{ctx.event_id}", ctx.received_at)
+
+    async def publish_batch(
+        self, principal: Principal, items: Sequence[logister_raw.RawItem], received: Sequence[datetime]
+    ) -> None:
+        encoded = logister_raw.encode_batch(
+            "ingest_events",
+            principal.organisation_id,
+            principal.project_id,
+            principal.environment,
+            principal.token_id,
+            items,
+        )
+        await self.publisher.publish([OutgoingRecord(RAW_LOGISTER, value, key=key) for key, value in encoded])
+        project = principal.project_id
+        for item, at in zip(items, received, strict=True):  # only once durable, as publish_raw
+            self.first_received.remember(f"{project}:{item.event_id}", at)
 
     async def _single(
         self,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from starlette.requests import Request
 
 from forgeline.config import Settings
-from forgeline.schemas import logister
+from forgeline.schemas import logister, logister_raw
 from forgeline.tenancy.model import Principal
 from services.gateway.body import BodyLimits
 from services.gateway.ratelimit import Decision
@@ -33,7 +34,24 @@ class LogisterSteps(Protocol):
         """The per-token-and-endpoint limit; raises 429 when spent."""
         ...
 
-    def ingest_context(self, principal: Principal, event_id: uuid.UUID) -> logister.IngestContext: ...
+    def now(self) -> datetime:
+        """The gateway clock, once per request."""
+        ...
+
+    def received_at(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> datetime:
+        """When ``event_id`` was first accepted (a resent id keeps it), else ``now``."""
+        ...
+
+    def ingest_context(
+        self, principal: Principal, event_id: uuid.UUID, received_at: datetime | None = None
+    ) -> logister.IngestContext: ...
+
+    async def publish_batch(
+        self, principal: Principal, items: Sequence[logister_raw.RawItem], received: Sequence[datetime]
+    ) -> None:
+        """Enqueue an accepted batch as one ``"v": 2`` record (a few above the record budget);
+        ``received[i]`` is ``items[i]``'s receive time. Returns once durable."""
+        ...
 
     async def publish_raw(
         self, route: str, items: Sequence[tuple[dict[str, Any], logister.IngestContext]], principal: Principal

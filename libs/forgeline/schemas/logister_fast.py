@@ -1,0 +1,117 @@
+"""Compiled validation of a Logister ``{"event": {...}}`` line: msgspec decodes and checks it in C.
+
+The fast path proves a line valid; it never rejects one. ``accepted_event_id`` returns the
+line's id when the line has the common shape and every rule holds, and None otherwise —
+then the caller runs the full validator (``forgeline.schemas.logister.normalize_event``),
+which alone writes error messages. Hence two invariants, checked by
+tests/property/test_logister_fast_path.py:
+
+- anything the fast path accepts, the full validator accepts too (no 202 for a bad event);
+- the row is always built by ``normalize_event`` from the same bytes, so it cannot differ.
+
+The common shape is what logister-python sends for errors and logs: snake_case keys only
+(an unknown key, a camelCase spelling or an ``EVENT`` root falls back), a ``uuid`` or
+``event_id`` UUID, ``context`` holding scalars or one level of objects/arrays of scalars.
+Numbers are decoded as float, as orjson does beyond 64 bits: a number orjson refuses, msgspec
+refuses too. Other event types (span, metric, transaction, check_in) always fall back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from forgeline.schemas.common import parse_timestamp
+
+_MAX_SHORT = 256  # as forgeline.schemas.logister
+_MAX_MESSAGE = 64 * 1024
+FAST_DEPTH = 4  # line → event → context → one nested object: the deepest shape accepted here
+
+Scalar = str | float | bool | None
+Value = Scalar | dict[str, Scalar] | list[Scalar]
+Short = Annotated[str, Meta(max_length=_MAX_SHORT)]
+
+# The context fields an error or log validates (as short strings), after top-level
+# convenience fields are copied in (forgeline.schemas.logister.CONVENIENCE_FIELDS).
+CHECKED_CONTEXT = ("environment", "release", "trace_id", "request_id", "session_id", "user_id")
+
+
+class FastEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """An error or log event in the common shape (see the module docstring)."""
+
+    event_type: Literal["error", "log"]
+    message: Annotated[str, Meta(max_length=_MAX_MESSAGE)]
+    uuid: UUID | UnsetType = UNSET
+    event_id: UUID | UnsetType = UNSET
+    level: Annotated[str, Meta(max_length=32)] | None = None
+    fingerprint: Short | None = None
+    occurred_at: str | None = None
+    context: dict[str, Value] | None = None
+    # Convenience fields, copied into context when it does not set them.
+    environment: str | None = None
+    release: str | None = None
+    trace_id: str | None = None
+    request_id: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    transaction_name: Value = None
+    duration_ms: Value = None
+    span_id: Value = None
+    parent_span_id: Value = None
+    kind: Value = None
+    span_kind: Value = None
+    started_at: Value = None
+    ended_at: Value = None
+    expected_interval_seconds: Value = None
+    check_in_slug: Value = None
+    monitor_slug: Value = None
+    check_in_status: Value = None
+    status: Value = None
+
+
+class FastLine(msgspec.Struct, forbid_unknown_fields=True):
+    event: FastEvent
+
+
+_line = msgspec.json.Decoder(FastLine)
+
+
+def decode_line(line: bytes) -> FastEvent | None:
+    """The line's event when it decodes in the common shape, else None."""
+    try:
+        return _line.decode(line).event
+    except msgspec.MsgspecError:  # DecodeError and ValidationError: the full path decides
+        return None
+
+
+def accepted_event_id(line: bytes, max_depth: int) -> UUID | None:
+    """The id of a line the fast path proves valid (its ``uuid``, else its ``event_id``);
+    None when it cannot, and the full validator must decide."""
+    if max_depth < FAST_DEPTH:
+        return None
+    event = decode_line(line)
+    if event is None:
+        return None
+    identity = event.uuid if event.uuid is not UNSET else event.event_id
+    if isinstance(identity, UnsetType) or not valid_event(event):
+        return None
+    return identity
+
+
+def valid_event(event: FastEvent) -> bool:
+    """The rules msgspec's types cannot say, as normalize_event applies them to an error or log."""
+    if not event.message.strip():
+        return False  # "Message can't be blank"
+    if event.occurred_at and parse_timestamp(event.occurred_at) is None:
+        return False
+    context = event.context or {}
+    for field in CHECKED_CONTEXT:
+        value = context.get(field)
+        if value is None:
+            value = getattr(event, field)
+        if value is not None and not (isinstance(value, str) and len(value) <= _MAX_SHORT):
+            return False
+    return True
