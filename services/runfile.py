@@ -57,7 +57,7 @@ def admin_url(settings: Settings, explicit: str | None = None) -> str:
 
 def admin_headers(settings: Settings) -> dict[str, str]:
     """The admin key from FORGELINE_ADMIN_KEY, when one is set (never from a file)."""
-    return {"Authorization": f"Bearer {settings.admin_key}"} if settings.admin_key else {}
+    return {"Authorization": f"Bearer {settings.admin_key.reveal()}"} if settings.admin_key else {}
 
 
 def post_query(settings: Settings, url: str, sql: str, fmt: str, timeout: float = 60) -> httpx.Response:

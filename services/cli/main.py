@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("up", "processors", "process"):
         from services.admin import admin_exposure_problem
 
-        exposure = admin_exposure_problem(settings.admin_host, settings.admin_key)
+        exposure = admin_exposure_problem(settings.admin_host, settings.admin_key.reveal())
         if exposure:
             print(f"forgeline: bad setting: {exposure}", file=sys.stderr)
             return 2

@@ -41,7 +41,7 @@ REFRESH_SECONDS = 1.0
 def console_key(settings: Settings) -> bytes:
     """FORGELINE_CONSOLE_SECRET, else a key generated once into the data dir (0600)."""
     if settings.console_secret:
-        return settings.console_secret.encode()
+        return settings.console_secret.reveal().encode()
     data_dir = private_dir(settings.data_dir.resolve())
     path = data_dir / KEY_FILE
     if not path.exists():
@@ -71,9 +71,9 @@ def build_console(settings: Settings) -> Starlette:
     tenancy = TenancyAdmin(bus)
     store = ConsoleStore(bus)
     # The notify key (FORGELINE_NOTIFY_KEY, else the data dir's notify.key) encrypts target secrets.
-    targets = TargetAdmin(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key)))
+    targets = TargetAdmin(bus, SecretBox(load_key(settings.data_dir.resolve(), settings.notify_key.reveal())))
     producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
-    reader = AdminReader(console_admin_url(settings), settings.admin_key)
+    reader = AdminReader(console_admin_url(settings), settings.admin_key.reveal())
     gateway_url = settings.public_url or f"http://{connect_host(settings.host)}:{settings.port}"
     # Bug-report attachments: the same store the gateway writes (its URL and credentials).
     blobs = blob_store_for(settings, settings.resolved_blob_store_url, gateway_url)

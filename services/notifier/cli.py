@@ -113,7 +113,7 @@ def _secret(args: argparse.Namespace, provider: str) -> tuple[str, bool]:
 async def _notify(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = settings.data_dir.resolve()
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
-    box = SecretBox(load_key(data_dir, settings.notify_key))
+    box = SecretBox(load_key(data_dir, settings.notify_key.reveal()))
     from forgeline.manage.ops import Management, cli_actor
     from forgeline.manage.store import ConsoleStore
 

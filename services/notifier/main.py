@@ -373,5 +373,5 @@ def build(parts: Parts) -> NotifierService:
         concurrency=s.notify_concurrency,
         allowed_networks=s.notify_allowed_networks,
     )
-    box = SecretBox(load_key(s.data_dir.resolve(), s.notify_key))
+    box = SecretBox(load_key(s.data_dir.resolve(), s.notify_key.reveal()))
     return NotifierService(parts.bus, box, policy, dead_letters=parts.dead_letters)

@@ -26,7 +26,7 @@ def open_lifecycle(settings: Settings, warehouse: Warehouse) -> Lifecycle:
         warehouse,
         blob_store_for(settings, settings.resolved_blob_store_url) if uploads else None,
         blob_store_for(settings, settings.resolved_export_url) if exports else None,
-        load_salt(settings.data_dir.resolve(), settings.erasure_salt),
+        load_salt(settings.data_dir.resolve(), settings.erasure_salt.reveal()),
         retention_defaults(settings),
     )
     lifecycle.start()

@@ -35,7 +35,7 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
         raise SystemExit(f"unknown processor(s): {', '.join(sorted(unknown))}; choose from {', '.join(PROCESSORS)}")
-    exposure = admin_exposure_problem(settings.admin_host, settings.admin_key)
+    exposure = admin_exposure_problem(settings.admin_host, settings.admin_key.reveal())
     if exposure:
         raise SettingsError(exposure)
     bus = create_bus(settings.resolved_bus_url, settings.partitions)
@@ -52,7 +52,9 @@ async def run_processors(settings: Settings, names: tuple[str, ...]) -> int:
 
     # The admin port keeps to its own address (loopback by default), not the gateway's --host.
     server = admin_server(
-        admin_app(readiness, warehouse, settings.admin_key, lifecycle), settings.admin_host, settings.admin_port
+        admin_app(readiness, warehouse, settings.admin_key.reveal(), lifecycle),
+        settings.admin_host,
+        settings.admin_port,
     )
     loop = asyncio.get_running_loop()
 

@@ -25,7 +25,7 @@ from forgeline.blobstore.local import LocalBlobStore
 from forgeline.blobstore.port import DownloadGrant, UploadGrant
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
-from forgeline.config import Settings
+from forgeline.config import Secret, Settings
 from forgeline.manage.ops import Actor, Management
 from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.store import TenancyAdmin
@@ -231,7 +231,7 @@ def test_the_console_key_is_generated_once_and_private(tmp_path: Path) -> None:
     key = console_key(settings)
     assert len(key) >= 32 and console_key(settings) == key
     assert stat.S_IMODE((tmp_path / "data" / "console.key").stat().st_mode) == 0o600
-    assert console_key(Settings(data_dir=tmp_path / "data", console_secret="x" * 32)) == b"x" * 32
+    assert console_key(Settings(data_dir=tmp_path / "data", console_secret=Secret("x" * 32))) == b"x" * 32
     assert os.path.exists(tmp_path / "data" / "console.key")
 
 

@@ -51,10 +51,10 @@ def _store(gw: GatewayHarness) -> BlobStore:
     s = gw.settings
     return create_blob_store(
         s.resolved_blob_store_url,
-        s.blob_signing_key,
+        s.blob_signing_key.reveal(),
         s.data_dir / "blob-signing.key",
         "http://unused",
-        (s.s3_access_key, s.s3_secret_key),
+        (s.s3_access_key.reveal(), s.s3_secret_key.reveal()),
     )
 
 
@@ -262,7 +262,7 @@ UPLOAD_ID = "6f1b7c52-2f6e-4c1a-9a55-0d4c1f0e2b11"
 def _signed(gw: GatewayHarness, filename: str) -> str:
     """The token of a grant as a gateway that did not check file names would have signed it."""
     assert _create(gw).status_code == 201  # the app has created its signing key by now
-    secret = gw.settings.blob_signing_key.encode() or (gw.settings.data_dir / "blob-signing.key").read_bytes()
+    secret = gw.settings.blob_signing_key.reveal().encode() or (gw.settings.data_dir / "blob-signing.key").read_bytes()
     meta = {
         "organisation_id": gw.tokens["organisation_id"],
         "project_id": gw.tokens["project_id"],

@@ -30,10 +30,10 @@ def _store(gw: GatewayHarness) -> BlobStore:
     s = gw.settings
     return create_blob_store(
         s.resolved_blob_store_url,
-        s.blob_signing_key,
+        s.blob_signing_key.reveal(),
         s.data_dir / "blob-signing.key",
         "http://unused",
-        (s.s3_access_key, s.s3_secret_key),
+        (s.s3_access_key.reveal(), s.s3_secret_key.reveal()),
     )
 
 

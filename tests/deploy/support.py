@@ -334,10 +334,10 @@ def blob_store_error(settings: Any, tmp_dir: Path) -> str | None:
     try:
         create_blob_store(
             settings.resolved_blob_store_url,
-            settings.blob_signing_key,
+            settings.blob_signing_key.reveal(),
             tmp_dir / "blob-signing.key",
             settings.public_url or f"http://{settings.host}:{settings.port}",
-            (settings.s3_access_key, settings.s3_secret_key),
+            (settings.s3_access_key.reveal(), settings.s3_secret_key.reveal()),
         )
     except ValueError as err:
         return str(err)

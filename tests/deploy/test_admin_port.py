@@ -37,7 +37,7 @@ def test_compose_processors_listen_for_prometheus_behind_a_key() -> None:
     for name, env in envs.items():
         settings = Settings.from_env(env)
         assert not is_loopback(settings.admin_host), f"{name}: Prometheus could not scrape {settings.admin_host}"
-        assert admin_exposure_problem(settings.admin_host, settings.admin_key) is None, name
+        assert admin_exposure_problem(settings.admin_host, settings.admin_key.reveal()) is None, name
     compose_text = support.COMPOSE_FILE.read_text(encoding="utf-8")
     assert "${FORGELINE_ADMIN_KEY:-" in compose_text, "the key must be settable from the environment / .env"
 
@@ -48,7 +48,7 @@ def test_k8s_processors_listen_for_probes_behind_a_key_from_the_secret() -> None
     assert "FORGELINE_ADMIN_KEY" not in config, "the admin key belongs in the Secret"
     settings = Settings.from_env({**config, **secrets})
     assert not is_loopback(settings.admin_host), "kubelet probes reach the pod IP, not 127.0.0.1"
-    assert admin_exposure_problem(settings.admin_host, settings.admin_key) is None
+    assert admin_exposure_problem(settings.admin_host, settings.admin_key.reveal()) is None
 
 
 class _Ready(BaseHTTPRequestHandler):

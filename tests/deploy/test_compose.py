@@ -155,7 +155,7 @@ def test_the_gateway_stores_uploads_in_minio(compose: dict[str, Any], tmp_path: 
     endpoint = urlparse(parse_qs(url.query)["endpoint"][0])
     assert endpoint.hostname in svcs and svcs[endpoint.hostname]["image"].startswith("minio/minio:")
     minio_env = support.env_mapping(svcs[endpoint.hostname]["environment"])
-    assert (settings.s3_access_key, settings.s3_secret_key) == (
+    assert (settings.s3_access_key.reveal(), settings.s3_secret_key.reveal()) == (
         minio_env["MINIO_ROOT_USER"],
         minio_env["MINIO_ROOT_PASSWORD"],
     )

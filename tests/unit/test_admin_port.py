@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from forgeline.config import Settings
+from forgeline.config import Secret, Settings
 from services import runfile
 from services.admin import admin_app, admin_exposure_problem, admin_server, connect_host, is_loopback
 from services.cli.main import main
@@ -42,9 +42,10 @@ def test_a_weak_or_unsendable_key_is_refused_everywhere(key: str) -> None:
 
 def test_the_admin_host_does_not_follow_the_gateway_host() -> None:
     settings = Settings.from_env({"FORGELINE_HOST": "0.0.0.0"})
-    assert (settings.host, settings.admin_host, settings.admin_key) == ("0.0.0.0", "127.0.0.1", "")
+    assert (settings.host, settings.admin_host, settings.admin_key) == ("0.0.0.0", "127.0.0.1", Secret(""))
     settings = Settings.from_env({"FORGELINE_ADMIN_HOST": "10.1.2.3", "FORGELINE_ADMIN_KEY": KEY})
-    assert (settings.admin_host, settings.admin_key) == ("10.1.2.3", KEY)
+    assert (settings.admin_host, settings.admin_key.reveal()) == ("10.1.2.3", KEY)
+    assert KEY not in f"{settings.admin_key} {settings.admin_key!r}"
     assert KEY not in repr(settings)
 
 
@@ -91,4 +92,4 @@ def test_the_cli_reaches_the_admin_port_where_it_listens(host: str, url_host: st
 
 def test_the_cli_sends_the_key_only_when_it_has_one() -> None:
     assert runfile.admin_headers(Settings()) == {}
-    assert runfile.admin_headers(Settings(admin_key=KEY)) == {"Authorization": f"Bearer {KEY}"}
+    assert runfile.admin_headers(Settings(admin_key=Secret(KEY))) == {"Authorization": f"Bearer {KEY}"}

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from inspect import getsource
 from pathlib import Path
 
 import pytest
 
-import forgeline.config as config
-from forgeline.config import Settings
+from forgeline.config import Settings, SettingsError
 from forgeline.config.reference import render, variable
 
 pytestmark = pytest.mark.unit
@@ -31,10 +29,16 @@ def test_the_settings_reference_is_generated_from_the_settings() -> None:
     )
 
 
-def test_every_setting_is_read_from_the_variable_the_reference_names() -> None:
-    source = getsource(config.Settings.from_env)
-    read = set(re.findall(r'"(FORGELINE_[A-Z0-9_]+)"', source))
-    assert read == {variable(f.name) for f in fields(Settings)}
+@pytest.mark.parametrize("name", [f.name for f in fields(Settings)])
+def test_every_setting_is_read_from_the_variable_the_reference_names(name: str) -> None:
+    # The variable either changes the setting or is refused with its own name: it is read.
+    env = {variable(name): "not-a-default-value"}
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as err:
+        assert str(err).startswith(f"{variable(name)}=")
+    else:
+        assert getattr(settings, name) != getattr(Settings(), name)
 
 
 def test_the_index_lists_every_page_and_every_link_resolves() -> None:

@@ -12,8 +12,8 @@ def blob_store_for(settings: Settings, url: str, public_url: str = "") -> BlobSt
     URLs it hands out (``public_url``, else FORGELINE_PUBLIC_URL, else the gateway's address)."""
     return create_blob_store(
         url,
-        settings.blob_signing_key,
+        settings.blob_signing_key.reveal(),
         settings.data_dir / "blob-signing.key",
         public_url or settings.public_url or f"http://{settings.host}:{settings.port}",
-        (settings.s3_access_key, settings.s3_secret_key),
+        (settings.s3_access_key.reveal(), settings.s3_secret_key.reveal()),
     )

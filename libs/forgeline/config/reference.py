@@ -18,7 +18,7 @@ from inspect import getsource
 from pathlib import Path
 
 import forgeline.config as config
-from forgeline.config import LOGISTER_ALIASES, Settings
+from forgeline.config import LOGISTER_ALIASES, Secret, Settings, variable
 from forgeline.schemas import forge, logister, msgpack
 
 # Limits fixed in the code (not settings), from the constants that enforce them.
@@ -31,10 +31,6 @@ FIXED_LIMITS: tuple[tuple[str, str], ...] = (
     ("Upload file name", f"{forge.MAX_FILENAME_BYTES} bytes"),
     ("MessagePack realtime `positions`", f"{msgpack.MAX_POSITIONS:,} numbers"),
 )
-
-
-def variable(name: str) -> str:
-    return f"FORGELINE_{name.upper()}"
 
 
 # Notes for settings the source leaves uncommented.
@@ -68,6 +64,8 @@ EXTRA_NOTES: dict[str, str] = {
 
 
 def _default(value: object, name: str = "") -> str:
+    if isinstance(value, Secret):  # a secret's default is never shown, only whether there is one
+        return "(set)" if value else "(empty)"
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
     if isinstance(value, Path):

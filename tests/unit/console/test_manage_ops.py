@@ -193,12 +193,12 @@ def test_unknown_admin_keys_are_limited_per_address(tmp_path: Path) -> None:
 
 
 def test_a_console_without_the_notifiers_key_refuses_to_add_targets() -> None:
-    from forgeline.config import Settings
+    from forgeline.config import Secret, Settings
     from services.console.main import _cannot_add_targets
 
     distributed = Settings(bus_url="kafka://kafka:9092")
     assert "FORGELINE_NOTIFY_KEY" in _cannot_add_targets(distributed)
-    assert _cannot_add_targets(distributed.with_overrides(notify_key="k" * 44)) == ""
+    assert _cannot_add_targets(distributed.with_overrides(notify_key=Secret("k" * 44))) == ""
     assert _cannot_add_targets(Settings()) == ""  # embedded: the data dir's key is the notifier's
 
     manage = Management(None, None, object(), cannot_add_targets="no key here")  # type: ignore[arg-type]
