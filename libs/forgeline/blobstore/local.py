@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from forgeline.atomic import write_atomic
 from forgeline.blobstore.grants import DOWNLOAD_PATH, GrantSigner
 from forgeline.blobstore.grants import UPLOAD_PATH as UPLOAD_PATH
 from forgeline.blobstore.grants import load_or_create_key as load_or_create_key
@@ -140,23 +141,8 @@ class LocalBlobStore:
         make_private_dirs(final.parent)
         temp_dir = self.root / TEMP_DIR
         make_private_dirs(temp_dir)
-        temp = temp_dir / f"{secrets.token_hex(8)}.part"
-        try:
-            with os.fdopen(open_private(temp, _CREATE), "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
-        # The rename is durable only once its directory is.
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # Durable on return, directory entry included (the exporter commits offsets after it).
+        write_atomic(final, data, temp=temp_dir / f"{secrets.token_hex(8)}.part", exclusive=True)
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), content_type)
 
     def get(self, key: str) -> bytes:

@@ -379,7 +379,7 @@ def test_concurrent_sends_are_group_committed(tmp_path: Path, monkeypatch: pytes
             calls += 1
         real_fsync(fd)
 
-    monkeypatch.setattr("forgeline.bus.embedded.os.fsync", counting_fsync)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
 
     async def main() -> list[Record]:
         producer = bus.producer()
@@ -400,7 +400,7 @@ def test_concurrent_sends_are_group_committed(tmp_path: Path, monkeypatch: pytes
 def test_send_times_out_with_bus_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bus = EmbeddedBus(tmp_path, default_partitions=1)
     bus.partitions(TOPIC)
-    monkeypatch.setattr("forgeline.bus.embedded.os.fsync", lambda fd: time.sleep(0.5))
+    monkeypatch.setattr(os, "fsync", lambda fd: time.sleep(0.5))
 
     async def main() -> None:
         producer = bus.producer(send_timeout_s=0.1)
@@ -420,7 +420,7 @@ def test_write_failure_raises_bus_unavailable(tmp_path: Path, monkeypatch: pytes
 
     async def main() -> None:
         producer = bus.producer()
-        monkeypatch.setattr("forgeline.bus.embedded.os.fsync", failing_fsync)
+        monkeypatch.setattr(os, "fsync", failing_fsync)
         with pytest.raises(BusUnavailable) as info:
             await producer.send(OutgoingRecord(TOPIC, b"maybe"))
         assert isinstance(info.value.__cause__, OSError)
