@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -13,7 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.embedded import EmbeddedBus
@@ -32,17 +34,56 @@ from services.gateway.errors import (
     render_os_error,
     render_unexpected,
 )
+from services.gateway.fastpath import Endpoint, IngestPath
 from services.gateway.metrics_view import gateway_registry
-from services.gateway.middleware import RequestMetrics
+from services.gateway.middleware import Load, RequestMetrics
 from services.gateway.openapi import openapi_document
 from services.gateway.publish import Publisher
+from services.gateway.routes import forge, logister, logister_batch, msgpack
 from services.gateway.routes.downloads import download_routes
 from services.gateway.routes.forge import ForgeApi
 from services.gateway.routes.logister import LogisterApi
 from services.gateway.routes.msgpack import MsgpackApi
-from services.gateway.slowbody import BodyTimeouts, SlowBodies
+from services.gateway.slowbody import BodyGuard, BodyTimeouts, SlowBodies
 
 log = logging.getLogger(__name__)
+
+# The POSTs that carry events: they take IngestPath's direct way (fastpath.py).
+INGEST_PATHS = frozenset(
+    {
+        logister.INGEST_EVENTS_PATH,
+        logister_batch.BATCH_PATH,
+        logister.CHECK_INS_PATH,
+        logister.DEPLOYMENTS_PATH,
+        forge.SESSIONS_PATH,
+        forge.EVENTS_PATH,
+        forge.REPORTS_PATH,
+        forge.UPLOADS_PATH,
+        *msgpack.EVENT_PATHS,
+    }
+)
+
+
+class GatewayApp(Starlette):
+    """One Starlette app with the ingest POSTs' dispatch in front of its middleware stack."""
+
+    def __init__(self, ingest: Mapping[str, Endpoint], load: Load, bodies: BodyGuard, **starlette: Any) -> None:
+        super().__init__(**starlette)
+        self.ingest = ingest
+        self.load = load
+        self.bodies = bodies
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return IngestPath(super().build_middleware_stack(), self.ingest, self.load, self.bodies)
+
+
+def ingest_endpoints(routes: Sequence[BaseRoute]) -> dict[str, Endpoint]:
+    """The handlers the ingest Routes hold, by path: the same callables either way."""
+    return {
+        route.path: route.endpoint
+        for route in routes
+        if isinstance(route, Route) and route.path in INGEST_PATHS and route.methods and "POST" in route.methods
+    }
 
 
 def body_timeouts(settings: Settings) -> BodyTimeouts:
@@ -146,11 +187,17 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
             log.info("gateway stopped")
 
     known = frozenset(route.path for route in routes)
-    return Starlette(
+    # One in-flight count and one slow-body state for both ways through the app.
+    load = Load(settings.max_in_flight)
+    bodies = BodyGuard(body_timeouts(settings), client_address)
+    return GatewayApp(
+        ingest=ingest_endpoints(routes),
+        load=load,
+        bodies=bodies,
         routes=routes,
         middleware=[
-            Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight),
-            Middleware(SlowBodies, timeouts=body_timeouts(settings), client_address=client_address),
+            Middleware(RequestMetrics, known_paths=known, max_in_flight=settings.max_in_flight, load=load),
+            Middleware(SlowBodies, timeouts=bodies.timeouts, client_address=client_address, guard=bodies),
         ],
         exception_handlers={
             ApiError: render_api_error,

@@ -38,13 +38,15 @@ class BodyTimeouts:
     max_slow_per_client: int
 
 
-class SlowBodies:
+class BodyGuard:
+    """The slow-body state of one app: slow slots by source, and the bodies being waited for.
+    The middleware below and the ingest path (fastpath.py) share one."""
+
     # How often waiting bodies are checked: one shared timer, not one per request (a timer
     # per receive cost more than the rest of this middleware); deadlines hold to this.
     SWEEP_SECONDS = 0.1
 
-    def __init__(self, app: ASGIApp, timeouts: BodyTimeouts, client_address: ClientAddress) -> None:
-        self.app = app
+    def __init__(self, timeouts: BodyTimeouts, client_address: ClientAddress) -> None:
         self.timeouts = timeouts
         self.client_address = client_address
         self.slow = 0
@@ -53,15 +55,9 @@ class SlowBodies:
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        body = _Body(self, scope, receive)
-        try:
-            await self.app(scope, body.receive, send)
-        finally:
-            body.release()
+    def body(self, scope: Scope, receive: Receive) -> _Body:
+        """The request's guarded body: read it with ``.receive``, ``.release()`` once answered."""
+        return _Body(self, scope, receive)
 
     def wait_started(self, body: _Body) -> None:
         self.waiting.add(body)
@@ -77,6 +73,36 @@ class SlowBodies:
         for body in list(self.waiting):
             body.check(now)
         self._sweep = self._sweep_loop.call_later(self.SWEEP_SECONDS, self._check_waiting)
+
+
+class SlowBodies:
+    def __init__(
+        self, app: ASGIApp, timeouts: BodyTimeouts, client_address: ClientAddress, guard: BodyGuard | None = None
+    ) -> None:
+        self.app = app
+        self.guard = guard or BodyGuard(timeouts, client_address)
+
+    @property
+    def slow(self) -> int:
+        return self.guard.slow
+
+    @property
+    def slow_by_client(self) -> dict[str, int]:
+        return self.guard.slow_by_client
+
+    @property
+    def waiting(self) -> set[_Body]:
+        return self.guard.waiting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = _Body(self.guard, scope, receive)
+        try:
+            await self.app(scope, body.receive, send)
+        finally:
+            body.release()
 
 
 class _Body:
@@ -98,7 +124,7 @@ class _Body:
         "cut",
     )
 
-    def __init__(self, guard: SlowBodies, scope: Scope, receive: Receive) -> None:
+    def __init__(self, guard: BodyGuard, scope: Scope, receive: Receive) -> None:
         self.guard = guard
         self.scope = scope
         self.inner = receive
