@@ -2,10 +2,11 @@
 
     .venv/bin/python scripts/writer_stages.py [rows]
 
-Typed error records are written to a fresh embedded bus; then, each alone and in order:
-the bus read (consumer.poll), the JSON decode, the conversion to columns and the chDB
-insert (clickhouse-connect, columnar, batches of 5,000). `forgeline bench --only writer`
-measures them together, overlapped as the writer runs them.
+Typed error records (as the normalizer writes them: JSONEachRow lines) are written to a
+fresh embedded bus; then, each alone and in order: the bus read (consumer.poll), taking
+each record's line (forgeline.schemas.typed.row_line), joining a batch's lines and the chDB
+insert (clickhouse-connect raw_insert, JSONEachRow, batches of 5,000). `forgeline bench
+--only writer` measures them together, overlapped as the writer runs them.
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from forgeline.bus.embedded import EmbeddedBus
-from forgeline.bus.port import OutgoingRecord, Record
+from forgeline.bus.port import Record
 from forgeline.schemas.records import ERROR
+from forgeline.schemas.typed import row_line, typed_record
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from services.bench.payloads import typed_error
-from services.writer.steps import decode_typed, to_columns
 
 BATCH = 5000
 
@@ -43,9 +42,7 @@ async def _fill(bus: EmbeddedBus, docs: list[dict[str, Any]]) -> None:
     await producer.start()
     for start in range(0, len(docs), 1000):
         chunk = docs[start : start + 1000]
-        await producer.send_many(
-            [OutgoingRecord(ERROR.topic, orjson.dumps(d), key=d["event_id"].encode()) for d in chunk]
-        )
+        await producer.send_many([typed_record(ERROR, d, d["event_id"].encode()) for d in chunk])
     await producer.stop()
 
 
@@ -65,16 +62,14 @@ def main(rows: int) -> None:
     now = int(time.time() * 1000)
     asyncio.run(_fill(bus, [typed_error(i, now) for i in range(rows)]))
     records = _timed("bus read", rows, lambda: asyncio.run(_read(bus, rows)))
-    docs = _timed("decode", rows, lambda: [decode_typed(r) for r in records])
-    batches = _timed(
-        "to columns", rows, lambda: [to_columns(ERROR, docs[s : s + BATCH])[0] for s in range(0, rows, BATCH)]
-    )
+    lines = _timed("row lines", rows, lambda: [row_line(r) for r in records])
+    blocks = _timed("join", rows, lambda: [b"\n".join(lines[s : s + BATCH]) for s in range(0, rows, BATCH)])
     warehouse = ClickHouseWarehouse(f"chdb://{root / 'warehouse'}")
     migrate(warehouse)
 
     def insert() -> None:
-        for columns in batches:
-            warehouse.insert_columns("errors", columns, ERROR.column_names)
+        for block in blocks:
+            warehouse.insert_json_lines("errors", ERROR.column_names, block)
 
     _timed("chDB insert", rows, insert)
     warehouse.close()

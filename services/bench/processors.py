@@ -66,12 +66,11 @@ def bench_writer(root: Path, total: int) -> list[Row]:
     from prometheus_client import REGISTRY
 
     from forgeline.bus.embedded import EmbeddedBus
-    from forgeline.bus.port import OutgoingRecord
     from forgeline.schemas.records import ERROR
+    from forgeline.schemas.typed import typed_record
     from forgeline.warehouse.client import ClickHouseWarehouse
     from forgeline.warehouse.migrations import migrate
     from services.writer.main import Writer
-    from services.writer.steps import to_columns
 
     warehouse = ClickHouseWarehouse(f"chdb://{root / 'warehouse'}")
     migrate(warehouse)
@@ -85,10 +84,7 @@ def bench_writer(root: Path, total: int) -> list[Row]:
         await producer.start()
         for start in range(0, total, 1000):
             await producer.send_many(
-                [
-                    OutgoingRecord(ERROR.topic, orjson.dumps(d), key=str(d["event_id"]).encode())
-                    for d in docs[start : start + 1000]
-                ]
+                [typed_record(ERROR, d, str(d["event_id"]).encode()) for d in docs[start : start + 1000]]
             )
         await producer.stop()
 
@@ -114,8 +110,9 @@ def bench_writer(root: Path, total: int) -> list[Row]:
     # Baselines: the same rows in the same batch size, with nothing of ours around them —
     # clickhouse-connect's usual row-oriented insert (the issue's "raw insert"), and its
     # fastest path, the rows already transposed to columns (stricter still).
-    columns, _ = to_columns(ERROR, [{**d, "project_id": "raw"} for d in docs])
-    rows = list(zip(*columns, strict=True))
+    # The typed rows already hold the cells clickhouse-connect takes (epoch ms as DateTime64 ticks).
+    rows = [tuple({**d, "project_id": "raw"}[name] for name in ERROR.column_names) for d in docs]
+    columns = [list(column) for column in zip(*rows, strict=True)]
 
     def raw_rate(insert_chunk: Callable[[int], None]) -> float:
         started = time.perf_counter()
@@ -142,15 +139,14 @@ def bench_exporter(root: Path, total: int) -> list[Row]:
     """The exporter (bus → rows → NDJSON files, fsync'd, committed) vs orjson dumps + write of the rows."""
     from forgeline.blobstore.local import LocalBlobStore
     from forgeline.bus.embedded import EmbeddedBus
-    from forgeline.bus.port import OutgoingRecord
     from forgeline.schemas.records import ERROR
+    from forgeline.schemas.typed import typed_record
     from forgeline.telemetry.metrics import EXPORTER_LINES
-    from services.exporter.files import row_from_record
     from services.exporter.main import Exporter
 
     bus = EmbeddedBus(root / "bus", default_partitions=4)
     now = int(time.time() * 1000)
-    values = [orjson.dumps(typed_error(i, now)) for i in range(total)]
+    values = [typed_record(ERROR, typed_error(i, now), b"") for i in range(total)]
     max_rows = 50_000
 
     async def fill() -> None:
@@ -158,10 +154,7 @@ def bench_exporter(root: Path, total: int) -> list[Row]:
         await producer.start()
         for start in range(0, total, 1000):
             await producer.send_many(
-                [
-                    OutgoingRecord(ERROR.topic, v, key=str(n).encode())
-                    for n, v in enumerate(values[start : start + 1000])
-                ]
+                [v._replace(key=str(n).encode()) for n, v in enumerate(values[start : start + 1000])]
             )
         await producer.stop()
 
@@ -190,7 +183,7 @@ def bench_exporter(root: Path, total: int) -> list[Row]:
     gzipped = asyncio.run(ours(True))
 
     # Baseline: the same rows, already converted, dumped and written in the same file sizes.
-    rows = [row_from_record(ERROR, v) for v in values]
+    rows = [orjson.loads(v.value) for v in values]
     started = time.perf_counter()
     for n, start in enumerate(range(0, total, max_rows)):
         data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows[start : start + max_rows])

@@ -44,6 +44,7 @@ from forgeline.grouping import first_line, group_fingerprint, group_id, group_ke
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage, as_invalid
 from forgeline.schemas.records import datetime64_ms
+from forgeline.schemas.typed import decode_typed
 
 Status = Literal["unresolved", "resolved", "ignored"]
 STATUSES: tuple[Status, ...] = ("unresolved", "resolved", "ignored")
@@ -217,7 +218,7 @@ class ErrorGrouper:
         result.groups[group.group_id] = group
 
     def _apply_error(self, record: Record, result: BatchResult) -> None:
-        doc = _decode(record)
+        doc = decode_typed(record)
         try:
             project_id = str(doc["project_id"])
             message = str(doc.get("message") or "")

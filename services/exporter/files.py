@@ -1,10 +1,11 @@
-"""NDJSON files of the exporter: rows, hours, names, bytes. Pure: same input, same bytes.
+"""NDJSON files of the exporter: lines, hours, names, bytes. Pure: same input, same bytes.
 
-A line is one warehouse row as ClickHouse renders it in ``JSONEachRow`` (with
-``output_format_json_quote_64bit_integers=0``): the table's columns in table order, UUIDs
-as canonical strings, ``DateTime64(3, 'UTC')`` as ``"YYYY-MM-DD HH:MM:SS.mmm"``, Nullable
-as ``null``, arrays as arrays, Float64 columns always as JSON floats. So
-``clickhouse local``, chDB or DuckDB read a file back into the same values as the table.
+A line is a typed record's row as its ``JSONEachRow`` line (``forgeline.schemas.typed``),
+written as it is: the table's columns in table order, UUIDs as canonical strings,
+``DateTime64(3, 'UTC')`` as decimal epoch seconds (``1764567616.123``), Nullable as ``null``,
+arrays as arrays, Float64 columns as JSON floats. ClickHouse (``clickhouse local``, chDB)
+reads a file back with the table's structure into the same values as the table; a record in
+the older typed format (timestamps in ms) is re-encoded into the same line the writer inserts.
 
 Key: ``<table>/date=YYYY-MM-DD/hour=HH/<partition>-<first>-<last>.ndjson[.gz]``, where the
 hour is the UTC hour of the kind's time column and ``first``/``last`` are the offset range
@@ -18,14 +19,18 @@ from __future__ import annotations
 import functools
 import gzip
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from forgeline.schemas.cells import TO_NDJSON
+from forgeline.bus.port import Record
+from forgeline.processing.deadletter import InvalidMessage
+from forgeline.schemas.cells import parse_datetime64
 from forgeline.schemas.records import KINDS, ColumnType, RecordKind
+from forgeline.schemas.typed import row_line
 
 # The column that decides a row's hour: when the thing happened (or arrived, for kinds
 # whose only time is their arrival). `forgeline export --from/--to` filters on it too.
@@ -68,46 +73,56 @@ def kind_for(name: str) -> RecordKind:
     raise ValueError(f"unknown kind {name!r}; choose one of: {choices}")
 
 
-# A typed record's value → the JSON value of its column (the writer's conversion, as text).
-_CONVERT = TO_NDJSON
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A time cell of a line: the first match is the key (inside a JSON string every quote is
+# escaped, and ``context``-like columns are strings), its number runs to the next , or }.
+_TIME_CELLS: dict[str, re.Pattern[bytes]] = {
+    name: re.compile(b'"' + column.encode() + rb'":(-?[0-9][0-9.eE+-]*)') for name, column in TIME_COLUMNS.items()
+}
 
 
-@functools.lru_cache(maxsize=64)
-def _plan(kind: RecordKind) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    return tuple((name, _CONVERT[ctype]) for name, ctype in kind.columns)
-
-
-def row_from_record(kind: RecordKind, value: bytes) -> dict[str, Any]:
-    """A typed record's bytes → its row; BadRow when the writer could not insert it either."""
+def line_from_record(kind: RecordKind, record: Record) -> tuple[tuple[str, str], bytes]:
+    """A typed record's hour and NDJSON line; BadRow when the writer could not insert it either."""
     try:
-        doc = orjson.loads(value)
-        return {name: convert(doc.get(name)) for name, convert in _plan(kind)}
-    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, AttributeError) as err:
-        raise BadRow(repr(err)) from err
+        line = row_line(record)
+    except InvalidMessage as err:
+        raise BadRow(err.detail) from err
+    return hour_of_line(kind, line), line + b"\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_text(hour: int) -> tuple[str, str]:
+    moment = _EPOCH + timedelta(hours=hour)
+    return f"{moment:%Y-%m-%d}", f"{moment:%H}"
+
+
+def hour_of_line(kind: RecordKind, line: bytes) -> tuple[str, str]:
+    """(``YYYY-MM-DD``, ``HH``) of the line's time column, in UTC; BadRow without one."""
+    match = _TIME_CELLS[kind.name].search(line)
+    if match is None:
+        raise BadRow(f"no {TIME_COLUMNS[kind.name]} in the line")
+    return _hour_text(int(float(match[1]) // 3600))
 
 
 def _warehouse_cell(value: Any, kind: ColumnType) -> Any:
-    # ClickHouse prints a Float64 holding 3.0 as 3, and may quote 64-bit integers.
+    # ClickHouse prints a Float64 holding 3.0 as 3, may quote 64-bit integers, and prints
+    # DateTime64 as text; a line holds decimal epoch seconds.
     if value is None:
         return None
     if kind in ("float", "nullable_float"):
         return float(value)
-    if kind in ("int", "nullable_int"):
+    if kind in ("uint32", "uint64", "nullable_int32"):
         return int(value)
     if kind == "float_array":
         return [float(item) for item in value]
+    if kind in ("millis", "nullable_millis"):
+        return (parse_datetime64(value) if isinstance(value, str) else int(value)) / 1000
     return value
 
 
 def row_from_warehouse(kind: RecordKind, doc: Mapping[str, Any]) -> dict[str, Any]:
     """A ``JSONEachRow`` row from the warehouse → the same row the exporter writes for it."""
     return {name: _warehouse_cell(doc[name], ctype) for name, ctype in kind.columns}
-
-
-def hour_of(kind: RecordKind, row: Mapping[str, Any]) -> tuple[str, str]:
-    """(``YYYY-MM-DD``, ``HH``) of the row's time column, in UTC."""
-    text = str(row[TIME_COLUMNS[kind.name]])
-    return text[:10], text[11:13]
 
 
 def encode_line(row: Mapping[str, Any]) -> bytes:

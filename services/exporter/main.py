@@ -55,12 +55,10 @@ from services.exporter.files import (
     GZIP_CONTENT_TYPE,
     BadRow,
     encode_file,
-    encode_line,
     file_key,
-    hour_of,
     hour_prefix,
+    line_from_record,
     parse_name,
-    row_from_record,
 )
 
 GROUP = "exporter"
@@ -96,13 +94,12 @@ def _line(kind: RecordKind, record: Record) -> tuple[Hour, bytes] | None:
     """The record's hour and NDJSON line; None for a record that makes no row (the writer
     dead-letters it, so it is only counted here)."""
     try:
-        row = row_from_record(kind, record.value)
+        return line_from_record(kind, record)
     except BadRow as err:
         EXPORTER_SKIPPED.labels(table=kind.table).inc()
         log.warning("record makes no row; skipped", extra={"topic": record.topic, "offset": record.offset,
                                                            "error": str(err)[:300]})  # fmt: skip
         return None
-    return hour_of(kind, row), encode_line(row)
 
 
 class ExportStrategy(Strategy):

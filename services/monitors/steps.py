@@ -51,6 +51,7 @@ from forgeline.bus.topics import EVENTS_MONITORS, TICK_HEADER, TYPED_CHECKINS
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage, as_invalid
 from forgeline.schemas.records import DATETIME64_MAX_MS, datetime64_ms
+from forgeline.schemas.typed import decode_typed
 
 State = Literal["ok", "failing", "missed", "recovered"]
 STATES: tuple[State, ...] = ("ok", "failing", "missed", "recovered")
@@ -294,7 +295,7 @@ class Evaluator:
 
     def _check_in(self, record: Record, result: BatchResult) -> None:
         try:
-            doc = orjson.loads(record.value)
+            doc = decode_typed(record)
             key = (str(doc["project_id"]), str(doc["environment"]), str(doc["slug"]))
             received = int(doc["received_at"])
             status = str(doc.get("status") or "ok")

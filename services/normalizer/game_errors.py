@@ -31,7 +31,7 @@ from forgeline.bus.topics import TYPED_GAME_EVENTS, TYPED_REPORTS
 from forgeline.grouping import first_line, group_fingerprint, group_key
 from forgeline.ids import legacy_id
 from forgeline.schemas.records import ERROR
-from forgeline.schemas.typed import typed_record
+from forgeline.schemas.typed import decode_typed, typed_record
 
 CRASH_TYPES = frozenset({"crash", "exception"})
 _MAX_SHORT = 512
@@ -99,7 +99,7 @@ def _row(
 def game_error(typed: OutgoingRecord) -> OutgoingRecord | None:
     """The typed error a game event or report also is, or None (see the module docstring)."""
     if typed.topic == TYPED_GAME_EVENTS:
-        row = orjson.loads(typed.value)
+        row = decode_typed(typed)
         kind = str(row.get("type") or "").lower()
         severity = str(row.get("severity") or "")
         if kind not in CRASH_TYPES and severity != "critical":
@@ -110,7 +110,7 @@ def game_error(typed: OutgoingRecord) -> OutgoingRecord | None:
         doc = {**props, "type": row.get("type"), "severity": severity}
         return _error_record(_row(row, row["event_id"], row["occurred_at"], level, doc, message, "forge_event"))
     if typed.topic == TYPED_REPORTS:
-        row = orjson.loads(typed.value)
+        row = decode_typed(typed)
         metadata = _object(row.get("metadata"))
         if metadata.get("crash") is not True:
             return None

@@ -21,6 +21,7 @@ from forgeline.bus.topics import EVENTS_ERROR_GROUPS, EVENTS_MONITORS, TYPED_REP
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas.forge import own_report_row
+from forgeline.schemas.typed import decode_typed
 
 TOPICS = (TYPED_REPORTS, EVENTS_ERROR_GROUPS, EVENTS_MONITORS)
 MAX_TEXT = 3500  # below every provider's body limit once wrapped (Discord embeds: 4096)
@@ -46,6 +47,11 @@ def delivery_id(project_id: str, subject_id: str, target_id: str) -> str:
 
 
 def _doc(record: Record) -> dict[str, Any]:
+    if record.topic == TYPED_REPORTS:  # a typed record: either format, timestamps as ms
+        try:
+            return decode_typed(record)
+        except InvalidMessage as err:
+            raise InvalidMessage("bad_notify_subject", err.detail) from err
     try:
         doc = orjson.loads(record.value)
     except orjson.JSONDecodeError as err:

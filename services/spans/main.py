@@ -24,15 +24,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Unpack
 
-import orjson
-
 from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.topics import TYPED_SPANS
-from forgeline.processing.deadletter import InvalidMessage
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
 from forgeline.schemas.cells import millis_to_datetime as to_datetime
+from forgeline.schemas.typed import decode_typed
 from forgeline.telemetry.metrics import (
     SPANS_OPEN_TRACES,
     SPANS_TRACES_SUMMARIZED,
@@ -69,13 +67,7 @@ def load_sql(database: str, keys: list[tuple[str, str]]) -> str:
 
 
 def _parse(record: Record) -> Span:
-    try:
-        doc = orjson.loads(record.value)
-    except orjson.JSONDecodeError as err:
-        raise InvalidMessage("bad_typed_record", repr(err)) from err
-    if not isinstance(doc, dict):
-        raise InvalidMessage("bad_typed_record", "not a JSON object")
-    return span_from_doc(doc)
+    return span_from_doc(decode_typed(record))
 
 
 def tree_row(node: SpanNode, version: int) -> tuple[Any, ...]:

@@ -4,6 +4,11 @@ Records are buffered until ``batch_rows`` or ``flush_seconds``; then every table
 are inserted and only after all inserts succeeded are the offsets committed. A replay
 re-inserts identical rows, which the ReplacingMergeTree tables collapse (same event id).
 
+A typed record is already its row as a ``JSONEachRow`` line (``forgeline.schemas.typed``):
+a table's lines are joined and inserted as one block that ClickHouse parses itself
+(``Warehouse.insert_json_lines``); a record in the older format (timestamps in ms) is
+re-encoded into that line when it is read. Dead letters are rows built here.
+
 Failures: a retriable warehouse error backs off and retries the same batch (nothing is
 committed meanwhile, and the buffer does not grow); a non-retriable one is bisected down
 to the rows that fail alone, which go to ``dlq.writer`` so they never block a partition.
@@ -30,9 +35,10 @@ from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
+from forgeline.schemas.typed import row_line
 from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_ROWS
 from forgeline.warehouse.port import Warehouse, WarehouseError
-from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, decode_typed, is_dead_letter_topic, to_columns
+from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic
 
 GROUP = "writer"
 DEAD_LETTER_SOURCES = tuple(dead_letter_topic(group) for group in DEAD_LETTER_GROUPS)
@@ -41,8 +47,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _TableBatch:
-    """One table's share of a batch: typed documents (converted to columns at flush time,
-    a column at a time) or, for dead letters, rows already built."""
+    """One table's share of a batch: JSONEachRow lines of typed rows or, for dead letters
+    (``kind`` None), rows already built; and the records they came from."""
 
     columns: list[str]
     kind: RecordKind | None
@@ -50,12 +56,12 @@ class _TableBatch:
     sources: list[Record] = field(default_factory=list)
 
 
-def _decode(record: Record) -> tuple[str, RecordKind | None, tuple[Any, ...] | dict[str, Any]]:
-    """(table, kind, item) of a record: a typed document, or a dead letter's row (kind None)."""
+def _decode(record: Record) -> tuple[str, RecordKind | None, bytes | tuple[Any, ...]]:
+    """(table, kind, item) of a record: a typed row's line, or a dead letter's row (kind None)."""
     if is_dead_letter_topic(record.topic):
         return "dead_letters", None, dead_letter_row(record)
     kind = KINDS_BY_TOPIC[record.topic]
-    return kind.table, kind, decode_typed(record)
+    return kind.table, kind, row_line(record)
 
 
 @dataclass
@@ -86,32 +92,6 @@ class _Batch:
 
     def reject(self, record: Record, err: Exception) -> None:
         self.dead.append(self.dead_letters.reject(record, err))
-
-    def columns_of(self, tb: _TableBatch) -> tuple[list[list[Any]], list[Record]]:
-        """The table's columns and the records they hold (those that do not fit are rejected)."""
-        if tb.kind is None:
-            return [list(column) for column in zip(*tb.items, strict=True)], tb.sources
-        try:
-            data, bad = to_columns(tb.kind, tb.items)
-        except Exception:  # noqa: BLE001 - not one cell's fault (those are in ``bad``): find who fails alone
-            log.exception("converting a batch failed; converting it record by record", extra={"table": tb.kind.table})
-            return self._columns_one_by_one(tb.kind, tb)
-        for index, err in bad.items():
-            self.reject(tb.sources[index], err)
-        return data, [source for i, source in enumerate(tb.sources) if i not in bad]
-
-    def _columns_one_by_one(self, kind: RecordKind, tb: _TableBatch) -> tuple[list[list[Any]], list[Record]]:
-        data: list[list[Any]] = [[] for _ in kind.columns]
-        kept: list[Record] = []
-        for item, source in zip(tb.items, tb.sources, strict=True):
-            with self.dead_letters.guarded(source, self.dead):
-                columns, bad = to_columns(kind, [item])
-                if bad:
-                    raise bad[0]
-                for column, values in zip(data, columns, strict=True):
-                    column.extend(values)
-                kept.append(source)
-        return data, kept
 
 
 class WriteStrategy(Strategy):
@@ -180,29 +160,30 @@ class WriteStrategy(Strategy):
         await self._runtime.commit(next_offsets(batch.records), len(batch.records))
 
     async def _insert(self, table: str, tb: _TableBatch, batch: _Batch) -> None:
-        data, sources = batch.columns_of(tb)
         # Only retriable errors come out of the bisection; a stopping writer leaves them.
         await retrying(
-            lambda: self._insert_or_bisect(table, tb.columns, data, sources, batch),
+            lambda: self._insert_or_bisect(table, tb, tb.items, tb.sources, batch),
             service=GROUP,
             reason="warehouse",
             retriable=lambda err: isinstance(err, WarehouseError) and not self._runtime.stopping.is_set(),
             what=f"insert {table}",
         )
 
+    def _write(self, table: str, tb: _TableBatch, items: list[Any]) -> None:
+        if tb.kind is None:
+            self._warehouse.insert(table, items, tb.columns)
+        else:
+            # One block for ClickHouse's own JSONEachRow parser: no per-cell Python on the way.
+            self._warehouse.insert_json_lines(table, tb.columns, b"\n".join(items))
+
     async def _insert_or_bisect(
-        self,
-        table: str,
-        columns: list[str],
-        data: list[list[Any]],
-        sources: list[Record],
-        batch: _Batch,
+        self, table: str, tb: _TableBatch, items: list[Any], sources: list[Record], batch: _Batch
     ) -> None:
         if not sources:
             return
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self._warehouse.insert_columns, table, data, columns)
+            await asyncio.to_thread(self._write, table, tb, items)
         except WarehouseError as err:
             if err.retriable:
                 raise
@@ -211,10 +192,8 @@ class WriteStrategy(Strategy):
                 return
             # Bisect down to the rows the warehouse refuses alone; the rest are written.
             middle = len(sources) // 2
-            left = [column[:middle] for column in data]
-            right = [column[middle:] for column in data]
-            await self._insert_or_bisect(table, columns, left, sources[:middle], batch)
-            await self._insert_or_bisect(table, columns, right, sources[middle:], batch)
+            await self._insert_or_bisect(table, tb, items[:middle], sources[:middle], batch)
+            await self._insert_or_bisect(table, tb, items[middle:], sources[middle:], batch)
             return
         WRITER_INSERT_LATENCY.labels(table=table).observe(time.perf_counter() - started)
         WRITER_ROWS.labels(table=table).inc(len(sources))

@@ -1,21 +1,23 @@
-"""One codec per column type: a typed record's value → its warehouse cell, or its NDJSON value.
+"""One codec per column type: a typed row's value → its value in the row's ``JSONEachRow`` line.
 
-The writer inserts ``TO_WAREHOUSE[ctype](value)`` (its slow path: a column whose values do
-not already fit); the exporter writes ``TO_NDJSON[ctype](value)``, the same value as
-ClickHouse renders it in ``JSONEachRow``. Both take the same input and accept and refuse the
-same values, so a record the writer dead-letters makes no NDJSON line either.
+``TO_LINE[ctype](value)`` is the JSON value a column takes in a typed record (format 2, see
+``forgeline.schemas.typed``): exactly what ClickHouse reads into that column, so the writer
+inserts the line as it is and the exporter writes it as it is. A value that does not fit its
+column raises (ValueError, TypeError or OverflowError) instead of reaching a table that would
+wrap or default it.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forgeline.schemas.records import ColumnType, datetime64_ms
+from forgeline.schemas.records import INT_RANGES, ColumnType, datetime64_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -35,10 +37,32 @@ def _second_text(seconds: int) -> str:
 def format_millis(millis: int) -> str:
     """Epoch milliseconds → ClickHouse's DateTime64(3) text, exactly (integer arithmetic).
 
-    ValueError outside DateTime64's range (1900–2299), which the writer refuses too.
+    ValueError outside DateTime64's range (1900–2299).
     """
     seconds, milli = divmod(datetime64_ms(millis), 1000)
     return f"{_second_text(seconds)}.{milli:03d}"
+
+
+def parse_datetime64(text: str) -> int:
+    """ClickHouse's DateTime64(3, 'UTC') text (``2026-11-23 10:58:01.123``) → epoch milliseconds."""
+    whole, _, fraction = text.partition(".")
+    moment = datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + int((fraction + "000")[:3])
+
+
+def millis_to_seconds(value: Any) -> float:
+    """Epoch milliseconds → decimal epoch seconds, the JSON number a DateTime64(3) column reads.
+
+    ``ms / 1000`` is the nearest double to the decimal, and its shortest representation (what
+    orjson prints) has at most three decimals, so ClickHouse reads back exactly ``ms``.
+    """
+    return datetime64_ms(value) / 1000
+
+
+def seconds_to_millis(value: Any) -> int:
+    """A line's decimal epoch seconds → epoch milliseconds (exact for every DateTime64(3) value)."""
+    return int(round(value * 1000))
 
 
 def text(value: Any) -> str:
@@ -52,6 +76,26 @@ def uuid_text(value: Any) -> str:
     return str(uuid.UUID(str(value)))
 
 
+def finite(value: Any) -> float:
+    """A float a Float64 column holds; JSON has no NaN or infinity (orjson would write null)."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def bounded(low: int, high: int) -> Callable[[Any], int]:
+    """An integer within the column's range (ClickHouse would wrap one outside it)."""
+
+    def convert(value: Any) -> int:
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside the column's range {low}..{high}")
+        return number
+
+    return convert
+
+
 def nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
 
@@ -61,25 +105,19 @@ def _str_array(value: Any) -> list[str]:
 
 
 def _float_array(value: Any) -> list[float]:
-    return [float(item) for item in value or ()]
+    return [finite(item) for item in value or ()]
 
 
-def _codec(millis: Callable[[Any], Any]) -> dict[ColumnType, Callable[[Any], Any]]:
-    """The converters of every column type; only the time columns differ between the two ends."""
-    return {
-        "str": text,
-        "uuid": uuid_text,
-        "int": int,
-        "float": float,
-        "millis": millis,
-        "str_array": _str_array,
-        "float_array": _float_array,
-        "nullable_float": nullable(float),
-        "nullable_int": nullable(int),
-        "nullable_millis": nullable(millis),
-    }
-
-
-# DateTime64(3) columns take epoch milliseconds as plain ints (range-checked, never wrapped).
-TO_WAREHOUSE: dict[ColumnType, Callable[[Any], Any]] = _codec(datetime64_ms)
-TO_NDJSON: dict[ColumnType, Callable[[Any], Any]] = _codec(format_millis)
+TO_LINE: dict[ColumnType, Callable[[Any], Any]] = {
+    "str": text,
+    "uuid": uuid_text,
+    "uint32": bounded(*INT_RANGES["uint32"]),
+    "uint64": bounded(*INT_RANGES["uint64"]),
+    "float": finite,
+    "millis": millis_to_seconds,
+    "str_array": _str_array,
+    "float_array": _float_array,
+    "nullable_float": nullable(finite),
+    "nullable_int32": nullable(bounded(*INT_RANGES["nullable_int32"])),
+    "nullable_millis": nullable(millis_to_seconds),
+}

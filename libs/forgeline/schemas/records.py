@@ -1,8 +1,11 @@
 """Typed records: what the normalizer writes to the typed topics and the writer inserts.
 
-A typed record is a JSON object whose keys are exactly the columns of its table
-(timestamps as epoch milliseconds, ``context`` as a JSON string). Each kind names its
-topic and table here, so a reader can follow ``kind → topic → table`` in one place.
+A typed record is one row of its table as a ``JSONEachRow`` line: a JSON object whose keys
+are exactly the table's columns, in column order, each value as the column holds it
+(timestamps as decimal epoch seconds, ``context`` as a JSON string). It is encoded in one
+place, ``forgeline.schemas.typed`` (which also reads the older format, timestamps as epoch
+milliseconds). Each kind names its topic and table here, so a reader can follow
+``kind → topic → table`` in one place.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from forgeline.bus import topics
 ColumnType = Literal[
     "uuid",
     "str",
-    "int",
+    "uint32",
+    "uint64",
     "float",
     "nullable_float",
-    "nullable_int",
+    "nullable_int32",
     "millis",
     "nullable_millis",
     "str_array",
@@ -26,10 +30,16 @@ ColumnType = Literal[
 ]
 
 
-# DateTime64(3)'s range, 1900-01-01 to 2299-12-31, in epoch milliseconds: what the writer
-# inserts and the exporter formats; outside it ClickHouse would store a wrapped date.
+# DateTime64(3)'s range, 1900-01-01 to 2299-12-31, in epoch milliseconds: what a typed record
+# may hold; outside it ClickHouse would store a wrapped or saturated date.
 DATETIME64_MIN_MS = -2_208_988_800_000
 DATETIME64_MAX_MS = 10_413_791_999_999
+# The integer columns' ranges: ClickHouse would wrap a JSON number that does not fit.
+INT_RANGES: dict[ColumnType, tuple[int, int]] = {
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+    "nullable_int32": (-(2**31), 2**31 - 1),
+}
 
 
 def datetime64_ms(value: Any) -> int:
@@ -54,7 +64,7 @@ class RecordKind:
 
 _IDENTITY: tuple[tuple[str, ColumnType], ...] = (
     ("event_id", "uuid"),
-    ("legacy_id", "int"),
+    ("legacy_id", "uint64"),
     ("organisation_id", "str"),
     ("project_id", "str"),
     ("environment", "str"),
@@ -110,7 +120,7 @@ TRANSACTION = RecordKind(
         ("duration_ms", "nullable_float"),
         ("route", "str"),
         ("method", "str"),
-        ("status_code", "nullable_int"),
+        ("status_code", "nullable_int32"),
     )
     + _CORRELATION,
 )
@@ -142,7 +152,7 @@ CHECK_IN = RecordKind(
     + (
         ("slug", "str"),
         ("status", "str"),
-        ("expected_interval_seconds", "int"),
+        ("expected_interval_seconds", "uint32"),
         ("duration_ms", "nullable_float"),
         ("source", "str"),
         ("release", "str"),
@@ -258,7 +268,7 @@ UPLOAD = RecordKind(
         ("attachment_type", "str"),
         ("filename", "str"),
         ("content_type", "str"),
-        ("size_bytes", "int"),
+        ("size_bytes", "uint64"),
         ("sha256", "str"),
         ("storage_key", "str"),
         ("completed_at", "millis"),
@@ -335,7 +345,7 @@ TRAJECTORY = RecordKind(
         ("xs", "float_array"),
         ("ys", "float_array"),
         ("zs", "float_array"),
-        ("point_count", "int"),
+        ("point_count", "uint32"),
         ("started_at", "millis"),
         ("ended_at", "millis"),
         ("received_at", "millis"),
@@ -353,7 +363,7 @@ LEVEL_MODEL = RecordKind(
         ("level_name", "str"),
         ("filename", "str"),
         ("content_type", "str"),
-        ("size_bytes", "int"),
+        ("size_bytes", "uint64"),
         ("sha256", "str"),
         ("storage_key", "str"),
         ("uploaded_at", "millis"),

@@ -16,6 +16,8 @@ from forgeline.blobstore.local import LocalBlobStore
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.port import OutgoingRecord, TopicPartition
 from forgeline.bus.topics import CONTROL_EXPORTER, FIXED_PARTITIONS, TICK_HEADER, TYPED_CHECKINS, TYPED_ERRORS
+from forgeline.schemas.records import ERROR
+from forgeline.schemas.typed import typed_record
 from forgeline.telemetry.metrics import EXPORTER_FLUSHES, EXPORTER_REQUESTS
 from services.exporter.files import read_lines
 from services.exporter.main import GROUP, Exporter
@@ -52,7 +54,14 @@ async def append(bus: EmbeddedBus, records: list[OutgoingRecord]) -> None:
 
 
 def errors(n: int) -> list[OutgoingRecord]:
-    return [OutgoingRecord(TYPED_ERRORS, orjson.dumps(error_doc(i)), key=f"k{i}".encode()) for i in range(n)]
+    """Typed records as the normalizer writes them, every third one in the older format (a log
+    written before format 2): both make the same kind of line."""
+    return [
+        OutgoingRecord(TYPED_ERRORS, orjson.dumps(error_doc(i)), key=f"k{i}".encode())
+        if i % 3 == 2
+        else typed_record(ERROR, error_doc(i), f"k{i}".encode())
+        for i in range(n)
+    ]
 
 
 def exported(root: Path, table: str) -> dict[str, bytes]:
@@ -93,7 +102,7 @@ def test_ticks_are_skipped_and_committed(tmp_path: Path) -> None:
     files = exported(out, "check_ins")
     assert list(files) == ["check_ins/date=2025-11-23/hour=00/0-1-40.ndjson"]  # first data record 1, last tick 40
     rows = read_lines(next(iter(files.values())))
-    assert [r["occurred_at"] for r in rows] == [f"2025-11-23 00:00:00.{i:03d}" for i in range(20)]
+    assert [r["occurred_at"] for r in rows] == [1_763_856_000 + i / 1000 for i in range(20)]  # epoch seconds
     assert asyncio.run(committed(bus, tp)) == 41
 
 

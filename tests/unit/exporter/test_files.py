@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from forgeline.bus.port import Record
-from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas.cells import format_millis
-from forgeline.schemas.records import ERROR, KINDS, METRIC, REPORT, SPAN, TRAJECTORY
+from forgeline.schemas.records import ERROR, KINDS, METRIC, REPORT, SPAN, TRAJECTORY, UPLOAD, RecordKind
+from forgeline.schemas.typed import row_line, typed_record
 from services.exporter.files import (
     TIME_COLUMNS,
     BadRow,
@@ -20,14 +20,13 @@ from services.exporter.files import (
     encode_file,
     encode_line,
     file_key,
-    hour_of,
+    hour_of_line,
     kind_for,
+    line_from_record,
     parse_name,
     read_lines,
-    row_from_record,
     row_from_warehouse,
 )
-from services.writer.steps import typed_row
 
 pytestmark = pytest.mark.unit
 
@@ -35,22 +34,33 @@ T = 1_763_895_481_123  # 2025-11-23 10:58:01.123 UTC
 
 
 def _sample(kind_name: str) -> dict[str, Any]:
-    """A typed record of ``kind_name`` with every column set, of the type the normalizer writes."""
+    """A typed row of ``kind_name`` with every column set, of the types the normalizer writes."""
     values: dict[str, Any] = {}
     for name, ctype in KINDS[kind_name].columns:
         values[name] = {
             "uuid": str(uuid.uuid4()).upper(),
-            "str": f'{name} ü "q"',
-            "int": 42,
+            "str": f'{name} ü "q" \n "{name}":1',
+            "uint32": 42,
+            "uint64": 2**64 - 1,
             "float": 2,
             "nullable_float": 1.5,
-            "nullable_int": 7,
+            "nullable_int32": 7,
             "millis": T,
             "nullable_millis": T + 1,
             "str_array": ["a", 3],
             "float_array": [1, 2.5],
         }[ctype]
     return values
+
+
+def _old(kind: RecordKind, doc: dict[str, Any], offset: int = 5) -> Record:
+    """A typed record in the older format (no header, timestamps in ms)."""
+    return Record(kind.topic, 0, offset, None, orjson.dumps(doc), 0)
+
+
+def _new(kind: RecordKind, doc: dict[str, Any], offset: int = 5) -> Record:
+    out = typed_record(kind, doc, b"k")
+    return Record(out.topic, 0, offset, out.key, out.value, 0, out.headers)
 
 
 def test_every_kind_has_a_millis_time_column() -> None:
@@ -73,66 +83,76 @@ def test_timestamps_are_clickhouse_datetime64_text(millis: int, text: str) -> No
 
 
 @pytest.mark.parametrize("kind_name", sorted(KINDS))
-def test_a_row_holds_what_the_writer_inserts(kind_name: str) -> None:
+def test_a_line_is_the_row_the_writer_inserts_in_either_format(kind_name: str) -> None:
     kind = KINDS[kind_name]
     doc = _sample(kind_name)
-    record = Record(kind.topic, 0, 5, None, orjson.dumps(doc), 0)
-    _, columns, inserted = typed_row(record)
-    row = row_from_record(kind, record.value)
-    assert list(row) == columns  # same names, same order
+    hour, line = line_from_record(kind, _new(kind, doc))
+    assert line == row_line(_new(kind, doc)) + b"\n" and line.count(b"\n") == 1
+    assert line_from_record(kind, _old(kind, doc)) == (hour, line)  # the older format: the same bytes
+    row = orjson.loads(line)
+    assert list(row) == kind.column_names  # the table's columns in table order
     types = dict(kind.columns)
-    for name, ours, theirs in zip(columns, row.values(), inserted, strict=True):
+    for name, value in row.items():
         ctype = types[name]
-        if theirs is None:
-            assert ours is None, name
-        elif ctype in ("millis", "nullable_millis"):
-            assert ours == format_millis(theirs), name  # the writer inserts epoch ms
+        if ctype in ("millis", "nullable_millis"):
+            assert value == doc[name] / 1000, name  # decimal epoch seconds
         elif ctype == "uuid":
-            assert ours == str(uuid.UUID(str(theirs))), name  # canonical lower case, as ClickHouse prints it
+            assert value == str(uuid.UUID(doc[name])), name  # canonical lower case, as ClickHouse prints it
         elif ctype in ("float", "nullable_float"):
-            assert type(ours) is float and ours == float(theirs), name  # Float64 prints as a float
+            assert type(value) is float and value == float(doc[name]), name  # Float64 prints as a float
+        elif ctype == "str_array":
+            assert value == ["a", "3"], name
         else:
-            assert ours == theirs and type(ours) is type(theirs), name
+            assert value == doc[name], name
+    assert hour == ("2025-11-23", "10")
 
 
 def test_timestamps_outside_datetime64_make_no_row_as_in_the_writer() -> None:
     for millis in (-2_208_988_800_001, 10_413_792_000_000):
         with pytest.raises(BadRow):
-            row_from_record(ERROR, orjson.dumps(_sample("error") | {"occurred_at": millis}))
-        with pytest.raises(InvalidMessage):
-            typed_row(Record(ERROR.topic, 0, 0, None, orjson.dumps(_sample("error") | {"occurred_at": millis}), 0))
+            line_from_record(ERROR, _old(ERROR, _sample("error") | {"occurred_at": millis}))
+        with pytest.raises(ValueError):
+            typed_record(ERROR, _sample("error") | {"occurred_at": millis}, b"k")
 
 
 def test_floats_stay_floats_and_nulls_stay_null() -> None:
-    doc = _sample("metric") | {"value": 3, "duration_ms": None}
-    row = row_from_record(METRIC, orjson.dumps(doc))
-    line = encode_line(row)
+    _, line = line_from_record(METRIC, _new(METRIC, _sample("metric") | {"value": 3, "duration_ms": None}))
     assert b'"value":3.0' in line and b'"duration_ms":null' in line
     assert line.endswith(b"}\n") and line.count(b"\n") == 1
 
 
 def test_a_record_the_writer_would_refuse_is_a_bad_row() -> None:
     with pytest.raises(BadRow):
-        row_from_record(ERROR, b"not json")
+        line_from_record(ERROR, Record(ERROR.topic, 0, 0, None, b"not json", 0))
     with pytest.raises(BadRow):
-        row_from_record(ERROR, orjson.dumps(_sample("error") | {"event_id": "nope"}))
+        line_from_record(ERROR, _old(ERROR, _sample("error") | {"event_id": "nope"}))
 
 
 def test_the_warehouse_rendering_maps_to_the_same_line() -> None:
     doc = _sample("trajectory")
-    ours = row_from_record(TRAJECTORY, orjson.dumps(doc))
-    # What ClickHouse's JSONEachRow prints for that row: integral floats without ".0",
-    # a 64-bit integer possibly quoted.
-    rendered = {k: (int(v) if isinstance(v, float) and v.is_integer() else v) for k, v in ours.items()}
+    _, ours = line_from_record(TRAJECTORY, _new(TRAJECTORY, doc))
+    # What ClickHouse's JSONEachRow prints for that row: integral floats without ".0", a
+    # 64-bit integer possibly quoted, DateTime64 as text.
+    rendered = {k: (int(v) if isinstance(v, float) and v.is_integer() else v) for k, v in orjson.loads(ours).items()}
     rendered["xs"], rendered["point_count"] = [1, 2.5], "42"
-    assert encode_line(row_from_warehouse(TRAJECTORY, rendered)) == encode_line(ours)
+    for name in ("started_at", "ended_at", "received_at"):
+        rendered[name] = format_millis(doc[name])
+    assert encode_line(row_from_warehouse(TRAJECTORY, rendered)) == ours
 
 
 def test_the_hour_is_the_utc_hour_of_the_time_column() -> None:
-    row = row_from_record(SPAN, orjson.dumps(_sample("span") | {"occurred_at": T, "started_at": 0}))
-    assert hour_of(SPAN, row) == ("2025-11-23", "10")
-    report = row_from_record(REPORT, orjson.dumps(_sample("report") | {"received_at": 86_400_000 - 1}))
-    assert hour_of(REPORT, report) == ("1970-01-01", "23")
+    _, line = line_from_record(SPAN, _new(SPAN, _sample("span") | {"occurred_at": T, "started_at": 0}))
+    assert hour_of_line(SPAN, line) == ("2025-11-23", "10")
+    report = _new(REPORT, _sample("report") | {"received_at": 86_400_000 - 1})
+    assert line_from_record(REPORT, report)[0] == ("1970-01-01", "23")
+    before_1970 = _new(REPORT, _sample("report") | {"received_at": -1})
+    assert line_from_record(REPORT, before_1970)[0] == ("1969-12-31", "23")
+    # The time column last in the line (uploads), and a text cell that spells its key.
+    upload = _sample("upload") | {"filename": '"completed_at":0', "completed_at": T}
+    assert UPLOAD.column_names[-1] == "completed_at"
+    assert line_from_record(UPLOAD, _new(UPLOAD, upload))[0] == ("2025-11-23", "10")
+    with pytest.raises(BadRow):
+        hour_of_line(UPLOAD, b'{"filename":"x"}')
 
 
 def test_file_keys_name_table_hour_partition_and_range() -> None:
@@ -173,7 +193,7 @@ def test_kinds_by_name_or_table() -> None:
 
 
 def test_gzip_files_are_the_same_bytes_every_time() -> None:
-    lines = [encode_line(row_from_record(ERROR, orjson.dumps(_sample("error")))) for _ in range(50)]
+    lines = [line_from_record(ERROR, _new(ERROR, _sample("error")))[1] for _ in range(50)]
     first, again = encode_file(lines, compress=True), encode_file(list(lines), compress=True)
     assert first == again
     assert gzip.decompress(first) == encode_file(lines, compress=False) == b"".join(lines)

@@ -13,6 +13,7 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import TYPED_ERRORS, TYPED_GAME_EVENTS, TYPED_REPORTS, TYPED_SESSIONS
 from forgeline.grouping import group_key
 from forgeline.schemas.records import ERROR
+from forgeline.schemas.typed import decode_typed
 from services.errors.steps import ErrorGrouper
 from services.normalizer.game_errors import game_error
 from services.normalizer.keys import partition_key
@@ -54,8 +55,8 @@ def _report(metadata: dict[str, Any], title: str = "Crash on load") -> OutgoingR
 
 def _row(out: OutgoingRecord | None) -> dict[str, Any]:
     assert out is not None and out.topic == TYPED_ERRORS
-    row: dict[str, Any] = orjson.loads(out.value)
-    assert set(row) == set(ERROR.column_names)
+    assert list(orjson.loads(out.value)) == ERROR.column_names  # its table's line, in column order
+    row = decode_typed(out)  # timestamps back as epoch ms
     assert out.key == partition_key(ERROR, row)
     return row
 

@@ -1,19 +1,23 @@
-"""The one cell codec: the writer and the exporter convert a value through the same table."""
+"""The one cell codec: a typed row's value → its value in the row's JSONEachRow line."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forgeline.schemas import cells
-from forgeline.schemas.records import KINDS
+from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, INT_RANGES, KINDS
 
 pytestmark = pytest.mark.unit
 
 SAMPLES: list[Any] = [
     None, "text", 12, 1.5, "7", "x1", "00000000-0000-0000-0000-00000000000A", 1_700_000_000_123,
-    -99_999_999_999_999, 99_999_999_999_999, ["a", 1], [1, "2.5"], [object()], {"k": 1},
+    -99_999_999_999_999, 99_999_999_999_999, -1, 2**32, 2**64, ["a", 1], [1, "2.5"], [object()], {"k": 1},
+    float("nan"), float("inf"),
 ]  # fmt: skip
 
 
@@ -24,26 +28,51 @@ def _outcome(convert: Any, value: Any) -> tuple[bool, Any]:
         return False, None
 
 
-def test_both_ends_accept_and_refuse_the_same_values() -> None:
-    assert set(cells.TO_WAREHOUSE) == set(cells.TO_NDJSON)
+def test_every_column_type_has_a_converter() -> None:
     column_types = {ctype for kind in KINDS.values() for _, ctype in kind.columns}
-    assert column_types <= set(cells.TO_WAREHOUSE)
-    for ctype in cells.TO_WAREHOUSE:
+    assert column_types == set(cells.TO_LINE)
+
+
+def test_every_accepted_value_is_json_the_column_reads() -> None:
+    for ctype, convert in cells.TO_LINE.items():
         for value in SAMPLES:
-            stored, cell = _outcome(cells.TO_WAREHOUSE[ctype], value)
-            written, line = _outcome(cells.TO_NDJSON[ctype], value)
-            assert stored == written, (ctype, value)
-            if stored and ctype.endswith("millis") and cell is not None:
-                assert line == cells.format_millis(cell)  # the same instant, as ClickHouse prints it
-            elif stored and not ctype.endswith("millis"):
-                assert line == cell, (ctype, value)
+            ok, cell = _outcome(convert, value)
+            if not ok:
+                continue
+            assert orjson.loads(orjson.dumps(cell)) == cell, (ctype, value)  # no NaN turned into null
+            if ctype in INT_RANGES and cell is not None:
+                low, high = INT_RANGES[ctype]
+                assert low <= cell <= high, (ctype, value)
+            if cell is None:
+                assert ctype.startswith("nullable_"), (ctype, value)  # only Nullable columns take null
 
 
-def test_the_writer_and_the_exporter_use_the_one_codec() -> None:
-    from services.exporter import files
-    from services.writer import steps
+@pytest.mark.parametrize("ctype", ["uint32", "uint64", "nullable_int32"])
+def test_integers_outside_their_column_are_refused(ctype: str) -> None:
+    low, high = INT_RANGES[ctype]  # type: ignore[index]
+    convert = cells.TO_LINE[ctype]  # type: ignore[index]
+    assert convert(low) == low and convert(high) == high
+    for value in (low - 1, high + 1):
+        with pytest.raises(ValueError):
+            convert(value)
 
-    assert steps._CONVERTERS is cells.TO_WAREHOUSE
-    assert files._CONVERT is cells.TO_NDJSON
+
+@given(st.integers(DATETIME64_MIN_MS, DATETIME64_MAX_MS))
+def test_millis_travel_as_seconds_and_come_back_exactly(millis: int) -> None:
+    text = orjson.dumps(cells.millis_to_seconds(millis))
+    whole, _, fraction = text.decode().partition(".")
+    assert whole.lstrip("-").isdigit() and 1 <= len(fraction) <= 3  # what ClickHouse reads exactly
+    assert cells.seconds_to_millis(orjson.loads(text)) == millis
+    assert cells.parse_datetime64(cells.format_millis(millis)) == millis
+
+
+@pytest.mark.parametrize("millis", [DATETIME64_MIN_MS - 1, DATETIME64_MAX_MS + 1])
+def test_millis_outside_datetime64_are_refused(millis: int) -> None:
+    with pytest.raises(ValueError):
+        cells.millis_to_seconds(millis)
+
+
+def test_canonical_text() -> None:
     assert cells.uuid_text("00000000-0000-0000-0000-00000000000A") == "00000000-0000-0000-0000-00000000000a"
     assert cells.millis_to_datetime(1500).isoformat() == "1970-01-01T00:00:01.500000+00:00"
+    assert cells.format_millis(-1) == "1969-12-31 23:59:59.999"

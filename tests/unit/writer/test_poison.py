@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -29,28 +31,28 @@ def test_a_dead_letter_with_a_broken_header_is_dead_lettered_not_raised() -> Non
     assert headers["source_topic"] == b"dlq.spans" and headers["source_offset"] == b"7"
 
 
-def test_a_conversion_that_raises_for_the_whole_batch_falls_back_to_one_by_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    docs = [
-        {"event_id": f"00000000-0000-0000-0000-00000000000{i}", "legacy_id": i, "organisation_id": "o",
-         "project_id": "p", "environment": "e", "occurred_at": 1_700_000_000_000, "received_at": 1_700_000_000_000,
-         "level": "info", "message": f"m{i}", "fingerprint": "", "release": "", "trace_id": "", "request_id": "",
-         "session_id": "", "user_id": "", "context": "{}"}
-        for i in range(3)
-    ]  # fmt: skip
-    batch = _Batch()
-    for offset, doc in enumerate(docs):
-        batch.add(Record(TYPED_LOGS, 0, offset, None, orjson.dumps(doc), 0))
-    real = writer.to_columns
+def _log(i: int, **overrides: Any) -> bytes:
+    doc = {"event_id": f"00000000-0000-0000-0000-00000000000{i}", "legacy_id": i, "organisation_id": "o",
+           "project_id": "p", "environment": "e", "occurred_at": 1_700_000_000_000, "received_at": 1_700_000_000_000,
+           "level": "info", "message": f"m{i}", "fingerprint": "", "release": "", "trace_id": "", "request_id": "",
+           "session_id": "", "user_id": "", "context": "{}"}  # fmt: skip
+    return orjson.dumps(doc | overrides)
 
-    def to_columns(kind, items):  # type: ignore[no-untyped-def]
-        if any(item["message"] == "m1" for item in items):
+
+def test_a_record_that_makes_no_line_is_dead_lettered_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = writer.row_line
+
+    def row_line(record: Record) -> bytes:
+        if b'"m1"' in record.value:
             raise RuntimeError("poison m1")
-        return real(kind, items)
+        return real(record)
 
-    monkeypatch.setattr(writer, "to_columns", to_columns)
+    monkeypatch.setattr(writer, "row_line", row_line)
+    batch = _Batch()
+    values = [_log(0), _log(1), _log(2, occurred_at=10**16)]
+    batch.add_many([Record(TYPED_LOGS, 0, offset, None, value, 0) for offset, value in enumerate(values)])
     [table] = batch.tables.values()
-    data, sources = batch.columns_of(table)
-    assert [s.offset for s in sources] == [0, 2] and data[8] == ["m0", "m2"]  # the message column
-    assert [dict(d.headers)["source_offset"] for d in batch.dead] == [b"1"]
+    assert [s.offset for s in table.sources] == [0]
+    assert [orjson.loads(line)["message"] for line in table.items] == ["m0"]
+    reasons = {dict(d.headers)["source_offset"]: dict(d.headers)["reason"] for d in batch.dead}
+    assert reasons == {b"1": b"processing_error", b"2": b"bad_typed_record"}
