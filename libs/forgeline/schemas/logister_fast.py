@@ -51,12 +51,13 @@ class FastEvent(msgspec.Struct, forbid_unknown_fields=True):
     occurred_at: str | None = None
     context: dict[str, Value] | None = None
     # Convenience fields, copied into context when it does not set them.
-    environment: str | None = None
-    release: str | None = None
-    trace_id: str | None = None
-    request_id: str | None = None
-    session_id: str | None = None
-    user_id: str | None = None
+    # (Checked here when sent at the top: valid whether or not context overrides them.)
+    environment: Short | None = None
+    release: Short | None = None
+    trace_id: Short | None = None
+    request_id: Short | None = None
+    session_id: Short | None = None
+    user_id: Short | None = None
     transaction_name: Value = None
     duration_ms: Value = None
     span_id: Value = None
@@ -103,15 +104,16 @@ def accepted_event_id(line: bytes, max_depth: int) -> UUID | None:
 
 def valid_event(event: FastEvent) -> bool:
     """The rules msgspec's types cannot say, as normalize_event applies them to an error or log."""
-    if not event.message.strip():
-        return False  # "Message can't be blank"
+    message = event.message
+    if not message or message.isspace():
+        return False  # "Message can't be blank" (what strip() would leave empty)
     if event.occurred_at and parse_timestamp(event.occurred_at) is None:
         return False
-    context = event.context or {}
-    for field in CHECKED_CONTEXT:
-        value = context.get(field)
-        if value is None:
-            value = getattr(event, field)
-        if value is not None and not (isinstance(value, str) and len(value) <= _MAX_SHORT):
-            return False
+    context = event.context
+    if context:
+        # A context value wins over the top-level one (already checked by its type) unless None.
+        for field in CHECKED_CONTEXT:
+            value = context.get(field)
+            if value is not None and not (isinstance(value, str) and len(value) <= _MAX_SHORT):
+                return False
     return True
