@@ -91,6 +91,12 @@ class RecordingWarehouse:
     def insert_columns(self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         self.insert(table, list(zip(*data, strict=True)), columns)
 
+    def insert_json_lines(self, table: str, columns: Sequence[str], lines: bytes) -> None:
+        rows = [orjson.loads(line) for line in lines.split(b"\n")]
+        assert all(list(row) == list(columns) for row in rows)
+        with self._lock:
+            self._rows[table] += rows
+
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return []
 
@@ -250,7 +256,7 @@ def test_normalizer(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_writer(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
     poison, good = f"poison-{uuid.uuid4().hex}", f"good-{uuid.uuid4().hex}"
-    monkeypatch.setattr(writer_main, "decode_typed", raise_for(poison, writer_main.decode_typed))
+    monkeypatch.setattr(writer_main, "row_line", raise_for(poison, writer_main.row_line))
     warehouse = RecordingWarehouse()
     good_doc = log_doc(good)
 
@@ -349,7 +355,7 @@ def test_monitors(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_exporter(bus: Bus, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     poison, good = f"poison-{uuid.uuid4().hex}", f"good-{uuid.uuid4().hex}"
-    monkeypatch.setattr(exporter_main, "row_from_record", raise_for_value(poison, exporter_main.row_from_record))
+    monkeypatch.setattr(exporter_main, "line_from_record", raise_for(poison, exporter_main.line_from_record))
     out = tmp_path / "exports"
 
     def exported() -> bytes:
