@@ -77,7 +77,12 @@ class FastLine(msgspec.Struct, forbid_unknown_fields=True):
     event: FastEvent
 
 
+class _RawEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    event: msgspec.Raw
+
+
 _line = msgspec.json.Decoder(FastLine)
+_envelope = msgspec.json.Decoder(_RawEnvelope)
 
 
 def decode_line(line: bytes) -> FastEvent | None:
@@ -100,6 +105,20 @@ def accepted_event_id(line: bytes, max_depth: int) -> UUID | None:
     if isinstance(identity, UnsetType) or not valid_event(event):
         return None
     return identity
+
+
+def single_event(body: bytes, max_depth: int) -> tuple[bytes, UUID | None, str] | None:
+    """A ``POST /api/v1/ingest_events`` body the fast path proves valid: its event object's
+    JSON as received, the client's id (None when it sent none) and the event type. None: the
+    full path decides."""
+    if max_depth < FAST_DEPTH:
+        return None
+    event = decode_line(body)  # typed first: fails at once on junk, however deep it nests
+    if event is None or not valid_event(event):
+        return None
+    content = _envelope.decode(body).event  # cannot fail: the same bytes just decoded
+    identity = event.uuid if event.uuid is not UNSET else event.event_id
+    return bytes(content), None if isinstance(identity, UnsetType) else identity, event.event_type
 
 
 def valid_event(event: FastEvent) -> bool:

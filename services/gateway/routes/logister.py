@@ -28,7 +28,7 @@ from forgeline.bus.topics import RAW_LOGISTER
 from forgeline.clock import Clock
 from forgeline.config import Settings
 from forgeline.ids import legacy_id, new_uuid4
-from forgeline.schemas import logister, logister_raw
+from forgeline.schemas import logister, logister_fast, logister_raw
 from forgeline.schemas.common import to_millis
 from forgeline.schemas.records import RecordKind
 from forgeline.tenancy.model import Principal, TenancyTable
@@ -46,6 +46,8 @@ INGEST_EVENTS_PATH = "/api/v1/ingest_events"
 CHECK_INS_PATH = "/api/v1/check_ins"
 DEPLOYMENTS_PATH = "/api/v1/deployments"
 
+# What a v1 record's "body" holds: the envelope's content, or its JSON as received (fast path).
+RawBody = dict[str, Any] | orjson.Fragment
 Normalize = Callable[[dict[str, Any], logister.IngestContext], tuple[RecordKind, dict[str, Any]]]
 
 
@@ -137,7 +139,7 @@ class LogisterApi:
         )
 
     async def publish_raw(
-        self, route: str, items: Sequence[tuple[dict[str, Any], logister.IngestContext]], principal: Principal
+        self, route: str, items: Sequence[tuple[RawBody, logister.IngestContext]], principal: Principal
     ) -> None:
         """Enqueue the payloads as received, with who sent them and when; return once durable."""
         records = [
@@ -188,16 +190,28 @@ class LogisterApi:
         envelopes: tuple[str, str],
         normalize: Normalize,
         event_id: Callable[[dict[str, Any], Principal], uuid.UUID],
+        fast: bool = False,
     ) -> tuple[uuid.UUID, RecordKind, dict[str, str]]:
-        """The whole single-envelope flow; returns the id, kind and rate-limit headers."""
+        """The whole single-envelope flow; returns the id, kind and rate-limit headers.
+
+        ``fast``: an event the compiled fast path proves valid skips the full validator and is
+        enqueued as received (forgeline.schemas.logister_fast); any other goes the full way."""
         principal = await self.principal(request)
         headers = self.limit(principal, route).headers()
+        raw: RawBody
         try:
             require_json_content_type(request)
-            doc = parse_json(await read_body(request, limits), limits)
-            raw = logister.extract_envelope(doc, envelopes)
-            ctx = self.ingest_context(principal, event_id(raw, principal))
-            kind, _ = normalize(raw, ctx)
+            body = await read_body(request, limits)
+            quick = logister_fast.single_event(body, limits.max_depth) if fast else None
+            if quick is not None:
+                content, client_id, event_type = quick
+                raw, kind = orjson.Fragment(content), logister.EVENT_TYPES[event_type]
+                ctx = self.ingest_context(principal, client_id or new_uuid4())
+            else:
+                parsed = logister.extract_envelope(parse_json(body, limits), envelopes)
+                ctx = self.ingest_context(principal, event_id(parsed, principal))
+                kind, _ = normalize(parsed, ctx)
+                raw = parsed
         except ApiError as err:
             err.headers.update(headers)
             raise
@@ -222,6 +236,7 @@ class LogisterApi:
             logister.EVENT_ENVELOPES,
             logister.normalize_event,
             _client_or_new_id,
+            fast=True,
         )
         body: dict[str, Any] = {"id": str(event_id), "legacy_id": legacy_id(event_id), "status": "accepted"}
         if kind.name == "span":

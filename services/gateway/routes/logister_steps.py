@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.requests import Request
 
@@ -51,10 +51,4 @@ class LogisterSteps(Protocol):
     ) -> None:
         """Enqueue an accepted batch as one ``"v": 2`` record (a few above the record budget);
         ``received[i]`` is ``items[i]``'s receive time. Returns once durable."""
-        ...
-
-    async def publish_raw(
-        self, route: str, items: Sequence[tuple[dict[str, Any], logister.IngestContext]], principal: Principal
-    ) -> None:
-        """Enqueue the payloads as received; return once durable."""
         ...
