@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.bus import embedded
 from forgeline.bus.embedded import EmbeddedBus, EmbeddedConsumer
+from forgeline.bus.embedded.framing import encode_batch
 from forgeline.bus.port import Bus, BusUnavailable, OutgoingRecord, Record, TopicPartition, partition_for
+from tests.unit.bus.previous_format import encode_record_v1
 
 pytestmark = pytest.mark.unit
 
@@ -225,20 +226,25 @@ def test_second_consumer_of_a_group_is_refused(tmp_path: Path) -> None:
 
 
 def _partial_record() -> bytes:
-    whole = embedded._encode_record(3, 0, OutgoingRecord(TOPIC, b"never acknowledged" * 10))
+    whole = encode_batch(3, 0, [OutgoingRecord(TOPIC, b"never acknowledged" * 10)] * 5)
+    return whole[: len(whole) // 2]
+
+
+def _partial_previous_format_record() -> bytes:
+    whole = encode_record_v1(3, 0, OutgoingRecord(TOPIC, b"never acknowledged" * 10))
     return whole[: len(whole) // 2]
 
 
 def _bad_crc_record() -> bytes:
-    whole = bytearray(embedded._encode_record(3, 0, OutgoingRecord(TOPIC, b"flipped")))
+    whole = bytearray(encode_batch(3, 0, [OutgoingRecord(TOPIC, b"flipped"), OutgoingRecord(TOPIC, b"too")]))
     whole[-1] ^= 0xFF
     return bytes(whole)
 
 
 @pytest.mark.parametrize(
     "tail",
-    [_partial_record(), b"\x00" * 4096, b"\x01garbage", _bad_crc_record()],
-    ids=["partial-record", "zeros", "garbage", "bad-crc"],
+    [_partial_record(), _partial_previous_format_record(), b"\x00" * 4096, b"\x01garbage", b"\x02", _bad_crc_record()],
+    ids=["partial-batch", "partial-previous-format", "zeros", "garbage", "batch-magic-only", "bad-crc"],
 )
 def test_torn_tail_is_invisible_and_truncated_by_the_next_append(tmp_path: Path, tail: bytes) -> None:
     async def main() -> None:
@@ -260,8 +266,9 @@ def test_torn_tail_is_invisible_and_truncated_by_the_next_append(tmp_path: Path,
         await producer.send_many([OutgoingRecord(TOPIC, b"3"), OutgoingRecord(TOPIC, b"4")])
         records = await drain(consumer)
         assert [(r.offset, r.value) for r in records] == [(3, b"3"), (4, b"4")]
-        assert path.stat().st_size == good_size + sum(
-            len(embedded._encode_record(0, 0, OutgoingRecord(TOPIC, v))) for v in (b"3", b"4")
+        # Both records went into one batch frame, right where the good records ended.
+        assert path.stat().st_size == good_size + len(
+            encode_batch(3, 0, [OutgoingRecord(TOPIC, b"3"), OutgoingRecord(TOPIC, b"4")])
         )
         await producer.stop()
         await consumer.stop()

@@ -10,9 +10,12 @@ Guarantees (those of ``forgeline.bus.port``):
   serialised by an ``flock`` on the partition's lock file, so offsets are unique and
   consecutive within a partition. Concurrent sends are group-committed: one write and one
   fsync per partition for everything pending.
-- A writer killed mid-append (kill -9, crash) leaves at most an incomplete record at the
-  tail. Readers treat it as "not yet available"; the next append truncates it. It was never
-  acknowledged, because acknowledgement comes only after fsync.
+- Each append (a send_many, or every send the group commit gathered for a partition) is one
+  batch frame with one crc (``framing``): appends and reads cost per batch, offsets stay per
+  record. Segments written by releases before batch frames are read and appended to in place.
+- A writer killed mid-append (kill -9, crash) leaves at most an incomplete frame at the
+  tail. Readers treat it as "not yet available"; the next append truncates it, with every
+  record in it. None was acknowledged, because acknowledgement comes only after fsync.
 - Commits are durable before ``commit`` returns (temp file, fsync, rename, fsync of the
   directory). A restarted consumer resumes at its last commit: at-least-once delivery.
 
@@ -49,14 +52,14 @@ Known limits:
 
 Modules: ``layout`` (paths and segment names), ``framing`` (the frame codec and scanner),
 ``files`` (locks, sealed files), ``log`` (one partition's appends and recovery), ``cleanup``
-(retention and compaction), ``store`` (topics, free space), ``producer``, ``consumer``, ``bus``.
+(retention and compaction), ``store`` (topics, free space), ``producer``, ``positions`` (a
+consumer's place in a partition), ``consumer``, ``bus``.
 """
 
 from forgeline.bus.embedded.bus import EmbeddedBus
 from forgeline.bus.embedded.consumer import EmbeddedConsumer
 from forgeline.bus.embedded.framing import Scanner as _Scanner
-from forgeline.bus.embedded.framing import encode_record as _encode_record
 from forgeline.bus.embedded.producer import EmbeddedProducer
 
-# The two private names are kept for tests that inspect or damage segment files.
-__all__ = ["EmbeddedBus", "EmbeddedConsumer", "EmbeddedProducer", "_Scanner", "_encode_record"]
+# ``_Scanner`` is kept for tests that check segment files frame by frame.
+__all__ = ["EmbeddedBus", "EmbeddedConsumer", "EmbeddedProducer", "_Scanner"]

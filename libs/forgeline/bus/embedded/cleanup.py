@@ -10,9 +10,9 @@ from pathlib import Path
 
 from forgeline.atomic import fsync_dir, write_atomic
 from forgeline.bus.embedded.files import SEALED_MODE, opened
-from forgeline.bus.embedded.framing import Scanner
+from forgeline.bus.embedded.framing import Frame, Scanner, encode_batch
 from forgeline.bus.embedded.layout import segments
-from forgeline.bus.port import TopicPartition
+from forgeline.bus.port import OutgoingRecord, TopicPartition
 from forgeline.bus.retention import TopicRetention
 from forgeline.telemetry.metrics import BUS_RETENTION_UNREAD_DELETED
 
@@ -90,9 +90,9 @@ def compact(directory: Path, fsync: bool) -> int:
         with opened(segment.path) as fd:
             scanner = Scanner(fd, segment.start, base=segment.start)
             while (frame := scanner.next()) is not None:
-                key = frame.key()
-                if key is not None:
-                    latest[key] = frame.offset
+                for offset, key in enumerate(frame.keys(), frame.offset):
+                    if key is not None:
+                        latest[key] = offset
     changed = 0
     for segment in found[:-1]:
         kept: list[bytes] = []
@@ -100,11 +100,13 @@ def compact(directory: Path, fsync: bool) -> int:
         with opened(segment.path) as fd:
             scanner = Scanner(fd, segment.start, base=segment.start)
             while (frame := scanner.next()) is not None:
-                key = frame.key()
-                if key is None or latest.get(key) == frame.offset:
-                    kept.append(frame.raw())
+                keys = enumerate(frame.keys(), frame.offset)
+                keep = [key is None or latest.get(key) == offset for offset, key in keys]
+                if all(keep):
+                    kept.append(frame.raw())  # as it is, whatever its version
                 else:
-                    dropped += 1
+                    dropped += keep.count(False)
+                    kept += _survivors(frame, keep)
         if not dropped:
             continue
         changed += 1
@@ -119,3 +121,22 @@ def compact(directory: Path, fsync: bool) -> int:
             fsync_dir(directory)
         log.info("compacted partition log", extra={"path": str(directory), "segments": changed})
     return changed
+
+
+def _survivors(frame: Frame, keep: list[bool]) -> list[bytes]:
+    """The kept records of ``frame`` as batch frames of consecutive offsets: offsets never change,
+    so a gap in the middle of a frame splits it in two."""
+    frames: list[bytes] = []
+    run: list[OutgoingRecord] = []
+    base = frame.offset
+    for record, wanted in zip(frame.records("", 0), keep, strict=True):
+        if wanted:
+            if not run:
+                base = record.offset
+            run.append(OutgoingRecord("", record.value, record.key, record.headers))
+        elif run:
+            frames.append(encode_batch(base, frame.timestamp_ms, run))
+            run = []
+    if run:
+        frames.append(encode_batch(base, frame.timestamp_ms, run))
+    return frames

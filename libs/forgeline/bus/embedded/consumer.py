@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import fcntl
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from forgeline.atomic import fsync_dir
@@ -17,38 +15,12 @@ from forgeline.bus.embedded.files import opened, write_json_atomic
 from forgeline.bus.embedded.framing import READ_CHUNK, Scanner
 from forgeline.bus.embedded.layout import FIRST_SEGMENT, Segment, next_segment, offset_file_name, segment_at, segments
 from forgeline.bus.embedded.log import locate
+from forgeline.bus.embedded.positions import Assigned, Chunk
 from forgeline.bus.embedded.store import LogStore
 from forgeline.bus.port import AssignHandler, Record, RevokeHandler, TopicPartition
 from forgeline.private_fs import FILE_MODE, make_private_dirs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Assigned:
-    """A consumer's state for one partition."""
-
-    tp: TopicPartition
-    directory: Path
-    # Compacted topics have gaps in their offsets; others only where retention removed records.
-    compact: bool
-    # The segment being read ahead: its file, logical start and base offset (-1: none open).
-    fd: int = -1
-    segment_start: int = 0
-    # The position (Kafka's sense): the next record poll returns, as offset and byte position.
-    offset: int = 0
-    position: int = 0
-    # Records read but not returned yet, each with the byte position after it.
-    ahead: collections.deque[tuple[Record, int]] = field(default_factory=collections.deque)
-    ahead_offset: int = 0
-    ahead_position: int = 0
-    # next offset -> byte position, for returned records that are not committed yet.
-    returned: dict[int, int] = field(default_factory=dict)
-    committed: int = 0
-    committed_position: int = 0
-    # A valid boundary at or before the end, so end_offsets scans only what is new.
-    end_offset: int = 0
-    end_position: int = 0
 
 
 class EmbeddedConsumer:
@@ -69,8 +41,8 @@ class EmbeddedConsumer:
         self._topics = list(dict.fromkeys(topics))
         self._group = group
         self._owner_fd: int | None = None
-        self._parts: dict[TopicPartition, _Assigned] = {}
-        self._order: list[_Assigned] = []
+        self._parts: dict[TopicPartition, Assigned] = {}
+        self._order: list[Assigned] = []
         self._next_first = 0  # rotates which partition poll serves first
 
     # -- lifecycle --
@@ -119,14 +91,14 @@ class EmbeddedConsumer:
             os.close(self._owner_fd)  # closing the file releases the flock
             self._owner_fd = None
 
-    def _open_all(self) -> dict[TopicPartition, _Assigned]:
-        parts: dict[TopicPartition, _Assigned] = {}
+    def _open_all(self) -> dict[TopicPartition, Assigned]:
+        parts: dict[TopicPartition, Assigned] = {}
         try:
             for topic in self._topics:
                 for partition in range(self._bus.ensure_topic(topic)):
                     tp = TopicPartition(topic, partition)
                     directory = self._bus.partition_dir(topic, partition)
-                    part = _Assigned(tp, directory, self._bus.retention.for_topic(topic).compact)
+                    part = Assigned(tp, directory, self._bus.retention.for_topic(topic).compact)
                     parts[tp] = part
                     offset, position = self._load_commit(tp)
                     part.committed, part.committed_position = offset, position
@@ -150,7 +122,7 @@ class EmbeddedConsumer:
             return 0, 0
         return int(doc["offset"]), int(doc["position"])
 
-    def _seek(self, part: _Assigned, offset: int, position: int) -> None:
+    def _seek(self, part: Assigned, offset: int, position: int) -> None:
         """Position ``part`` at ``offset``, trusting ``position`` only once it checks out."""
         found = segments(part.directory)
         if not found:  # a topic directory without its first segment: make it, empty
@@ -163,8 +135,8 @@ class EmbeddedConsumer:
             scanner = Scanner(part.fd, position, base=segment.start)
             frame = scanner.next() if position <= scanner.size else None
             at_end = frame is None and position == scanner.size
-        if frame is not None and frame.offset == offset:
-            pass  # the record at the committed position is the one expected
+        if frame is not None and frame.offset <= offset < frame.next_offset:
+            pass  # the frame at the committed position holds the record expected
         elif at_end:
             # Caught up at the end of the log: nothing to check against yet. poll checks the
             # offset of the first record that appears there and rescans if it is wrong.
@@ -193,6 +165,7 @@ class EmbeddedConsumer:
         part.offset = part.ahead_offset = part.end_offset = offset
         part.position = part.ahead_position = part.end_position = position
         part.ahead.clear()
+        part.ahead_count = 0
 
     # -- reading --
 
@@ -217,42 +190,70 @@ class EmbeddedConsumer:
 
     def _take(self, max_records: int) -> list[Record]:
         for part in self._order:
-            if len(part.ahead) < max_records:
-                self._read_ahead(part, max_records - len(part.ahead))
-        out: list[Record] = []
+            if part.ahead_count < max_records:
+                self._read_ahead(part, max_records - part.ahead_count)
         count = len(self._order)
         first = self._next_first % count
         self._next_first += 1
         order = self._order[first:] + self._order[:first]
-        track = self._group is not None
-        while len(out) < max_records:
-            progressed = False
-            for part in order:
-                if not part.ahead:
-                    continue
-                record, after = part.ahead.popleft()
-                out.append(record)
-                part.offset, part.position = record.offset + 1, after
-                if track:
-                    part.returned[part.offset] = after
-                progressed = True
-                if len(out) == max_records:
+        # Fair shares, as if taking one record per partition in turn: rounds of equal shares,
+        # the remainder one each in order (per-partition order is all the port promises).
+        shares = dict.fromkeys(range(count), 0)
+        left = max_records
+        active = [i for i, part in enumerate(order) if part.ahead_count]
+        while left and active:
+            share = max(left // len(active), 1)
+            still: list[int] = []
+            for i in active:
+                n = min(share, order[i].ahead_count - shares[i], left)
+                shares[i] += n
+                left -= n
+                if shares[i] < order[i].ahead_count:
+                    still.append(i)
+                if not left:
                     break
-            if not progressed:
-                break
+            active = still
+        out: list[Record] = []
+        for i, part in enumerate(order):
+            if shares[i]:
+                self._take_from(part, shares[i], out)
         return out
 
-    def _read_ahead(self, part: _Assigned, limit: int) -> None:
+    def _take_from(self, part: Assigned, count: int, out: list[Record]) -> None:
+        """Move ``count`` read-ahead records of ``part`` to ``out``, advancing its position."""
+        part.ahead_count -= count
+        track = self._group is not None
+        while count:
+            chunk = part.ahead[0]
+            start = chunk.taken
+            stop = min(start + count, len(chunk.records))
+            out += chunk.records[start:stop] if start or stop < len(chunk.records) else chunk.records
+            count -= stop - start
+            chunk.taken = stop
+            part.offset = chunk.records[stop - 1].offset + 1
+            if stop == len(chunk.records):
+                part.ahead.popleft()
+                part.position = chunk.end
+            else:
+                part.position = chunk.position  # inside the frame: resuming reads it again
+            if track:
+                part.returned.add(chunk.records[0].offset, chunk.records[-1].offset + 1, chunk.position, chunk.end)
+
+    def _read_ahead(self, part: Assigned, limit: int) -> None:
         topic, partition = part.tp
         while True:
             scanner = Scanner(part.fd, part.ahead_position, READ_CHUNK, base=part.segment_start)
             while limit > 0 and (frame := scanner.next()) is not None:
-                if frame.offset != part.ahead_offset and not (part.compact and frame.offset > part.ahead_offset):
+                wanted = part.ahead_offset
+                holds = frame.offset <= wanted < frame.next_offset
+                if not holds and not (part.compact and frame.offset > wanted):
                     self._resync(part, frame.offset)
                     return
-                part.ahead.append((frame.decode(topic, partition), frame.end))
-                part.ahead_offset, part.ahead_position = frame.offset + 1, frame.end
-                limit -= 1
+                records = frame.records(topic, partition, wanted)
+                part.ahead.append(Chunk(records, 0, frame.position, frame.end))
+                part.ahead_count += len(records)
+                part.ahead_offset, part.ahead_position = frame.next_offset, frame.end
+                limit -= len(records)
             if limit <= 0 or scanner.stopped != "end" or not scanner.sealed:
                 return
             # The end of a closed segment: go on in the next one (None: its roll is under way).
@@ -274,7 +275,7 @@ class EmbeddedConsumer:
             part.ahead_position = successor.start
             part.ahead_offset = max(part.ahead_offset, successor.base)
 
-    def _resync(self, part: _Assigned, found: int) -> None:
+    def _resync(self, part: Assigned, found: int) -> None:
         # The byte position did not hold the expected offset (a stale commit position);
         # find the offset by scanning from the start. Rare: at most once after a start.
         log.warning(
@@ -303,7 +304,7 @@ class EmbeddedConsumer:
             return
         if not self._order:
             raise RuntimeError("consumer is not started")
-        writes: list[tuple[_Assigned, int, int]] = []
+        writes: list[tuple[Assigned, int, int]] = []
         for tp, offset in offsets.items():
             part = self._parts.get(TopicPartition(*tp))
             if part is None:
@@ -312,7 +313,7 @@ class EmbeddedConsumer:
                 raise ValueError(f"cannot commit negative offset {offset} for {tp}")
             if offset == part.committed:
                 continue
-            position = part.returned.get(offset)
+            position = part.returned.position_of(offset)
             if position is None:
                 position = self._position_of(part, offset)
             writes.append((part, offset, position))
@@ -321,10 +322,9 @@ class EmbeddedConsumer:
         await asyncio.to_thread(self._write_commits, [(p.tp, o, pos) for p, o, pos in writes])
         for part, offset, position in writes:
             part.committed, part.committed_position = offset, position
-            # Forget positions at or below the commit; later ones may still be committed.
-            part.returned = {o: p for o, p in part.returned.items() if o > offset}
+            part.returned.forget_through(offset)
 
-    def _position_of(self, part: _Assigned, offset: int) -> int:
+    def _position_of(self, part: Assigned, offset: int) -> int:
         if offset == part.offset:
             return part.position
         if offset == part.ahead_offset:
@@ -395,20 +395,20 @@ def _scan_ends(
             with opened(segment.path) as fd:
                 scanner = Scanner(fd, position, base=segment.start)
                 while (frame := scanner.next()) is not None:
-                    offset = frame.offset + 1
+                    offset = frame.next_offset
                 position = scanner.position
         ends[tp] = (offset, position)
     return ends
 
 
-def _open_segment(part: _Assigned, segment: Segment) -> None:
+def _open_segment(part: Assigned, segment: Segment) -> None:
     """Make ``segment`` the one ``part`` reads ahead in."""
     fd = os.open(segment.path, os.O_RDONLY)
     _close_segment(part)
     part.fd, part.segment_start = fd, segment.start
 
 
-def _close_segment(part: _Assigned) -> None:
+def _close_segment(part: Assigned) -> None:
     if part.fd >= 0:
         os.close(part.fd)
         part.fd = -1

@@ -1,11 +1,29 @@
 """The on-disk frame format of the embedded log, and the scanner that reads it back.
 
-magic (u8) | crc32 (u32) | offset (u64) | timestamp_ms (u64) | key length (i32, -1 = None)
-| value length (u32) | headers length (u32) | key | value | headers
+A segment file is a sequence of frames. Every frame starts with a magic byte naming its
+version and a crc32 covering every byte after the crc field, so a frame is valid only when
+it is complete and unchanged; a frame torn by a crash fails its crc (or is short) and is
+dropped whole, with every record in it.
 
-The crc covers every byte after the crc field, so a record is valid only when it is
-complete and unchanged. Headers are a sequence of (u32 name length, utf-8 name, u32 value
-length, value); their total length is in the header, so no count is needed.
+Version 2, the batch frame (written by every append): one append of N records is one frame.
+
+    magic (u8, 2) | crc32 (u32) | base offset (u64) | timestamp_ms (u64) | count (u32)
+    | data length (u32) | count × (key length i32 (-1 = None), value length u32,
+    headers length u32) | data: key, value, headers of each record in turn
+
+Record i has offset ``base offset + i``: the offsets of one frame are consecutive (a
+compaction that drops some records of a frame writes the survivors as several frames).
+The length table comes before the data so that a reader unpacks it in one
+``struct.iter_unpack`` call and then only slices.
+
+Version 1, the single-record frame (written by releases before the batch frame; still read,
+so a log written by them is consumed in place, and compaction keeps such frames as they are):
+
+    magic (u8, 1) | crc32 (u32) | offset (u64) | timestamp_ms (u64) | key length (i32, -1 = None)
+    | value length (u32) | headers length (u32) | key | value | headers
+
+Headers (both versions) are a sequence of (u32 name length, utf-8 name, u32 value length,
+value); their total length is in the frame, so no count is needed.
 """
 
 from __future__ import annotations
@@ -13,21 +31,28 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final, Literal
 
 from forgeline.bus.embedded.files import is_sealed
 from forgeline.bus.port import OutgoingRecord, Record
 
-_MAGIC: Final = 1
-_PREFIX: Final = struct.Struct("<BI")  # magic, crc32
-_FIELDS: Final = struct.Struct("<QQiII")  # offset, timestamp_ms, key, value and headers lengths
-_HEADER: Final = struct.Struct("<BIQQiII")  # both, for parsing
-_CRC_END: Final = _PREFIX.size
+SINGLE: Final = 1
+BATCH: Final = 2
+_CRC_END: Final = 5  # magic (u8) and crc32 (u32) come first in both versions
+_MAGIC_CRC: Final = struct.Struct("<BI")
+_SINGLE_HEADER: Final = struct.Struct("<BIQQiII")  # magic, crc, offset, timestamp_ms, key/value/headers lengths
+_BATCH_FIELDS: Final = struct.Struct("<QQII")  # base offset, timestamp_ms, count, data length
+_BATCH_HEADER: Final = struct.Struct("<BIQQII")
+_LENGTHS: Final = struct.Struct("<iII")  # one record's key, value and headers lengths
+_MIN_HEADER: Final = min(_SINGLE_HEADER.size, _BATCH_HEADER.size)
 _U32: Final = struct.Struct("<I")
 # Reads ahead for consumers are small (polls come often); scans read larger chunks.
 READ_CHUNK: Final = 64 << 10
 SCAN_CHUNK: Final = 1 << 20
+
+Headers = tuple[tuple[str, bytes], ...]
+_new_tuple: Final = tuple.__new__
 
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
@@ -38,7 +63,7 @@ def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def _decode_headers(raw: bytes) -> tuple[tuple[str, bytes], ...]:
+def _decode_headers(raw: bytes) -> Headers:
     out: list[tuple[str, bytes]] = []
     at = 0
     while at < len(raw):
@@ -53,58 +78,130 @@ def _decode_headers(raw: bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def encode_record(offset: int, timestamp_ms: int, record: OutgoingRecord) -> bytes:
-    key = record.key
-    headers = _encode_headers(record.headers)
-    key_len = -1 if key is None else len(key)
-    fields = _FIELDS.pack(offset, timestamp_ms, key_len, len(record.value), len(headers))
-    body = b"".join((fields, key or b"", record.value, headers))
-    return _PREFIX.pack(_MAGIC, zlib.crc32(body)) + body
+def encode_batch(base_offset: int, timestamp_ms: int, records: Sequence[OutgoingRecord]) -> bytes:
+    """One batch frame holding ``records`` at offsets ``base_offset``, ``base_offset + 1``, ..."""
+    lengths: list[int] = []
+    data: list[bytes] = []
+    # Producers send many records with the same headers (a tuple constant): encode them once.
+    encoded: dict[Headers, bytes] = {}
+    for record in records:
+        key, value = record.key, record.value
+        headers = encoded.get(record.headers)
+        if headers is None:
+            headers = encoded[record.headers] = _encode_headers(record.headers)
+        if key is None:
+            lengths += (-1, len(value), len(headers))
+        else:
+            lengths += (len(key), len(value), len(headers))
+            data.append(key)
+        data += (value, headers)
+    body = b"".join(data)
+    table = struct.pack(f"<{len(records) * 'iII'}", *lengths)
+    fields = _BATCH_FIELDS.pack(base_offset, timestamp_ms, len(records), len(body))
+    crc = zlib.crc32(body, zlib.crc32(table, zlib.crc32(fields)))
+    return b"".join((_MAGIC_CRC.pack(BATCH, crc), fields, table, body))
 
 
 class Frame:
-    """One valid record found in a log file (decoded on demand)."""
+    """One valid frame found in a log file: ``count`` records from ``offset`` on (decoded on demand)."""
 
-    __slots__ = ("position", "size", "offset", "timestamp_ms", "_buf", "_at", "_key_len", "_value_len")
+    __slots__ = ("position", "size", "offset", "count", "timestamp_ms", "version", "_buf", "_at")
 
     def __init__(
-        self, buf: bytes, at: int, position: int, size: int, header: tuple[int, int, int, int, int, int, int]
+        self, buf: bytes, at: int, position: int, size: int, version: int, offset: int, count: int, timestamp_ms: int
     ) -> None:
-        _, _, self.offset, self.timestamp_ms, self._key_len, self._value_len, _ = header
-        self._buf, self._at = buf, at
+        self._buf, self._at, self.version = buf, at, version
         self.position, self.size = position, size
+        self.offset, self.count, self.timestamp_ms = offset, count, timestamp_ms
 
     @property
     def end(self) -> int:
         return self.position + self.size
 
-    def key(self) -> bytes | None:
-        if self._key_len < 0:
-            return None
-        at = self._at + _HEADER.size
-        return self._buf[at : at + self._key_len]
+    @property
+    def next_offset(self) -> int:
+        """The offset after this frame's last record."""
+        return self.offset + self.count
 
     def raw(self) -> bytes:
         return self._buf[self._at : self._at + self.size]
 
-    def decode(self, topic: str, partition: int) -> Record:
-        at = self._at + _HEADER.size
-        key: bytes | None = None
-        if self._key_len >= 0:
-            key = self._buf[at : at + self._key_len]
-            at += self._key_len
-        value = self._buf[at : at + self._value_len]
-        headers = _decode_headers(self._buf[at + self._value_len : self._at + self.size])
-        return Record(topic, partition, self.offset, key, value, self.timestamp_ms, headers)
+    def records(self, topic: str, partition: int, first: int = 0) -> list[Record]:
+        """The records of this frame at offsets ``first`` and later, in offset order."""
+        buf, offset, timestamp_ms = self._buf, self.offset, self.timestamp_ms
+        out: list[Record] = []
+        if self.version == SINGLE:
+            if offset >= first:
+                key, value, headers = self._single()
+                out.append(Record(topic, partition, offset, key, value, timestamp_ms, headers))
+            return out
+        append = out.append
+        # Records of one batch usually share their headers: decode a block once, and compare
+        # the next one in place (no slice) with the last seen.
+        last_raw = b""
+        last_headers: Headers = ()
+        at = self._data_start()
+        for key_len, value_len, headers_len in self._lengths():
+            if key_len < 0:
+                key = None
+            else:
+                key = buf[at : at + key_len]
+                at += key_len
+            value = buf[at : at + value_len]
+            at += value_len
+            if headers_len != len(last_raw) or not buf.startswith(last_raw, at):
+                last_raw = buf[at : at + headers_len]
+                last_headers = _decode_headers(last_raw)
+            at += headers_len
+            if offset >= first:
+                # tuple.__new__ skips the NamedTuple's Python-level __new__ (2.5× its cost).
+                append(_new_tuple(Record, (topic, partition, offset, key, value, timestamp_ms, last_headers)))
+            offset += 1
+        self._check_end(at)
+        return out
+
+    def keys(self) -> list[bytes | None]:
+        """The key of each record, in offset order (for compaction)."""
+        if self.version == SINGLE:
+            return [self._single()[0]]
+        buf, at = self._buf, self._data_start()
+        keys: list[bytes | None] = []
+        for key_len, value_len, headers_len in self._lengths():
+            keys.append(None if key_len < 0 else buf[at : at + key_len])
+            at += max(key_len, 0) + value_len + headers_len
+        self._check_end(at)
+        return keys
+
+    def _single(self) -> tuple[bytes | None, bytes, Headers]:
+        _, _, _, _, key_len, value_len, headers_len = _SINGLE_HEADER.unpack_from(self._buf, self._at)
+        buf, at = self._buf, self._at + _SINGLE_HEADER.size
+        key = None
+        if key_len >= 0:
+            key = buf[at : at + key_len]
+            at += key_len
+        value = buf[at : at + value_len]
+        return key, value, _decode_headers(buf[at + value_len : at + value_len + headers_len])
+
+    def _data_start(self) -> int:
+        return self._at + _BATCH_HEADER.size + self.count * _LENGTHS.size
+
+    def _lengths(self) -> Iterator[tuple[int, int, int]]:
+        start = self._at + _BATCH_HEADER.size
+        return _LENGTHS.iter_unpack(memoryview(self._buf)[start : start + self.count * _LENGTHS.size])
+
+    def _check_end(self, at: int) -> None:
+        # The crc matched, so only a faulty writer could get here; never return misread records.
+        if at != self._at + self.size:
+            raise ValueError(f"batch frame at {self.position}: its lengths do not add up to its size")
 
 
 class Scanner:
-    """Walks the valid records of a log file from a byte position (which must be a boundary).
+    """Walks the valid frames of a log file from a byte position (which must be a boundary).
 
-    Stops at the end of the file as it was when the scanner was made, or at the first record
+    Stops at the end of the file as it was when the scanner was made, or at the first frame
     that is incomplete or fails its crc. ``position`` is then the end of the valid prefix and
     ``stopped`` says why: "end", "short" (incomplete: a write in progress or a torn tail) or
-    "corrupt" (a complete-looking record with a bad magic, lengths or crc).
+    "corrupt" (a complete-looking frame with a bad magic, lengths or crc).
     """
 
     def __init__(self, fd: int, position: int, chunk: int = SCAN_CHUNK, base: int = 0) -> None:
@@ -118,8 +215,9 @@ class Scanner:
         self.sealed = is_sealed(st.st_mode)
         self.position = position
         self.stopped: Literal["end", "short", "corrupt"] | None = None
-        # For "corrupt": the size the bad record claims, when its header could be parsed.
-        self.corrupt_size: int | None = None
+        # For "corrupt": the sizes the bad frame may have, as far as its header tells (a
+        # recovering appender looks for valid frames after it, which mean damage, not a torn tail).
+        self.corrupt_sizes: tuple[int, ...] = ()
         self._buf = b""
         self._buf_start = position
 
@@ -135,36 +233,62 @@ class Scanner:
         # Shorter than asked: the file ended (or was truncated by an appender meanwhile).
         return len(self._buf) >= count
 
+    def _stop(self, why: Literal["end", "short", "corrupt"], *sizes: int) -> None:
+        self.stopped = why
+        remaining = self.size - self.position
+        self.corrupt_sizes = tuple(size for size in sizes if 0 < size <= remaining)
+
     def next(self) -> Frame | None:
         if self.stopped is not None:
             return None
         remaining = self.size - self.position
         if remaining <= 0:
-            self.stopped = "end"
+            self._stop("end")
             return None
-        if remaining < _HEADER.size or not self._have(_HEADER.size):
-            self.stopped = "short"
+        if remaining < _MIN_HEADER or not self._have(_MIN_HEADER):
+            self._stop("short")
             return None
         rel = self.position - self._buf_start
-        header = _HEADER.unpack_from(self._buf, rel)
-        magic, crc, _, _, key_len, value_len, headers_len = header
-        if key_len < -1:
-            self.stopped = "corrupt"
+        version = self._buf[rel]
+        if version not in (SINGLE, BATCH):
+            # A damaged magic byte: the frame's size is that of either layout.
+            self._stop("corrupt", *self._claimed_sizes(rel))
             return None
-        size = _HEADER.size + max(key_len, 0) + value_len + headers_len
-        if magic != _MAGIC:
-            self.stopped = "corrupt"
-            self.corrupt_size = size if size <= remaining else None
-            return None
+        if version == BATCH:
+            _, crc, offset, timestamp_ms, count, data_len = _BATCH_HEADER.unpack_from(self._buf, rel)
+            size = _BATCH_HEADER.size + count * _LENGTHS.size + data_len
+            if count == 0:
+                self._stop("corrupt", size)
+                return None
+        else:
+            if remaining < _SINGLE_HEADER.size or not self._have(_SINGLE_HEADER.size):
+                self._stop("short")
+                return None
+            rel = self.position - self._buf_start
+            _, crc, offset, timestamp_ms, key_len, value_len, headers_len = _SINGLE_HEADER.unpack_from(self._buf, rel)
+            if key_len < -1:
+                self._stop("corrupt")
+                return None
+            size = _SINGLE_HEADER.size + max(key_len, 0) + value_len + headers_len
+            count = 1
         # Compare with the file size before reading, so a garbage length never allocates.
         if size > remaining or not self._have(size):
-            self.stopped = "short"
+            self._stop("short")
             return None
         rel = self.position - self._buf_start
         if zlib.crc32(memoryview(self._buf)[rel + _CRC_END : rel + size]) != crc:
-            self.stopped = "corrupt"
-            self.corrupt_size = size
+            self._stop("corrupt", size)
             return None
-        frame = Frame(self._buf, rel, self.position, size, header)
+        frame = Frame(self._buf, rel, self.position, size, version, offset, count, timestamp_ms)
         self.position += size
         return frame
+
+    def _claimed_sizes(self, rel: int) -> list[int]:
+        """The sizes a frame with a bad magic byte would have as each version."""
+        _, _, _, _, count, data_len = _BATCH_HEADER.unpack_from(self._buf, rel)
+        sizes = [_BATCH_HEADER.size + count * _LENGTHS.size + data_len]
+        if self._have(_SINGLE_HEADER.size):
+            rel = self.position - self._buf_start
+            _, _, _, _, key_len, value_len, headers_len = _SINGLE_HEADER.unpack_from(self._buf, rel)
+            sizes.append(_SINGLE_HEADER.size + max(key_len, 0) + value_len + headers_len)
+        return sizes

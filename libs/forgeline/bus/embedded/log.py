@@ -11,7 +11,7 @@ from pathlib import Path
 
 from forgeline.atomic import fsync_dir, write_all
 from forgeline.bus.embedded.files import SEALED_MODE, flocked, is_sealed, opened
-from forgeline.bus.embedded.framing import Scanner, encode_record
+from forgeline.bus.embedded.framing import Scanner, encode_batch
 from forgeline.bus.embedded.layout import FIRST_SEGMENT, Segment, segment_name, segments
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.retention import TopicRetention
@@ -79,7 +79,8 @@ class PartitionLog:
         """Append ``records`` durably under the partition lock; return the first offset.
 
         Raises OSError when the disk fails (ENOSPC included); whatever part of the records
-        was written is cut off again, so the log never keeps a torn record.
+        was written is cut off again, so the log never keeps a torn record. The records
+        become one batch frame (see ``framing``), so the cost per append is mostly per batch.
         """
         if self._lock_fd is None:
             self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
@@ -102,7 +103,7 @@ class PartitionLog:
             fd = self._fd
             first = self._next_offset
             timestamp_ms = time.time_ns() // 1_000_000
-            data = b"".join(encode_record(first + i, timestamp_ms, r) for i, r in enumerate(records))
+            data = encode_batch(first, timestamp_ms, records)  # one frame: one header, one crc
             self._known_size = -1  # until the write and fsync succeed, the tail is unknown
             try:
                 write_all(fd, data)
@@ -184,12 +185,12 @@ class PartitionLog:
                 raise CorruptLog(errno.EIO, f"offset {frame.offset} where {next_offset} was expected", str(self.path))
             if from_start and self._first_ms is None:
                 self._first_ms = frame.timestamp_ms
-            next_offset += 1
-        if scanner.stopped == "corrupt" and scanner.corrupt_size is not None:
-            follower = Scanner(self._fd, scanner.position + scanner.corrupt_size, base=self._start)
+            next_offset = frame.next_offset
+        for claimed in scanner.corrupt_sizes if scanner.stopped == "corrupt" else ():
+            follower = Scanner(self._fd, scanner.position + claimed, base=self._start)
             if follower.position < follower.size and follower.next() is not None:
-                # Valid records follow the bad one: this is damage, not a torn tail.
-                raise CorruptLog(errno.EIO, f"corrupt record at byte {scanner.position}", str(self.path))
+                # Valid frames follow the bad one: this is damage, not a torn tail.
+                raise CorruptLog(errno.EIO, f"corrupt frame at byte {scanner.position}", str(self.path))
         if scanner.position < scanner.size:
             # We hold the lock, so no write is in progress: the tail is from a writer that died
             # before its fsync, and nobody was told it was written.
@@ -216,6 +217,9 @@ class PartitionLog:
 def locate(directory: Path, offset: int) -> tuple[Segment, int, int]:
     """(segment, logical position, offset) of the first record at or after ``offset``.
 
+    The position is that of the frame holding the record: a reader skips the records of the
+    frame below the offset.
+
     When the log ends before ``offset`` this is the end of its valid records and its end
     offset; when ``offset`` is below the log start (retention removed it), the first record.
     """
@@ -232,8 +236,10 @@ def locate(directory: Path, offset: int) -> tuple[Segment, int, int]:
             scanner = Scanner(fd, segment.start, base=segment.start)
             next_offset = max(next_offset, segment.base)
             while (frame := scanner.next()) is not None:
-                if frame.offset >= offset:
-                    return segment, frame.position, frame.offset
-                next_offset = frame.offset + 1
+                if frame.next_offset > offset:
+                    # The frame holds ``offset`` (a reader skips the records before it) or
+                    # starts after it (a gap that compaction or retention left).
+                    return segment, frame.position, max(offset, frame.offset)
+                next_offset = frame.next_offset
             position = scanner.position
     return segment, position, next_offset

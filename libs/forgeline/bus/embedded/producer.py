@@ -8,7 +8,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from forgeline.bus.embedded.log import PartitionLog
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 class _SendRequest:
     """One send/send_many call waiting for its records to be durable."""
 
-    items: list[tuple[TopicPartition, OutgoingRecord]]
+    # The call's records by partition, each list in send order.
+    by_partition: dict[TopicPartition, list[OutgoingRecord]]
     future: asyncio.Future[None]
 
 
@@ -77,10 +78,10 @@ class EmbeddedProducer:
                 # Partition counts once per topic (a batch is usually one topic), then place
                 # every record without a coroutine each.
                 counts = {topic: await self._partition_count(topic) for topic in {r.topic for r in records}}
-                items = [(self._place(r, counts[r.topic]), r) for r in records]
+                by_partition = self._place(records, counts)
                 if self._closed:  # stopped while the topic was being created
                     raise BusUnavailable("producer is stopped")
-                request = _SendRequest(items, asyncio.get_running_loop().create_future())
+                request = _SendRequest(by_partition, asyncio.get_running_loop().create_future())
                 self._pending.append(request)
                 self._ensure_flusher()
                 self._wakeup.set()
@@ -110,15 +111,28 @@ class EmbeddedProducer:
         for plog in logs:
             plog.close()
 
-    def _place(self, record: OutgoingRecord, count: int) -> TopicPartition:
-        if record.partition is not None:
-            if not 0 <= record.partition < count:
-                raise ValueError(f"partition {record.partition} out of range for {record.topic!r} ({count})")
-            return TopicPartition(record.topic, record.partition)
-        partition = partition_for(record.key, count, fallback=self._round_robin)
-        if record.key is None:
-            self._round_robin += 1
-        return TopicPartition(record.topic, partition)
+    def _place(
+        self, records: Sequence[OutgoingRecord], counts: Mapping[str, int]
+    ) -> dict[TopicPartition, list[OutgoingRecord]]:
+        """Group ``records`` by the partition each goes to (given, by key, or round robin)."""
+        # Keyed by plain (topic, partition) tuples: a TopicPartition per record cost more than
+        # placing it. They compare and hash alike, and become TopicPartitions once per group.
+        groups: dict[tuple[str, int], list[OutgoingRecord]] = {}
+        for record in records:
+            count = counts[record.topic]
+            partition = record.partition
+            if partition is None:
+                partition = partition_for(record.key, count, fallback=self._round_robin)
+                if record.key is None:
+                    self._round_robin += 1
+            elif not 0 <= partition < count:
+                raise ValueError(f"partition {partition} out of range for {record.topic!r} ({count})")
+            group = groups.get((record.topic, partition))
+            if group is None:
+                groups[record.topic, partition] = [record]
+            else:
+                group.append(record)
+        return {TopicPartition(*tp): group for tp, group in groups.items()}
 
     async def _partition_count(self, topic: str) -> int:
         count = self._bus.known_partitions(topic)
@@ -156,8 +170,8 @@ class EmbeddedProducer:
     async def _flush(self, batch: list[_SendRequest]) -> None:
         by_partition: dict[TopicPartition, list[OutgoingRecord]] = collections.defaultdict(list)
         for request in batch:
-            for tp, record in request.items:
-                by_partition[tp].append(record)
+            for tp, records in request.by_partition.items():
+                by_partition[tp] += records
         tps = list(by_partition)
         # Partitions have separate files and locks: write them in parallel threads.
         results = await asyncio.gather(
@@ -176,7 +190,7 @@ class EmbeddedProducer:
         for request in batch:
             if request.future.done():
                 continue
-            error = next((failures[tp] for tp, _ in request.items if tp in failures), None)
+            error = next((failures[tp] for tp in request.by_partition if tp in failures), None)
             if error is None:
                 request.future.set_result(None)
             elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
