@@ -74,6 +74,7 @@ def common_shape_event(draw: st.DrawFn) -> dict[str, Any]:
     """An error or log in the fast path's common shape, each rule's value valid or not: the
     fast path must agree exactly with the full validator on these."""
     short = st.one_of(st.none(), st.just(""), WORD, st.just("s" * 256), st.just("s" * 257))
+    short_at_top = st.one_of(st.none(), st.just(""), WORD, st.just("s" * 256))
     event: dict[str, Any] = {
         "event_type": draw(st.sampled_from(["error", "log"])),
         "message": draw(st.one_of(WORD, st.just(""), st.just(" \t"), TEXT)),
@@ -82,9 +83,10 @@ def common_shape_event(draw: st.DrawFn) -> dict[str, Any]:
         "level": st.one_of(st.none(), st.just(""), WORD, st.just("L" * 32), st.just("L" * 33)),
         "fingerprint": short,
         "occurred_at": st.one_of(st.none(), st.just(""), TIMESTAMP, st.just("not a time"), st.just("2026-13-01")),
-        "environment": short,
-        "release": short,
-        "user_id": short,
+        # Top level, a value over 256 falls back even where context overrides it (valid there).
+        "environment": short_at_top,
+        "release": short_at_top,
+        "user_id": short_at_top,
         "duration_ms": SCALAR,
         "span_id": SCALAR,
     }

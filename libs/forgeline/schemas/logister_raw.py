@@ -34,11 +34,22 @@ _ITEM_OVERHEAD = 96  # the item's keys, id and time around its line
 
 
 class RawItem(msgspec.Struct):
-    """One accepted event of a batch record."""
+    """One accepted event of a batch record, as read (an id that is not a UUID fails alone)."""
 
     event_id: str
     received_at: int
     line: msgspec.Raw
+
+
+class AcceptedItem(msgspec.Struct):
+    """One accepted event, as the gateway writes it: the same JSON as RawItem, the id encoded in C."""
+
+    event_id: uuid.UUID
+    received_at: int
+    line: msgspec.Raw
+
+
+Item = RawItem | AcceptedItem
 
 
 class RawBatch(msgspec.Struct):
@@ -51,6 +62,18 @@ class RawBatch(msgspec.Struct):
     environment: str
     token_id: str
     items: list[RawItem]
+
+
+class _Written(msgspec.Struct):
+    """RawBatch as encoded: items of either kind (msgspec checks types when decoding only)."""
+
+    v: int
+    route: str
+    organisation_id: str
+    project_id: str
+    environment: str
+    token_id: str
+    items: Sequence[Item]
 
 
 class _Version(msgspec.Struct):
@@ -78,12 +101,12 @@ def encode_batch(
     project_id: str,
     environment: str,
     token_id: str,
-    items: Sequence[RawItem],
+    items: Sequence[Item],
     budget: int = RECORD_BUDGET_BYTES,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) of the records carrying ``items``, in order: one unless above ``budget``."""
     out: list[tuple[bytes, bytes]] = []
-    chunk: list[RawItem] = []
+    chunk: list[Item] = []
     size = 0
     for item in items:
         cost = len(item.line) + _ITEM_OVERHEAD
@@ -98,14 +121,16 @@ def encode_batch(
 
 
 def encode_items(
-    route: str, organisation_id: str, project_id: str, environment: str, token_id: str, items: list[RawItem]
+    route: str, organisation_id: str, project_id: str, environment: str, token_id: str, items: Sequence[Item]
 ) -> bytes:
     """The value of one ``"v": 2`` record holding ``items`` (whatever their size)."""
-    return _encoder.encode(RawBatch(V2, route, organisation_id, project_id, environment, token_id, items))
+    return _encoder.encode(_Written(V2, route, organisation_id, project_id, environment, token_id, items))
 
 
 def _record(
-    route: str, organisation_id: str, project_id: str, environment: str, token_id: str, items: list[RawItem]
+    route: str, organisation_id: str, project_id: str, environment: str, token_id: str, items: list[Item]
 ) -> tuple[bytes, bytes]:
     value = encode_items(route, organisation_id, project_id, environment, token_id, items)
-    return uuid.UUID(items[0].event_id).bytes, value  # as a v1 record of that event is keyed
+    first = items[0].event_id
+    key = first if isinstance(first, uuid.UUID) else uuid.UUID(first)
+    return key.bytes, value  # as a v1 record of that event is keyed

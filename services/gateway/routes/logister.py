@@ -40,6 +40,7 @@ from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
 from services.gateway.recent import RecentIds
 from services.gateway.routes import logister_batch
+from services.gateway.routes.logister_steps import seen_id
 from services.gateway.tokens import Refresh, check_token, unauthorized
 
 INGEST_EVENTS_PATH = "/api/v1/ingest_events"
@@ -125,7 +126,7 @@ class LogisterApi:
 
     def received_at(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> datetime:
         # A resent id keeps its first receive time: one row, whatever occurred_at defaults to.
-        return self.first_received.get(f"{principal.project_id}:{event_id}") or now
+        return self.first_received.get(seen_id(principal.project_id, event_id)) or now
 
     def ingest_context(
         self, principal: Principal, event_id: uuid.UUID, received_at: datetime | None = None
@@ -164,10 +165,10 @@ class LogisterApi:
         ]
         await self.publisher.publish(records)
         for _, ctx in items:  # only once durable: a failed publish pins no time
-            self.first_received.remember(f"{ctx.project_id}:{ctx.event_id}", ctx.received_at)
+            self.first_received.remember(seen_id(ctx.project_id, ctx.event_id), ctx.received_at)
 
     async def publish_batch(
-        self, principal: Principal, items: Sequence[logister_raw.RawItem], received: Sequence[datetime]
+        self, principal: Principal, items: Sequence[logister_raw.AcceptedItem], received: Sequence[datetime]
     ) -> None:
         encoded = logister_raw.encode_batch(
             "ingest_events",
@@ -180,7 +181,7 @@ class LogisterApi:
         await self.publisher.publish([OutgoingRecord(RAW_LOGISTER, value, key=key) for key, value in encoded])
         project = principal.project_id
         for item, at in zip(items, received, strict=True):  # only once durable, as publish_raw
-            self.first_received.remember(f"{project}:{item.event_id}", at)
+            self.first_received.remember(seen_id(project, item.event_id), at)
 
     async def _single(
         self,

@@ -32,7 +32,7 @@ from forgeline.schemas import logister, logister_fast, logister_raw
 from forgeline.schemas.common import json_depth_exceeds, to_millis
 from services.gateway.body import read_body
 from services.gateway.errors import ApiError, JSONResponse
-from services.gateway.routes.logister_steps import LogisterSteps
+from services.gateway.routes.logister_steps import LogisterSteps, seen_id
 
 BATCH_PATH = "/api/v1/ingest_events/batch"
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
@@ -110,8 +110,9 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
     depth = api.settings.max_json_depth
     parsed = [_identify(n, text, depth, headers) for n, text in enumerate(lines, 1)]
     now = api.now()
+    now_ms = to_millis(now)
     results: list[dict[str, Any]] = []
-    accepted: list[logister_raw.RawItem] = []
+    accepted: list[logister_raw.AcceptedItem] = []
     received: list[datetime] = []
     invalid = False
     for number, ((raw, event_id), text) in enumerate(zip(parsed, lines, strict=True), 1):
@@ -123,17 +124,21 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
                 invalid = True
                 results.append({"line": number, "id": str(event_id), "status": "rejected", "errors": err.errors})
                 continue
-        results.append({"line": number, "id": str(event_id), "status": "rolled_back"})
-        accepted.append(logister_raw.RawItem(str(event_id), to_millis(received_at), msgspec.Raw(text)))
+        # The id stays a UUID: the response (orjson) and the record (msgspec) write it in C.
+        results.append({"line": number, "id": event_id, "status": "rolled_back"})
+        millis = now_ms if received_at is now else to_millis(received_at)
+        accepted.append(logister_raw.AcceptedItem(event_id, millis, msgspec.Raw(text)))
         received.append(received_at)
     if invalid:
+        for result in results:
+            result["id"] = str(result["id"])
         raise ApiError(422, {"status": "rejected", "results": results}, reason="invalid", headers=headers)
 
     await api.publish_batch(principal, accepted, received)
     duplicates = 0
     project = principal.project_id
     for result, (_, event_id) in zip(results, parsed, strict=True):
-        seen_key = f"{project}:{event_id}"
+        seen_key = seen_id(project, event_id)
         duplicate = seen_key in api.recent_ids
         duplicates += duplicate
         api.recent_ids.add(seen_key)

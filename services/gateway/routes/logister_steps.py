@@ -21,6 +21,11 @@ from services.gateway.ratelimit import Decision
 from services.gateway.recent import RecentIds
 
 
+def seen_id(project_id: str, event_id: uuid.UUID) -> str:
+    """The key of an event id in the gateway's recent-id caches (``uuid.hex``: cheaper than ``str``)."""
+    return f"{project_id}:{event_id.hex}"
+
+
 class LogisterSteps(Protocol):
     settings: Settings
     batch_limits: BodyLimits
@@ -47,7 +52,7 @@ class LogisterSteps(Protocol):
     ) -> logister.IngestContext: ...
 
     async def publish_batch(
-        self, principal: Principal, items: Sequence[logister_raw.RawItem], received: Sequence[datetime]
+        self, principal: Principal, items: Sequence[logister_raw.AcceptedItem], received: Sequence[datetime]
     ) -> None:
         """Enqueue an accepted batch as one ``"v": 2`` record (a few above the record budget);
         ``received[i]`` is ``items[i]``'s receive time. Returns once durable."""
