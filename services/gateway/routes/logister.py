@@ -124,9 +124,9 @@ class LogisterApi:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.time(), UTC)
 
-    def received_at(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> datetime:
+    def received_at(self, seen: str, now: datetime) -> datetime:
         # A resent id keeps its first receive time: one row, whatever occurred_at defaults to.
-        return self.first_received.get(seen_id(principal.project_id, event_id)) or now
+        return self.first_received.get(seen) or now
 
     def ingest_context(
         self, principal: Principal, event_id: uuid.UUID, received_at: datetime | None = None
@@ -136,7 +136,7 @@ class LogisterApi:
             organisation_id=principal.organisation_id,
             project_id=principal.project_id,
             default_environment=principal.environment,
-            received_at=received_at or self.received_at(principal, event_id, self.now()),
+            received_at=received_at or self.received_at(seen_id(principal.project_id, event_id), self.now()),
         )
 
     async def publish_raw(
@@ -168,7 +168,7 @@ class LogisterApi:
             self.first_received.remember(seen_id(ctx.project_id, ctx.event_id), ctx.received_at)
 
     async def publish_batch(
-        self, principal: Principal, items: Sequence[logister_raw.AcceptedItem], received: Sequence[datetime]
+        self, principal: Principal, items: Sequence[logister_raw.AcceptedItem], received: Sequence[tuple[str, datetime]]
     ) -> None:
         encoded = logister_raw.encode_batch(
             "ingest_events",
@@ -179,9 +179,8 @@ class LogisterApi:
             items,
         )
         await self.publisher.publish([OutgoingRecord(RAW_LOGISTER, value, key=key) for key, value in encoded])
-        project = principal.project_id
-        for item, at in zip(items, received, strict=True):  # only once durable, as publish_raw
-            self.first_received.remember(seen_id(project, item.event_id), at)
+        for seen, at in received:  # only once durable, as publish_raw
+            self.first_received.remember(seen, at)
 
     async def _single(
         self,

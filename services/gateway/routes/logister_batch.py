@@ -113,10 +113,12 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
     now_ms = to_millis(now)
     results: list[dict[str, Any]] = []
     accepted: list[logister_raw.AcceptedItem] = []
-    received: list[datetime] = []
+    received: list[tuple[str, datetime]] = []
+    project = principal.project_id
+    seen = [seen_id(project, event_id) for _, event_id in parsed]
     invalid = False
-    for number, ((raw, event_id), text) in enumerate(zip(parsed, lines, strict=True), 1):
-        received_at = api.received_at(principal, event_id, now)
+    for number, ((raw, event_id), text, key) in enumerate(zip(parsed, lines, seen, strict=True), 1):
+        received_at = api.received_at(key, now)
         if raw is not None:
             try:
                 logister.normalize_event(raw, api.ingest_context(principal, event_id, received_at))
@@ -128,7 +130,7 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
         results.append({"line": number, "id": event_id, "status": "rolled_back"})
         millis = now_ms if received_at is now else to_millis(received_at)
         accepted.append(logister_raw.AcceptedItem(event_id, millis, msgspec.Raw(text)))
-        received.append(received_at)
+        received.append((key, received_at))
     if invalid:
         for result in results:
             result["id"] = str(result["id"])
@@ -136,12 +138,10 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
 
     await api.publish_batch(principal, accepted, received)
     duplicates = 0
-    project = principal.project_id
-    for result, (_, event_id) in zip(results, parsed, strict=True):
-        seen_key = seen_id(project, event_id)
-        duplicate = seen_key in api.recent_ids
+    for result, (_, event_id), key in zip(results, parsed, seen, strict=True):
+        duplicate = key in api.recent_ids
         duplicates += duplicate
-        api.recent_ids.add(seen_key)
+        api.recent_ids.add(key)
         result.update({"status": "accepted", "legacy_id": legacy_id(event_id), "duplicate": duplicate})
     batch_id = request.headers.get("x-logister-batch-id", "")
     if not _BATCH_ID.match(batch_id):
