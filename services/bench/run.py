@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from services.bench.console import bench_console
+from services.bench.cost import bench_cost
 from services.bench.gateway import bench_http, bench_msgpack
 from services.bench.harness import Row, print_table
 from services.bench.kafka import bench_kafka
@@ -41,6 +42,8 @@ def run_bench(quick: bool, out: Path, only: list[str] | None = None) -> list[Row
         "writer": lambda d: bench_writer(d, 20_000 if quick else 200_000),
         "exporter": lambda d: bench_exporter(d, 20_000 if quick else 200_000),
         "pipeline": lambda d: bench_pipeline(d, seconds),
+        # CPU µs per event of the gateway, normalizer and writer processes, batch routes (docs/performance.md).
+        "cost": lambda d: bench_cost(d, 50_000 if quick else 200_000),
         "memory": lambda d: bench_memory(d, seconds),
         "kafka": lambda d: bench_kafka(d, seconds),
         # Records for the normalizer and the writer (it is ~2× faster): a run's window is seconds long.
