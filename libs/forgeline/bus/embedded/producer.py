@@ -174,10 +174,17 @@ class EmbeddedProducer:
                 by_partition[tp] += records
         tps = list(by_partition)
         # Partitions have separate files and locks: write them in parallel threads.
-        results = await asyncio.gather(
-            *(asyncio.to_thread(self._append, tp, by_partition[tp]) for tp in tps),
-            return_exceptions=True,
-        )
+        results: list[int | BaseException]
+        if len(tps) == 1:  # the common case: one thread hop, without gather's tasks around it
+            try:
+                results = [await asyncio.to_thread(self._append, tps[0], by_partition[tps[0]])]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(asyncio.to_thread(self._append, tp, by_partition[tp]) for tp in tps),
+                return_exceptions=True,
+            )
         failures: dict[TopicPartition, BaseException] = {}
         for tp, result in zip(tps, results, strict=True):
             if isinstance(result, BaseException):
