@@ -1,9 +1,9 @@
 """The compiled fast path (forgeline.schemas.logister_fast) against the full validator.
 
 - On events in the common shape it agrees exactly: it accepts what normalize_event accepts,
-  with the same id, and leaves the rest to it.
-- On anything else, whatever it accepts the full path accepts too, and the row stored is the
-  full path's row (the fast path never builds one).
+  with the same id, and leaves the rest to it; the row it builds (the normalizer's fast path)
+  is normalize_event's row, cell for cell and in the same key order.
+- On anything else, whatever it accepts the full path accepts too, with the same row.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from hypothesis import strategies as st
 
 from forgeline.schemas import logister
 from forgeline.schemas.common import json_depth_exceeds
-from forgeline.schemas.logister_fast import accepted_event_id
+from forgeline.schemas.logister_fast import accepted_event_id, decode_line, event_row
 from tests.property.logister_strategies import any_shape_event, common_shape_event, valid_event
 
 pytestmark = pytest.mark.unit
 
 PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_DEPTH = 32
+RECEIVED_AT = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 def full_path(line: bytes, max_depth: int = MAX_DEPTH) -> tuple[uuid.UUID, dict[str, Any]] | None:
@@ -40,7 +41,7 @@ def full_path(line: bytes, max_depth: int = MAX_DEPTH) -> tuple[uuid.UUID, dict[
         if identity is None or identity == "":
             return None
         event_id = uuid.UUID(str(identity))
-        ctx = logister.IngestContext(event_id, "org", "proj", "production", datetime(2026, 5, 1, tzinfo=UTC))
+        ctx = logister.IngestContext(event_id, "org", "proj", "production", RECEIVED_AT)
         _, row = logister.normalize_event(raw, ctx)
     except (orjson.JSONDecodeError, logister.MissingEnvelope, logister.Invalid, ValueError):
         return None
@@ -64,6 +65,16 @@ def test_agrees_exactly_with_the_full_validator_on_the_common_shape(
     assert (fast is not None) == (full is not None), (line, full)
     if full is not None:
         assert fast == full[0] == event_id
+        assert_same_row(line, full[1])
+
+
+def assert_same_row(line: bytes, full_row: dict[str, Any]) -> None:
+    event = decode_line(line)
+    assert event is not None
+    body = orjson.loads(line)["event"]
+    ctx = logister.IngestContext(uuid.UUID(full_row["event_id"]), "org", "proj", "production", RECEIVED_AT)
+    _, row = event_row(event, body, ctx)
+    assert list(row.items()) == list(full_row.items())
 
 
 @PROPERTY
@@ -80,6 +91,7 @@ def test_whatever_it_accepts_the_full_validator_accepts(event: dict[str, Any], i
         full = full_path(line)
         assert full is not None, line
         assert full[0] == fast
+        assert_same_row(line, full[1])
 
 
 @given(event=valid_event())

@@ -203,7 +203,7 @@ def _context_with_conveniences(event: dict[str, Any], check: _Checker) -> dict[s
     return context
 
 
-def _first_line(message: str) -> str:
+def first_line(message: str) -> str:
     return message.split("\n", 1)[0].strip()[:_MAX_SHORT]
 
 
@@ -260,7 +260,7 @@ def normalize_event(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind
         exception_class = ""
         if isinstance(exception, dict):
             exception_class = str(exception.get("class") or exception.get("type") or "")[:_MAX_SHORT]
-        record["fingerprint"] = fingerprint or _first_line(message)
+        record["fingerprint"] = fingerprint or first_line(message)
         record["exception_class"] = exception_class
     elif kind is LOG:
         record["fingerprint"] = fingerprint

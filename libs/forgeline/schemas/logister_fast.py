@@ -3,11 +3,12 @@
 The fast path proves a line valid; it never rejects one. ``accepted_event_id`` returns the
 line's id when the line has the common shape and every rule holds, and None otherwise —
 then the caller runs the full validator (``forgeline.schemas.logister.normalize_event``),
-which alone writes error messages. Hence two invariants, checked by
-tests/property/test_logister_fast_path.py:
+which alone writes error messages. The gateway uses it to accept (``accepted_event_id``,
+``single_event``), the normalizer to build the rows of batch items (``event_row``). Two
+invariants, checked by tests/property/test_logister_fast_path.py:
 
 - anything the fast path accepts, the full validator accepts too (no 202 for a bad event);
-- the row is always built by ``normalize_event`` from the same bytes, so it cannot differ.
+- ``event_row`` of an accepted event is ``normalize_event``'s row, cell for cell.
 
 The common shape is what logister-python sends for errors and logs: snake_case keys only
 (an unknown key, a camelCase spelling or an ``EVENT`` root falls back), a ``uuid`` or
@@ -18,13 +19,17 @@ refuses too. Other event types (span, metric, transaction, check_in) always fall
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
+import orjson
 from msgspec import UNSET, Meta, UnsetType
 
-from forgeline.schemas.common import parse_timestamp
+from forgeline.ids import legacy_id
+from forgeline.schemas.common import parse_timestamp, to_millis
+from forgeline.schemas.logister import CONVENIENCE_FIELDS, IngestContext, first_line
+from forgeline.schemas.records import ERROR, LOG, RecordKind
 
 _MAX_SHORT = 256  # as forgeline.schemas.logister
 _MAX_MESSAGE = 64 * 1024
@@ -85,7 +90,7 @@ _line = msgspec.json.Decoder(FastLine)
 _envelope = msgspec.json.Decoder(_RawEnvelope)
 
 
-def decode_line(line: bytes) -> FastEvent | None:
+def decode_line(line: bytes | memoryview) -> FastEvent | None:
     """The line's event when it decodes in the common shape, else None."""
     try:
         return _line.decode(line).event
@@ -136,3 +141,50 @@ def valid_event(event: FastEvent) -> bool:
             if value is not None and not (isinstance(value, str) and len(value) <= _MAX_SHORT):
                 return False
     return True
+
+
+def event_row(event: FastEvent, body: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind, dict[str, Any]]:
+    """The typed row of an event ``valid_event`` accepted: normalize_event's row, cell for cell
+    and key for key, without its checks (tests/property/test_logister_fast_path.py compares them).
+
+    ``body`` is the same event as orjson reads it: context values keep their JSON spelling
+    (``42`` stays an integer; the Struct holds floats), so the context cell is the same text.
+    """
+    kind = ERROR if event.event_type == "error" else LOG
+    given = body.get("context")
+    context: dict[str, Any] = {} if given is None else dict(given)
+    for field in CONVENIENCE_FIELDS:  # keys are snake_case here: body is snake_keys(body)
+        value = body.get(field)
+        if value is not None and context.get(field) is None:
+            context[field] = value
+    message = event.message
+    received_at = to_millis(ctx.received_at)
+    row: dict[str, Any] = {
+        "event_id": str(ctx.event_id),
+        "legacy_id": legacy_id(ctx.event_id),
+        "organisation_id": ctx.organisation_id,
+        "project_id": ctx.project_id,
+        "environment": context.get("environment") or ctx.default_environment,
+        "received_at": received_at,
+        "release": context.get("release") or "",
+        "trace_id": context.get("trace_id") or "",
+        "request_id": context.get("request_id") or "",
+        "session_id": context.get("session_id") or "",
+        "user_id": context.get("user_id") or "",
+        "level": (event.level or "").lower() or ("error" if kind is ERROR else "info"),
+        "message": message,
+    }
+    fingerprint = event.fingerprint or ""
+    if kind is ERROR:
+        exception = context.get("exception")
+        exception_class = ""
+        if isinstance(exception, dict):
+            exception_class = str(exception.get("class") or exception.get("type") or "")[:_MAX_SHORT]
+        row["fingerprint"] = fingerprint or first_line(message)
+        row["exception_class"] = exception_class
+    else:
+        row["fingerprint"] = fingerprint
+    occurred = parse_timestamp(event.occurred_at) if event.occurred_at else None
+    row["occurred_at"] = received_at if occurred is None else to_millis(occurred)
+    row["context"] = orjson.dumps(context, option=orjson.OPT_NON_STR_KEYS).decode()
+    return kind, row
