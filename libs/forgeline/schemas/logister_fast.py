@@ -33,6 +33,7 @@ from forgeline.schemas.records import ERROR, LOG, RecordKind
 
 _MAX_SHORT = 256  # as forgeline.schemas.logister
 _MAX_MESSAGE = 64 * 1024
+_CONVENIENCE = frozenset(CONVENIENCE_FIELDS)
 FAST_DEPTH = 4  # line → event → context → one nested object: the deepest shape accepted here
 
 Scalar = str | float | bool | None
@@ -153,10 +154,11 @@ def event_row(event: FastEvent, body: dict[str, Any], ctx: IngestContext) -> tup
     kind = ERROR if event.event_type == "error" else LOG
     given = body.get("context")
     context: dict[str, Any] = {} if given is None else dict(given)
-    for field in CONVENIENCE_FIELDS:  # keys are snake_case here: body is snake_keys(body)
-        value = body.get(field)
-        if value is not None and context.get(field) is None:
-            context[field] = value
+    if not _CONVENIENCE.isdisjoint(body):  # most events send none: skip the ordered loop
+        for field in CONVENIENCE_FIELDS:  # in this order: it is the context cell's key order
+            value = body.get(field)  # keys are snake_case here: body is snake_keys(body)
+            if value is not None and context.get(field) is None:
+                context[field] = value
     message = event.message
     received_at = to_millis(ctx.received_at)
     row: dict[str, Any] = {
