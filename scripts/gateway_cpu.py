@@ -1,11 +1,14 @@
 """Main-thread CPU per request of the gateway app vs the bare Starlette app, in process.
 
-    .venv/bin/python scripts/gateway_cpu.py {single|batch|forge} [requests] [--no-publish]
+    .venv/bin/python scripts/gateway_cpu.py {single|batch|forge|msgpack} [requests] [--no-publish] [--starlette-only]
 
 No sockets and no uvicorn: ASGI calls from 32 concurrent tasks, so the figure is the app's
 own cost (handler, middleware, validation, bus append) and is far less noisy on a shared
 machine than `forgeline bench`. `--no-publish` replaces the bus append with nothing, which
-isolates what publishing costs. Run it under `py-spy record -f raw` to see where it goes.
+isolates what publishing costs. `--starlette-only` turns the ingest POSTs' own path off
+(services/gateway/fastpath.py): every request then goes through Starlette's middleware and
+router, which measures what that path saves in the same run. Run it under
+`py-spy record -f raw` to see where it goes.
 """
 
 from __future__ import annotations
@@ -77,20 +80,25 @@ async def _drive(
     return (time.thread_time() - started) / (per_task * CONCURRENCY) * 1e6, statuses
 
 
-async def main(which: str, requests: int, publish: bool) -> None:
+async def main(which: str, requests: int, publish: bool, fast_path: bool) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="forgeline-cpu-"))
     os.environ.update(
         {
             "FORGELINE_DATA_DIR": str(data_dir),
             "FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000",
             "FORGELINE_FORGE_RATE_LIMIT_REQUESTS": "1000000000",
+            "FORGELINE_MSGPACK_RATE_LIMIT_REQUESTS": "1000000000",
         }
     )
     tokens = await asyncio.to_thread(bootstrap_tokens, data_dir)
     from forgeline.bus.factory import create_bus
     from forgeline.config import Settings
+    from services.gateway import app as gateway_app
     from services.gateway.app import create_app
     from services.gateway.publish import Publisher
+
+    if not fast_path:
+        gateway_app.ingest_endpoints = lambda routes: {}  # every request through Starlette's stack
 
     if not publish:
 
@@ -115,6 +123,12 @@ async def main(which: str, requests: int, publish: bool) -> None:
             {"Authorization": f"Bearer {tokens['forge_token']}", "Content-Type": "application/json"},
             200,
         ),
+        "msgpack": (
+            "/api/events",
+            payloads.msgpack_batch(tokens["msgpack_app_id"], 500),
+            {"Content-Type": "application/msgpack", "x-public-token": tokens["msgpack_public_token"]},
+            500,
+        ),
     }
     path, body, headers, events = cases[which]
     async with app.router.lifespan_context(app):
@@ -122,10 +136,19 @@ async def main(which: str, requests: int, publish: bool) -> None:
         ours = [await _drive(app, path, body, headers, requests) for _ in range(3)]
     bare, _ = await _drive(bare_app(), path, body, headers, requests)
     best = min(cpu for cpu, _ in ours)
-    print(f"{which}: gateway {best:.0f} µs/request (best of 3; {best / events:.1f} µs/event), statuses {ours[-1][1]}")
+    path_name = "ingest path" if fast_path else "starlette only"
+    per_event = f"{best / events:.1f} µs/event"
+    print(f"{which} ({path_name}): gateway {best:.0f} µs/request (best of 3; {per_event}), statuses {ours[-1][1]}")
     print(f"{which}: bare app {bare:.0f} µs/request → ratio {bare / best:.2f}")
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 5000, "--no-publish" not in sys.argv))
+    asyncio.run(
+        main(
+            args[0],
+            int(args[1]) if len(args) > 1 else 5000,
+            publish="--no-publish" not in sys.argv,
+            fast_path="--starlette-only" not in sys.argv,
+        )
+    )
