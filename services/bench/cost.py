@@ -4,8 +4,8 @@ For the Logister batch route (gzip NDJSON, 100 events a request) and the Forge L
 route (200 events a request): read utime + stime of the processes from /proc/PID/stat, send
 N distinct events, wait until every one is a row and the processes are quiet again (readers
 other than the writer finish their share), read them again. CPU per event = the difference / N,
-minus what the same processes burn idle over as long (timers, and the row count this scenario
-polls through the admin port, measured just before the load).
+minus what the same processes burn idle over as long (timers, merges, and the scrapes of the
+writer's row counter on the admin port that this scenario polls, measured just before the load).
 
 Two layouts, both `forgeline up` on the embedded defaults (as the `pipeline` scenario runs it):
 
@@ -46,10 +46,10 @@ ANCHOR = "anchor: Snuba's Rust consumer ≈ 18 µs per item (54.7k items/s on on
 LOGISTER_BATCH = 100
 FORGE_BATCH = 200
 SENDERS = 4  # concurrent requests: enough to keep the gateway busy without a load generator process
-POLL_S = 1.0
+POLL_S = 0.5
 IDLE_S = 3.0
 SETTLE_WINDOW_S = 1.0
-SETTLED_CORES = 0.15  # below 15 % of a core (an idle writer answering the row count polls uses ~8 %)
+SETTLED_CORES = 0.10  # below 10 % of a core: the load before is done
 ENV = {"FORGELINE_LOGISTER_RATE_LIMIT_REQUESTS": "1000000000", "FORGELINE_WRITER_FLUSH_SECONDS": "0.5"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -96,7 +96,8 @@ class Route:
     headers: dict[str, str]
     bodies: list[bytes]
     events: int
-    count_sql: str
+    table: str  # where its rows go: the writer counts them (forgeline_writer_rows_inserted_total)
+    count_sql: str  # its rows, asked once the window is closed
 
 
 def logister_route(token: str, events: int) -> Route:
@@ -125,6 +126,7 @@ def logister_route(token: str, events: int) -> Route:
         headers,
         bodies,
         len(bodies) * LOGISTER_BATCH,
+        "errors",
         sql,
     )
 
@@ -151,7 +153,8 @@ def forge_route(token: str, project_id: str, events: int) -> Route:
     ]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     sql = f"SELECT count() FROM forgeline.game_events WHERE session_id = '{session}'"
-    return Route(f"Forge batch {FORGE_BATCH}", "/v1/ingest/events", headers, bodies, len(bodies) * FORGE_BATCH, sql)
+    events = len(bodies) * FORGE_BATCH
+    return Route(f"Forge batch {FORGE_BATCH}", "/v1/ingest/events", headers, bodies, events, "game_events", sql)
 
 
 async def _send(port: int, route: Route) -> None:
@@ -174,6 +177,17 @@ async def _send(port: int, route: Route) -> None:
         await asyncio.gather(*(sender(client) for _ in range(SENDERS)))
 
 
+def _inserted(admin_port: int, table: str) -> int:
+    """Rows the writer has inserted into ``table`` (admin /metrics: a scrape, not a chDB query)."""
+    out = httpx.get(f"http://{HOST}:{admin_port}/metrics", timeout=60)
+    out.raise_for_status()
+    prefix = f'forgeline_writer_rows_inserted_total{{table="{table}"}} '
+    for line in out.text.splitlines():
+        if line.startswith(prefix):
+            return int(float(line[len(prefix) :]))
+    return 0
+
+
 def _count(admin_port: int, sql: str) -> int:
     out = httpx.post(f"http://{HOST}:{admin_port}/query", json={"sql": sql, "format": "TSV"}, timeout=60)
     out.raise_for_status()
@@ -191,20 +205,24 @@ def _measure(pids: dict[str, int], port: int, admin_port: int, route: Route) -> 
     idle_from, idle_started = cpu(), time.perf_counter()
     deadline = idle_started + IDLE_S
     while time.perf_counter() < deadline:
-        _count(admin_port, route.count_sql)
+        _inserted(admin_port, route.table)
         time.sleep(POLL_S)
     idle_to, idle_seconds = cpu(), time.perf_counter() - idle_started
     idle_rate = {name: (idle_to[name] - idle_from[name]) / idle_seconds for name in pids}
 
+    inserted = _inserted(admin_port, route.table)
     before, started = cpu(), time.perf_counter()
     asyncio.run(_send(port, route))
-    while _count(admin_port, route.count_sql) < route.events:
+    while _inserted(admin_port, route.table) < inserted + route.events:
         time.sleep(POLL_S)
     queryable = time.perf_counter() - started
     # Processors that read the same typed records besides the writer (default layout) may still
     # be at work: their CPU belongs to these events too.
     _settle(cpu)
     after, seconds = cpu(), time.perf_counter() - started
+    stored = _count(admin_port, route.count_sql)
+    if stored != route.events:
+        raise RuntimeError(f"cost: {route.name}: {stored} rows for {route.events} events")
     per_event = {
         name: max(after[name] - before[name] - idle_rate[name] * seconds, 0.0) / route.events * 1e6 for name in pids
     }
