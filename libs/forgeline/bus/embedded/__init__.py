@@ -39,6 +39,8 @@ Known limits:
 - Compaction keeps small closed segments as they are (it does not merge them), and keys
   are never forgotten (there are no tombstones: state records carry flags such as
   ``revoked``), so a compacted topic grows with its number of keys.
+- A frame is read and decoded whole: a consumer holds every record of the frame it reads
+  (as many as one append wrote), whatever ``max_records`` its poll asks for.
 - One consumer per group (``Capabilities.shared_groups`` is False); a second one raises
   RuntimeError. Partitions are not shared between consumers.
 - Timestamps are the append time (Kafka's LogAppendTime); ``OutgoingRecord`` has none.
