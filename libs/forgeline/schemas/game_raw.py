@@ -65,34 +65,35 @@ def _ranges(sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
     return out
 
 
-def forge_events_values(
-    envelope: Doc, items_json: bytes, items: Sequence[Any], ids: Sequence[str], limit: int = SPLIT_BYTES
-) -> list[bytes]:
+def forge_events_values(envelope: Doc, items_json: bytes, ids: Sequence[str], limit: int = SPLIT_BYTES) -> list[bytes]:
     """The version-2 value(s) of one accepted Forge Logger event request.
 
-    ``envelope`` holds the tenancy, token and receive time; ``items_json`` is the JSON text of
-    ``items`` as accepted (embedded as it is: no second serialization on the hot path).
+    ``envelope`` holds the tenancy, token and receive time; ``items_json`` is the JSON array of
+    the request's events as accepted, embedded as it is (no second serialization on the hot
+    path). Only a body above ``limit`` is parsed again, to cut it between events.
     """
     head = {"v": ENVELOPE_V2, "route": EVENTS_ROUTE, **envelope}
     if len(items_json) <= limit:
         return [orjson.dumps({**head, "ids": list(ids), "items": orjson.Fragment(items_json)})]
-    pieces = [orjson.dumps(item) for item in items]
+    pieces = [orjson.dumps(item) for item in orjson.loads(items_json)]
     return [
         orjson.dumps({**head, "ids": list(ids[a:b]), "items": orjson.Fragment(b"[" + b",".join(pieces[a:b]) + b"]")})
         for a, b in _ranges([len(p) for p in pieces], limit)
     ]
 
 
-def msgpack_events_values(
-    envelope: Doc, body: bytes, docs: Sequence[Any], digest: str, limit: int = SPLIT_BYTES
-) -> list[bytes]:
-    """The version-2 value(s) of one accepted MessagePack event request (``body`` as accepted)."""
+def msgpack_events_values(envelope: Doc, body: bytes, digest: str, limit: int = SPLIT_BYTES) -> list[bytes]:
+    """The version-2 value(s) of one accepted MessagePack event request (``body`` as accepted).
+
+    Only a body whose base64 exceeds ``limit`` is decoded again, to cut it between items.
+    """
     head = {"v": ENVELOPE_V2, "route": EVENTS_ROUTE, **envelope, "digest": digest}
     if len(body) * 4 // 3 + 4 <= limit:
         return [orjson.dumps({**head, "first": 0, "packed": base64.b64encode(body).decode()})]
+    docs = _unpack(body)
     pieces = [len(msgpack.packb(doc)) * 4 // 3 + 4 for doc in docs]
     return [
-        orjson.dumps({**head, "first": a, "packed": base64.b64encode(msgpack.packb(list(docs[a:b]))).decode()})
+        orjson.dumps({**head, "first": a, "packed": base64.b64encode(msgpack.packb(docs[a:b])).decode()})
         for a, b in _ranges(pieces, limit)
     ]
 
@@ -101,12 +102,15 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"ext type {code}")
 
 
-def unpack_items(packed: str) -> list[Any]:
-    """The items of a version-2 MessagePack record's body (one map, or an array of them)."""
-    doc = msgpack.unpackb(
-        base64.b64decode(packed, validate=True), raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext
-    )
+def _unpack(body: bytes) -> list[Any]:
+    """The items of a MessagePack events body (one map, or an array of them), as the gateway read them."""
+    doc = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext)
     return doc if isinstance(doc, list) else [doc]
+
+
+def unpack_items(packed: str) -> list[Any]:
+    """The items of a version-2 MessagePack record (its ``packed`` body)."""
+    return _unpack(base64.b64decode(packed, validate=True))
 
 
 def _forge_views(doc: Doc) -> list[Doc]:

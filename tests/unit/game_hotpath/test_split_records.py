@@ -27,7 +27,7 @@ SESSIONS = session_ids("proj")
 
 def _forge_record(items: list[Any], ids: list[str], offset: int = 7) -> Record:
     envelope = {**TENANCY, "token_id": "tok", "received_at": RECEIVED}
-    [value] = game_raw.forge_events_values(envelope, orjson.dumps(items), items, ids)
+    [value] = game_raw.forge_events_values(envelope, orjson.dumps(items), ids)
     return Record(RAW_FORGE, 0, offset, b"key", value, 0)
 
 
@@ -61,8 +61,8 @@ def test_a_record_that_is_no_version_2_request_is_dead_lettered_whole() -> None:
 def test_a_forge_request_split_for_size_expands_to_the_same_items(items: list[Any], limit: int) -> None:
     envelope = {**TENANCY, "token_id": "tok", "received_at": RECEIVED}
     ids = _ids(len(items))
-    whole = game_raw.forge_events_values(envelope, orjson.dumps(items), items, ids)
-    parts = game_raw.forge_events_values(envelope, orjson.dumps(items), items, ids, limit=limit)
+    whole = game_raw.forge_events_values(envelope, orjson.dumps(items), ids)
+    parts = game_raw.forge_events_values(envelope, orjson.dumps(items), ids, limit=limit)
     assert len(whole) == 1
     assert all(len(orjson.loads(p)["items"]) == 1 or len(p) <= limit + 4096 for p in parts)
     views = [v for p in parts for v in game_raw.v1_views(RAW_FORGE, p)]
@@ -74,8 +74,8 @@ def test_a_forge_request_split_for_size_expands_to_the_same_items(items: list[An
 def test_a_msgpack_request_split_for_size_expands_to_the_same_items(items: list[Any], limit: int) -> None:
     envelope = {**TENANCY, "app_id": "app", "token_id": "tok", "received_at": RECEIVED}
     body = msgpack.packb(items)
-    whole = game_raw.msgpack_events_values(envelope, body, items, "f" * 64)
-    parts = game_raw.msgpack_events_values(envelope, body, items, "f" * 64, limit=limit)
+    whole = game_raw.msgpack_events_values(envelope, body, "f" * 64)
+    parts = game_raw.msgpack_events_values(envelope, body, "f" * 64, limit=limit)
     assert len(whole) == 1
     for part in parts:
         packed = orjson.loads(part)["packed"]

@@ -1,0 +1,227 @@
+"""Compiled validation of the game event schemas (msgspec Structs): the fast path.
+
+``forge_events`` (a Forge Logger events body) and ``msgpack_items`` (a MessagePack events
+body) decode and type-check a whole request in msgspec's C code, then test in a few Python
+comparisons per item what a type cannot say (non-blank text, lengths, timestamps, session
+ownership, nesting depth). They return the items only when the validators of ``forge.py`` and
+``msgpack.py`` accept the request, and None for anything else: the caller then runs those
+validators, which name every problem with the exact messages the API documents. So the fast
+path never changes an answer; it only skips the Python walk for the requests that pass.
+
+It is deliberately narrower than the validators (the equivalence is easy to see and is
+property-tested): unknown fields, explicit nulls in MessagePack items, and fields of the
+wrong type all take the slow path, which accepts or refuses them as it always did.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import msgspec
+import orjson
+
+from forgeline.schemas.common import json_depth_exceeds, parse_timestamp
+from forgeline.schemas.forge import EVENT_ID, MAX_BATCH_EVENTS, SESSION_ID, _cited_ok
+from forgeline.schemas.msgpack import MAX_POSITIONS, PLAYER_EVENT_NAME, _unplain
+
+_UUID_TEXT = 64  # checks._as_uuid: longer text is never a UUID
+_SHORT = 256  # checks.Check.string's default max_len
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_events", "msgpack_items"]
+
+
+class ForgeEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One Forge Logger event (seed "Events") as the fast path accepts it."""
+
+    sessionId: str  # noqa: N815 - the wire name
+    type: str
+    timestamp: str | None = None
+    severity: Severity | None = None
+    properties: dict[str, Any] | None = None
+    projectId: str | None = None  # noqa: N815 - the wire name
+    environment: str | None = None
+
+
+_FORGE_BODY = list[ForgeEvent] | ForgeEvent
+
+
+def _text(value: str, max_len: int = _SHORT) -> bool:
+    """What Check.string accepts for a present value: not blank, at most ``max_len`` characters."""
+    return len(value) <= max_len and not value.isspace() and value != ""
+
+
+def _forge_event_ok(event: ForgeEvent, project_id: str, environment: str, props_depth: int) -> bool:
+    if event.projectId is not None and event.projectId != project_id:
+        return False
+    if event.environment is not None and event.environment != environment:
+        return False
+    if not _text(event.type, 128):
+        return False
+    if event.timestamp is not None and parse_timestamp(event.timestamp) is None:
+        return False
+    props = event.properties
+    if props is not None and props_depth < 1:
+        return False
+    if props and json_depth_exceeds(props, props_depth):
+        return False
+    # Owned by the token's project implies a UUID; the length is Check.uuid's.
+    return len(event.sessionId) <= _UUID_TEXT and _cited_ok(event.sessionId, SESSION_ID, project_id)
+
+
+def forge_events(raw: bytes, project_id: str, environment: str, max_depth: int) -> tuple[list[ForgeEvent], bool] | None:
+    """(events, was_batch) when POST /v1/ingest/events would accept ``raw`` whole, else None.
+
+    ``raw`` is parsed by orjson, as the normalizer parses it again: the two never disagree on
+    what the bytes say (duplicate keys, escapes, number ranges).
+    """
+    try:
+        doc = orjson.loads(raw)
+        body = msgspec.convert(doc, _FORGE_BODY)
+    except (orjson.JSONDecodeError, msgspec.ValidationError):
+        return None
+    batch = isinstance(body, list)
+    events = body if isinstance(body, list) else [body]
+    # The whole body nests at most max_depth: [ (1) { (2) "properties": { (3) ...
+    props_depth = max_depth - (2 if batch else 1)
+    if not 1 <= len(events) <= MAX_BATCH_EVENTS or props_depth < 0:
+        return None
+    for event in events:
+        if not _forge_event_ok(event, project_id, environment, props_depth):
+            return None
+    return events, batch
+
+
+# --- MessagePack ---------------------------------------------------------------------------------
+
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
+
+
+class Fps(msgspec.Struct, forbid_unknown_fields=True):
+    mean: float | Unset = UNSET
+    low_5: float | Unset = UNSET
+    low_1: float | Unset = UNSET
+
+
+class MsgpackItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One MessagePack item of any kind (seed "Event Schemas"); absent fields are UNSET.
+
+    No field accepts nil: an explicit nil changes which kind is inferred, so it takes the
+    slow path.
+    """
+
+    app_id: str
+    player_id: str
+    build_id: str | Unset = UNSET
+    event_name: str | Unset = UNSET
+    funnel_step_name: str | Unset = UNSET
+    session_id: str | Unset = UNSET
+    level_id: str | Unset = UNSET
+    region: str | Unset = UNSET
+    hardware: dict[str, Any] | Unset = UNSET
+    input_method: str | Unset = UNSET
+    custom_data: dict[str, Any] | Unset = UNSET
+    position: list[float] | Unset = UNSET
+    positions: list[float] | Unset = UNSET
+    status: str | Unset = UNSET
+    fps: Fps | Unset = UNSET
+    timestamp: str | Unset = UNSET
+    timestamp_start: str | Unset = UNSET
+    timestamp_end: str | Unset = UNSET
+
+
+_MSGPACK_BODY = msgspec.msgpack.Decoder(list[MsgpackItem] | MsgpackItem)
+
+
+def _opt_text(value: str | Unset, max_len: int = _SHORT) -> bool:
+    return value is UNSET or _text(value, max_len)
+
+
+def _plain(value: dict[str, Any] | Unset, depth: int) -> bool:
+    """A map of plain data (no binary, ext or non-string keys) nested at most ``depth`` deep."""
+    return value is UNSET or (depth >= 1 and _unplain(value, depth) is None)
+
+
+def _finite(numbers: list[float]) -> bool:
+    # msgspec gave floats (ints converted, bools refused); only NaN and infinities remain.
+    return all(map(math.isfinite, numbers))
+
+
+def _time(value: str | Unset) -> bool:
+    return isinstance(value, str) and parse_timestamp(value) is not None
+
+
+def _msgpack_item_ok(item: MsgpackItem, app_id: str, depth: int) -> bool:
+    """What msgpack.check_item accepts, for an item whose fields have their schema's types.
+
+    ``depth``: how deep a map-valued field may nest (the body's limit less the levels above it).
+    """
+    if item.app_id != app_id or not _text(item.app_id) or not _text(item.player_id) or not _opt_text(item.build_id):
+        return False
+    if item.funnel_step_name is not UNSET:
+        return (
+            _text(item.funnel_step_name)
+            and isinstance(item.session_id, str)
+            and _text(item.session_id)
+            and _opt_text(item.level_id)
+            and _time(item.timestamp)
+        )
+    if item.event_name == PLAYER_EVENT_NAME:
+        return _opt_text(item.region) and _plain(item.hardware, depth) and _time(item.timestamp)
+    if item.event_name is not UNSET:
+        position = item.position
+        return (
+            _text(item.event_name, 128)
+            and isinstance(item.session_id, str)
+            and _text(item.session_id)
+            and _opt_text(item.level_id)
+            and _opt_text(item.input_method, 64)
+            and _plain(item.custom_data, depth)
+            and (position is UNSET or (len(position) == 3 and _finite(position)))
+            and _time(item.timestamp)
+        )
+    if item.positions is UNSET and item.timestamp_start is UNSET:
+        return False  # no kind: the slow path names the problem
+    positions = item.positions
+    if not isinstance(positions, list) or not positions or len(positions) % 3 or len(positions) > MAX_POSITIONS:
+        return False
+    fps = item.fps
+    if fps is not UNSET and not _finite([v for v in (fps.mean, fps.low_5, fps.low_1) if v is not UNSET]):
+        return False
+    if not (isinstance(item.timestamp_start, str) and isinstance(item.timestamp_end, str)):
+        return False
+    start, end = parse_timestamp(item.timestamp_start), parse_timestamp(item.timestamp_end)
+    return (
+        start is not None
+        and end is not None
+        and end >= start
+        and isinstance(item.session_id, str)
+        and _text(item.session_id)
+        and _opt_text(item.level_id)
+        and _opt_text(item.status, 64)
+        and _opt_text(item.input_method, 64)
+        and _finite(positions)
+    )
+
+
+def msgpack_items(raw: bytes, app_id: str, max_depth: int, max_items: int) -> list[MsgpackItem] | None:
+    """The items when POST /api/events would accept ``raw`` whole for application ``app_id``, else None."""
+    try:
+        body = _MSGPACK_BODY.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    batch = isinstance(body, list)
+    items = body if isinstance(body, list) else [body]
+    if not 1 <= len(items) <= max_items:
+        return None
+    # [ (1) { (2) "custom_data": { (3) ...: a map field may nest max_depth less the levels above it.
+    depth = max_depth - (2 if batch else 1)
+    if depth < 1:
+        return None
+    for item in items:
+        if not _msgpack_item_ok(item, app_id, depth):
+            return None
+    return items
