@@ -8,12 +8,13 @@ import errno
 import logging
 import os
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from forgeline.bus.embedded.log import PartitionLog
 from forgeline.bus.embedded.store import LogStore
-from forgeline.bus.port import BusUnavailable, DiskFull, OutgoingRecord, TopicPartition, partition_for
+from forgeline.bus.port import BusUnavailable, DiskFull, OutgoingRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -115,23 +116,28 @@ class EmbeddedProducer:
         self, records: Sequence[OutgoingRecord], counts: Mapping[str, int]
     ) -> dict[TopicPartition, list[OutgoingRecord]]:
         """Group ``records`` by the partition each goes to (given, by key, or round robin)."""
-        # Keyed by plain (topic, partition) tuples: a TopicPartition per record cost more than
-        # placing it. They compare and hash alike, and become TopicPartitions once per group.
+        # The gateway's hot path: per record only a crc and a dict lookup. Groups are keyed by
+        # plain (topic, partition) tuples (a TopicPartition per record cost more than placing
+        # it) and the key's partition is ``partition_for`` inlined (test_keyed_partitioning_is_stable).
         groups: dict[tuple[str, int], list[OutgoingRecord]] = {}
+        round_robin = self._round_robin
         for record in records:
-            count = counts[record.topic]
-            partition = record.partition
+            topic, partition = record.topic, record.partition
             if partition is None:
-                partition = partition_for(record.key, count, fallback=self._round_robin)
-                if record.key is None:
-                    self._round_robin += 1
-            elif not 0 <= partition < count:
-                raise ValueError(f"partition {partition} out of range for {record.topic!r} ({count})")
-            group = groups.get((record.topic, partition))
+                key = record.key
+                if key is None:
+                    partition = round_robin % counts[topic]
+                    round_robin += 1
+                else:
+                    partition = zlib.crc32(key) % counts[topic]
+            elif not 0 <= partition < counts[topic]:
+                raise ValueError(f"partition {partition} out of range for {topic!r} ({counts[topic]})")
+            group = groups.get((topic, partition))
             if group is None:
-                groups[record.topic, partition] = [record]
+                groups[topic, partition] = [record]
             else:
                 group.append(record)
+        self._round_robin = round_robin
         return {TopicPartition(*tp): group for tp, group in groups.items()}
 
     async def _partition_count(self, topic: str) -> int:
