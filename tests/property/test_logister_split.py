@@ -142,3 +142,25 @@ def test_old_records_replay_to_the_same_rows_beside_batch_records(events: list[d
         )
     ]
     assert _as_tuples(process_batch(old + new)) == _as_tuples(expected + expected)
+
+
+@PROPERTY
+@given(events=st.lists(valid_event(), min_size=2, max_size=12))
+def test_a_batch_above_the_record_budget_is_a_few_records_with_every_row(
+    gateway: GatewayHarness, events: list[dict[str, Any]]
+) -> None:
+    for event in events:
+        event["uuid"] = str(uuid.uuid4())
+    seen = _positions(gateway)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logister_raw, "RECORD_BUDGET_BYTES", 200)  # about one event a record
+        response = _post(gateway, events)
+    assert response.status_code == 202, response.text
+    records = _new_records(gateway, seen)
+    assert len(records) > 1
+    assert all(r.key == uuid.UUID(orjson.loads(r.value)["items"][0]["event_id"]).bytes for r in records)
+    order = {e["uuid"]: n for n, e in enumerate(events)}
+    records.sort(key=lambda r: order[orjson.loads(r.value)["items"][0]["event_id"]])  # partitions: any order
+    split = process_batch(records)
+    stored = [orjson.loads(r.value).get("event_id") for r in split]
+    assert stored == [e["uuid"] for e in events]

@@ -177,6 +177,7 @@ class LogisterApi:
             principal.environment,
             principal.token_id,
             items,
+            logister_raw.RECORD_BUDGET_BYTES,  # read at call time: tests lower it
         )
         await self.publisher.publish([OutgoingRecord(RAW_LOGISTER, value, key=key) for key, value in encoded])
         for seen, at in received:  # only once durable, as publish_raw
