@@ -55,7 +55,7 @@ from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import RAW_FORGE
 from forgeline.clock import Clock
 from forgeline.config import Settings
-from forgeline.schemas import forge, game_raw, game_structs
+from forgeline.schemas import forge, game_ids, game_raw, game_structs
 from forgeline.schemas.checks import Invalid, Problem
 from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import Principal, TenancyTable
@@ -258,7 +258,7 @@ class ForgeApi:
         else:
             count, first_session, batch = self.checked_events(raw, principal, ctx)
         digest = hashlib.sha256(raw).hexdigest()
-        ids = [str(i) for i in forge.event_ids(principal.project_id, principal.environment, digest, count)]
+        ids = game_ids.forge_event_ids(principal.project_id, principal.environment, digest, count)
         envelope = {**ctx.tenant(), "token_id": principal.token_id, "received_at": to_millis(ctx.received_at)}
         values = game_raw.forge_events_values(envelope, raw if batch else b"[" + raw + b"]", ids)
         key = uuid.UUID(first_session).bytes
