@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.embedded import EmbeddedBus
@@ -65,16 +65,22 @@ INGEST_PATHS = frozenset(
 
 
 class GatewayApp(Starlette):
-    """One Starlette app with the ingest POSTs' dispatch in front of its middleware stack."""
+    """One Starlette app; the ingest POSTs are dispatched before its middleware stack (fastpath.py)."""
 
     def __init__(self, ingest: Mapping[str, Endpoint], load: Load, bodies: BodyGuard, **starlette: Any) -> None:
         super().__init__(**starlette)
         self.ingest = ingest
         self.load = load
         self.bodies = bodies
+        self.ingest_path = IngestPath(ingest, load, bodies)
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return IngestPath(super().build_middleware_stack(), self.ingest, self.load, self.bodies)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.ingest_path.match(scope)
+        if route is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self.ingest_path.handle(route, scope, receive, send)
 
 
 def ingest_endpoints(routes: Sequence[BaseRoute]) -> dict[str, Endpoint]:

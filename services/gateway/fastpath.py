@@ -14,7 +14,10 @@ one frame:
   and anything else as the JSON 500, re-raised for the server's log (as ServerErrorMiddleware);
 - count and time the request once, under the same route and status labels.
 
-Every other request (other methods, other paths, lifespan) goes through Starlette unchanged.
+The app (app.py's GatewayApp) asks ``match`` first and awaits ``handle`` straight from its
+``__call__``: a request that waits (for the bus, say) is resumed through as few frames as
+possible. Every other request (other methods, other paths, lifespan) goes through Starlette
+unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from services.gateway.errors import (
     ApiError,
@@ -42,32 +45,25 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Ingest:
+class IngestRoute:
     endpoint: Endpoint
     metrics: RouteMetrics
 
 
 class IngestPath:
-    def __init__(self, app: ASGIApp, endpoints: Mapping[str, Endpoint], load: Load, bodies: BodyGuard) -> None:
-        """``app``: the Starlette stack for everything else; ``endpoints``: POST path → handler."""
-        self.app = app
+    def __init__(self, endpoints: Mapping[str, Endpoint], load: Load, bodies: BodyGuard) -> None:
+        """``endpoints``: POST path → the handler its Route holds."""
         self.load = load
         self.bodies = bodies
-        self._routes = {path: _Ingest(endpoint, RouteMetrics(path)) for path, endpoint in endpoints.items()}
+        self._routes = {path: IngestRoute(endpoint, RouteMetrics(path)) for path, endpoint in endpoints.items()}
 
-    @property
-    def paths(self) -> frozenset[str]:
-        return frozenset(self._routes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def match(self, scope: Scope) -> IngestRoute | None:
+        """The ingest route for this exact (method, path); None: Starlette's stack answers."""
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self._routes.get(scope["path"])
-            if route is not None:
-                await self._ingest(route, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            return self._routes.get(scope["path"])
+        return None
 
-    async def _ingest(self, route: _Ingest, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, route: IngestRoute, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = route.metrics
         scope["forgeline.route"] = metrics.route
         started = time.perf_counter()
