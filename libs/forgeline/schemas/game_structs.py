@@ -45,30 +45,22 @@ class ForgeEvent(msgspec.Struct, forbid_unknown_fields=True):
     environment: str | None = None
 
 
+Scalar = str | int | float | bool | None
+
+
+class FlatForgeEvent(ForgeEvent, forbid_unknown_fields=True):
+    """An event whose properties hold no object or array: nothing to walk for the depth limit."""
+
+    properties: dict[str, Scalar] | None = None
+
+
 _FORGE_BODY = list[ForgeEvent] | ForgeEvent
+_FLAT_FORGE_BODY = list[FlatForgeEvent] | FlatForgeEvent
 
 
 def _text(value: str, max_len: int = _SHORT) -> bool:
     """What Check.string accepts for a present value: not blank, at most ``max_len`` characters."""
     return len(value) <= max_len and not value.isspace() and value != ""
-
-
-def _forge_event_ok(event: ForgeEvent, project_id: str, environment: str, props_depth: int) -> bool:
-    if event.projectId is not None and event.projectId != project_id:
-        return False
-    if event.environment is not None and event.environment != environment:
-        return False
-    if not _text(event.type, 128):
-        return False
-    if event.timestamp is not None and parse_timestamp(event.timestamp) is None:
-        return False
-    props = event.properties
-    if props is not None and props_depth < 1:
-        return False
-    if props and json_depth_exceeds(props, props_depth):
-        return False
-    # Owned by the token's project implies a UUID; the length is Check.uuid's.
-    return len(event.sessionId) <= _UUID_TEXT and _cited_ok(event.sessionId, SESSION_ID, project_id)
 
 
 def forge_events(raw: bytes, project_id: str, environment: str, max_depth: int) -> tuple[list[ForgeEvent], bool] | None:
@@ -79,9 +71,16 @@ def forge_events(raw: bytes, project_id: str, environment: str, max_depth: int) 
     """
     try:
         doc = orjson.loads(raw)
-        body = msgspec.convert(doc, _FORGE_BODY)
-    except (orjson.JSONDecodeError, msgspec.ValidationError):
+    except orjson.JSONDecodeError:
         return None
+    try:
+        body: list[ForgeEvent] | ForgeEvent = msgspec.convert(doc, _FLAT_FORGE_BODY)
+        flat = True
+    except msgspec.ValidationError:
+        try:
+            body, flat = msgspec.convert(doc, _FORGE_BODY), False
+        except msgspec.ValidationError:
+            return None
     batch = isinstance(body, list)
     events = body if isinstance(body, list) else [body]
     # The whole body nests at most max_depth: [ (1) { (2) "properties": { (3) ...
@@ -89,7 +88,17 @@ def forge_events(raw: bytes, project_id: str, environment: str, max_depth: int) 
     if not 1 <= len(events) <= MAX_BATCH_EVENTS or props_depth < 0:
         return None
     for event in events:
-        if not _forge_event_ok(event, project_id, environment, props_depth):
+        if (event.projectId is not None and event.projectId != project_id) or (
+            event.environment is not None and event.environment != environment
+        ):
+            return None
+        if not _text(event.type, 128) or (event.timestamp is not None and parse_timestamp(event.timestamp) is None):
+            return None
+        props = event.properties
+        if props is not None and (props_depth < 1 or (not flat and json_depth_exceeds(props, props_depth))):
+            return None
+        # Owned by the token's project implies a UUID; the length is Check.uuid's.
+        if len(event.sessionId) > _UUID_TEXT or not _cited_ok(event.sessionId, SESSION_ID, project_id):
             return None
     return events, batch
 
