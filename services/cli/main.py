@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         action="append",
-        help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline, memory, kafka, scale, sizing, "
-        "console",
+        help="run only these scenarios: http, msgpack, bus, writer, exporter, pipeline, cost, memory, kafka, scale, "
+        "console, sizing",
     )
     bench.add_argument("--out", default="bench/results.json")
 
