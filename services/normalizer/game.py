@@ -6,7 +6,9 @@ Each item of a version-2 record is normalized as the version-1 record it would h
 so both shapes store the same rows. An item that fails is dead-lettered on its own, as
 that version-1 record (replayable as it is), and the other items of its request go on; a
 version-1 record, or a version-2 record that cannot be read at all, raises for the
-normalizer to dead-letter whole.
+normalizer to dead-letter whole. The events of a version-2 ``raw.forge`` record take the
+compiled path (``game_structs.forge_event_row``: the same row, without the Python checks)
+whenever it accepts them.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Any
 import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
+from forgeline.bus.topics import RAW_FORGE
 from forgeline.processing.deadletter import DeadLetters, InvalidMessage
-from forgeline.schemas import forge, game_raw, msgpack
+from forgeline.schemas import forge, game_raw, game_structs, msgpack
 from forgeline.schemas.checks import Invalid
+from forgeline.schemas.records import GAME_EVENT
 from forgeline.schemas.typed import typed_record
 from services.normalizer.keys import partition_key
 
@@ -101,13 +105,34 @@ def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[Outgoin
         views = game_raw.expand(record.topic, doc)
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidMessage("bad_raw_record", repr(err)) from err
+    fast = _forge_event_typed(views) if record.topic == RAW_FORGE else None
     out: list[OutgoingRecord] = []
     for view in views:
         try:
-            out.append(one(view))
+            typed = fast(view) if fast is not None else None
+            out.append(typed if typed is not None else one(view))
         except Exception as err:  # noqa: BLE001 - one item's failure, never its request's
             out.append(_ITEM_LETTERS.reject(record._replace(value=orjson.dumps(view)), err))
     return out
+
+
+def _forge_event_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | None] | None:
+    """The compiled path for the events of one version-2 ``raw.forge`` record (one context for
+    all of them): an event's typed record, or None to normalize it the version-1 way."""
+    if not views:
+        return None
+    _, received_at = _ids(views[0])
+    first = views[0]
+    ctx = forge.ForgeContext(
+        str(first.get("organisation_id")), str(first.get("project_id")), str(first.get("environment")), received_at
+    )
+
+    def typed(view: Doc) -> OutgoingRecord | None:
+        record_id, _ = _ids(view)
+        row = game_structs.forge_event_row(view.get("body"), ctx, str(record_id))
+        return None if row is None else typed_record(GAME_EVENT, row, partition_key(GAME_EVENT, row))
+
+    return typed
 
 
 def _single(record: Record, one: Callable[[Doc], OutgoingRecord]) -> OutgoingRecord:

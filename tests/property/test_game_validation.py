@@ -3,6 +3,7 @@ validators refuse, and accepts the valid requests the clients send (so it is use
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,3 +248,23 @@ def test_the_msgpack_fast_path_keeps_numbers_finite(items: list[dict[str, Any]],
     raw = msgpack.packb(items, use_bin_type=True)
     if game_structs.msgpack_items(raw, APP, 32, 1000) is not None:
         assert msgpack_slow_ok(raw, 32, 1000)
+
+
+# --- rows in the normalizer ----------------------------------------------------------------------
+
+CTX = forge.ForgeContext("org", PROJECT, ENVIRONMENT, NOW)
+
+
+@PROPERTY
+@given(body=mutated_forge_bodies())
+def test_the_compiled_row_is_normalize_events_row(body: Any) -> None:
+    event_id = "00000000-0000-4000-8000-000000000001"
+    for event in body if isinstance(body, list) else [body]:
+        row = game_structs.forge_event_row(event, CTX, event_id)
+        try:
+            _, expected = forge.normalize_event(event, CTX, uuid.UUID(event_id))
+        except Invalid:
+            assert row is None, "a row for an event normalize_event refuses"
+            continue
+        if row is not None:
+            assert orjson.dumps(row) == orjson.dumps(expected)

@@ -11,6 +11,10 @@ path never changes an answer; it only skips the Python walk for the requests tha
 It is deliberately narrower than the validators (the equivalence is easy to see and is
 property-tested): unknown fields, explicit nulls in MessagePack items, and fields of the
 wrong type all take the slow path, which accepts or refuses them as it always did.
+
+The normalizer shares it: ``forge_event_row`` builds an event's row from the same Struct when
+the event is valid (the row ``forge.normalize_event`` builds, byte for byte once encoded), and
+returns None otherwise, so that ``forge.normalize_event`` raises the problem.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from forgeline.schemas.common import json_depth_exceeds, parse_timestamp
-from forgeline.schemas.forge import EVENT_ID, MAX_BATCH_EVENTS, SESSION_ID, _cited_ok
+from forgeline.schemas.checks import _as_uuid
+from forgeline.schemas.common import json_depth_exceeds, parse_timestamp, to_millis
+from forgeline.schemas.forge import EVENT_ID, MAX_BATCH_EVENTS, NO_SESSION, SESSION_ID, ForgeContext, _cited_ok
 from forgeline.schemas.msgpack import MAX_POSITIONS, PLAYER_EVENT_NAME, _unplain
 
 _UUID_TEXT = 64  # checks._as_uuid: longer text is never a UUID
@@ -30,7 +35,7 @@ _SHORT = 256  # checks.Check.string's default max_len
 
 Severity = Literal["low", "medium", "high", "critical"]
 
-__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_events", "msgpack_items"]
+__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_event_row", "forge_events", "msgpack_items"]
 
 
 class ForgeEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -234,3 +239,52 @@ def msgpack_items(raw: bytes, app_id: str, max_depth: int, max_items: int) -> li
         if not _msgpack_item_ok(item, app_id, depth):
             return None
     return items
+
+
+# --- rows in the normalizer ----------------------------------------------------------------------
+
+
+class StoredForgeEvent(msgspec.Struct):
+    """A Forge Logger event of a raw record: the fields its row is made of (others ignored)."""
+
+    sessionId: str  # noqa: N815 - the wire name
+    type: str
+    timestamp: str | None = None
+    severity: Severity | None = None
+    properties: dict[str, Any] | None = None
+
+
+def forge_event_row(body: Any, ctx: ForgeContext, event_id: str) -> dict[str, Any] | None:
+    """``forge.normalize_event``'s row for a valid event, or None: then call that (it names the problem).
+
+    ``event_id`` is the id's canonical text (``str(uuid.UUID(...))``).
+    """
+    try:
+        event = msgspec.convert(body, StoredForgeEvent)
+    except msgspec.ValidationError:
+        return None
+    if not _text(event.type, 128):
+        return None
+    occurred_at = ctx.received_at
+    if event.timestamp is not None:
+        parsed = parse_timestamp(event.timestamp)
+        if parsed is None:
+            return None
+        occurred_at = parsed
+    session_id = event.sessionId
+    if not (len(session_id) <= _UUID_TEXT and _cited_ok(session_id, SESSION_ID, ctx.project_id)):
+        if _as_uuid(session_id) is None:
+            return None
+        session_id = NO_SESSION  # forge._own_session: a citation the gateway should have refused
+    return {
+        "event_id": event_id,
+        "session_id": session_id,
+        "organisation_id": ctx.organisation_id,
+        "project_id": ctx.project_id,
+        "environment": ctx.environment,
+        "type": event.type,
+        "severity": event.severity or "",
+        "properties": orjson.dumps(event.properties or {}).decode(),
+        "occurred_at": to_millis(occurred_at),
+        "received_at": to_millis(ctx.received_at),
+    }

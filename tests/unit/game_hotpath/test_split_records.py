@@ -4,6 +4,8 @@ split for size expands to the same items, an unreadable record is dead-lettered 
 from __future__ import annotations
 
 import base64
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from forgeline.bus.port import Record
 from forgeline.bus.topics import RAW_FORGE, RAW_MSGPACK, TYPED_GAME_EVENTS, dead_letter_topic
-from forgeline.schemas import forge, game_raw
+from forgeline.schemas import forge, game_raw, game_structs
 from services.normalizer.main import process_batch
 from tests.property.game_strategies import forge_events, msgpack_batches, session_ids, v1_forge_value
 
@@ -83,3 +85,14 @@ def test_a_msgpack_request_split_for_size_expands_to_the_same_items(items: list[
     views = [v for p in parts for v in game_raw.v1_views(RAW_MSGPACK, p)]
     # NaN != NaN: compare what the records say, as JSON
     assert orjson.dumps(views) == orjson.dumps(game_raw.v1_views(RAW_MSGPACK, whole[0]))
+
+
+@pytest.mark.parametrize(
+    "session", [session_ids("another-project", 1)[0], "{" + SESSIONS[0] + "}", SESSIONS[0].upper()]
+)
+def test_the_compiled_row_keeps_normalize_events_session_rule(session: str) -> None:
+    ctx = forge.ForgeContext("org", "proj", "production", datetime(2026, 2, 12, tzinfo=UTC))
+    event = {"sessionId": session, "type": "level_start"}
+    row = game_structs.forge_event_row(event, ctx, "00000000-0000-4000-8000-000000000001")
+    _, expected = forge.normalize_event(event, ctx, uuid.UUID("00000000-0000-4000-8000-000000000001"))
+    assert row == expected
