@@ -9,7 +9,9 @@ the bodies `forgeline bench` sends). For each, µs per event (best of 5 rounds, 
 - msgspec decode + validate: forgeline.schemas.game_structs, what the gateway runs first;
 - validators: the Python path the gateway ran before (decode, depth walk, every Check) and still
   runs for a request the compiled path does not accept (to name every problem);
-- ids: the Forge eventIds, forge.event_ids (UUID objects) vs game_ids (bytes).
+- ids: the Forge eventIds, forge.event_ids (UUID objects) vs game_ids (bytes);
+- normalizer: the typed records of the same request from one raw record per event (envelope
+  version 1) vs one raw record per request (version 2, split in the normalizer).
 
 It reports; it asserts nothing about time.
 """
@@ -25,10 +27,13 @@ from datetime import UTC, datetime
 import msgpack
 import orjson
 
-from forgeline.schemas import forge, game_ids, game_structs
+from forgeline.bus.port import Record
+from forgeline.bus.topics import RAW_FORGE, RAW_MSGPACK
+from forgeline.schemas import forge, game_ids, game_raw, game_structs
 from forgeline.schemas import msgpack as msgpack_schema
 from forgeline.schemas.common import json_depth_exceeds
 from services.bench import payloads
+from services.normalizer.steps import normalize
 
 PROJECT, ENVIRONMENT, APP = "bench-project", "production", "bench-app"
 MAX_DEPTH = 32
@@ -61,6 +66,38 @@ def msgpack_validators(raw: bytes) -> None:
     docs, batch = msgpack_schema.items(msgpack_schema.decode(raw, MAX_DEPTH))
     assert not msgpack_schema.foreign_app_ids(docs, APP)
     assert not msgpack_schema.check_items(docs, batch)
+
+
+def normalizer_rows(forge_body: bytes, packed: bytes, repeats: int) -> list[tuple[str, str, float]]:
+    """CPU per event of normalizing one request, as v1 records (one per item) and as one v2 record."""
+    tenancy = {"organisation_id": "org", "project_id": PROJECT, "environment": ENVIRONMENT}
+    received = {"token_id": "tok", "received_at": 1_775_000_000_000}
+    ids = game_ids.forge_event_ids(PROJECT, ENVIRONMENT, hashlib.sha256(forge_body).hexdigest(), 200)
+    [forge_v2] = game_raw.forge_events_values({**tenancy, **received}, forge_body, ids)
+    msgpack_env = {**tenancy, "app_id": APP, **received}
+    [msgpack_v2] = game_raw.msgpack_events_values(msgpack_env, packed, hashlib.sha256(packed).hexdigest())
+    rows = []
+    for name, topic, v2, events in (
+        ("forge 200", RAW_FORGE, forge_v2, 200),
+        ("msgpack 500", RAW_MSGPACK, msgpack_v2, 500),
+    ):
+        v1 = [Record(topic, 0, n, None, orjson.dumps(view), 0) for n, view in enumerate(game_raw.v1_views(topic, v2))]
+        one = [Record(topic, 0, 0, None, v2, 0)]
+        rows.append(
+            (
+                name,
+                "normalizer: v1, a record per item",
+                per_event(lambda v1=v1: [normalize(r) for r in v1], events, repeats),
+            )
+        )
+        rows.append(
+            (
+                name,
+                "normalizer: v2, one record, split",
+                per_event(lambda one=one: [normalize(r) for r in one], events, repeats),
+            )
+        )
+    return rows
 
 
 def main(repeats: int) -> None:
@@ -101,6 +138,7 @@ def main(repeats: int) -> None:
         ),
         ("msgpack 500", "Python validators", per_event(lambda: msgpack_validators(packed), 500, repeats)),
     ]
+    rows += normalizer_rows(forge_body, packed, repeats)
     for body, what, micros in rows:
         print(f"{body:12s} {what:34s} {micros:7.2f} µs/event")
 

@@ -105,7 +105,7 @@ def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[Outgoin
         views = game_raw.expand(record.topic, doc)
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidMessage("bad_raw_record", repr(err)) from err
-    fast = _forge_event_typed(views) if record.topic == RAW_FORGE else None
+    fast = _forge_event_typed(views) if record.topic == RAW_FORGE else _msgpack_item_typed(views)
     out: list[OutgoingRecord] = []
     for view in views:
         try:
@@ -131,6 +131,31 @@ def _forge_event_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | Non
         record_id, _ = _ids(view)
         row = game_structs.forge_event_row(view.get("body"), ctx, str(record_id))
         return None if row is None else typed_record(GAME_EVENT, row, partition_key(GAME_EVENT, row))
+
+    return typed
+
+
+def _msgpack_item_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | None] | None:
+    """The items of one version-2 ``raw.msgpack`` record with one context for all of them (what
+    ``_msgpack_typed`` does per item, without rebuilding it); None for what it would refuse."""
+    if not views:
+        return None
+    _, received_at = _ids(views[0])
+    first = views[0]
+    ctx = msgpack.AppContext(
+        str(first.get("organisation_id")),
+        str(first.get("project_id")),
+        str(first.get("environment")),
+        str(first.get("app_id")),
+        received_at,
+    )
+
+    def typed(view: Doc) -> OutgoingRecord | None:
+        try:
+            kind, row = msgpack.normalize(view.get("body"), ctx, uuid.UUID(view["id"]))
+        except Invalid:
+            return None  # _msgpack_typed raises it with its reason
+        return typed_record(kind, row, partition_key(kind, row))
 
     return typed
 

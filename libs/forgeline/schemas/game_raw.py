@@ -16,7 +16,7 @@ and its aliases)::
 ``items`` is the request's JSON as accepted (the body itself when it is an array, a single
 event as a one-item array) and ``ids`` the eventIds the response promised, in order.
 ``packed`` is the MessagePack body as accepted, base64: item ``n`` of it has the id
-``event_id(project, app, digest, first + n)``, exactly the id version 1 carried.
+``msgpack.event_id(project, app, digest, first + n)``, exactly the id version 1 carried.
 
 ``v1_views`` turns a record of either version into version-1 documents, one per item, and
 the normalizer normalizes each one as it always did: a batch stores exactly the rows the
@@ -41,7 +41,7 @@ import msgpack
 import orjson
 
 from forgeline.bus.topics import RAW_FORGE, RAW_MSGPACK
-from forgeline.schemas import msgpack as msgpack_schema
+from forgeline.schemas.game_ids import msgpack_event_ids
 
 ENVELOPE_V1 = 1
 ENVELOPE_V2 = 2
@@ -134,12 +134,13 @@ def _msgpack_views(doc: Doc) -> list[Doc]:
     if not isinstance(first, int) or not isinstance(digest, str) or not isinstance(app_id, str):
         raise ValueError("a version-2 raw.msgpack record needs a digest, an app_id and a first index")
     items = unpack_items(doc["packed"])
+    ids = msgpack_event_ids(str(project_id), app_id, digest, first, len(items))
     views: list[Doc] = []
-    for n, item in enumerate(items):
+    for event_id, item in zip(ids, items, strict=True):
         views.append(
             {
                 "v": ENVELOPE_V1,
-                "id": str(msgpack_schema.event_id(str(project_id), app_id, digest, first + n)),
+                "id": event_id,
                 "organisation_id": doc["organisation_id"],
                 "project_id": project_id,
                 "environment": doc["environment"],

@@ -88,7 +88,9 @@ def test_a_msgpack_request_split_for_size_expands_to_the_same_items(items: list[
 
 
 @pytest.mark.parametrize(
-    "session", [session_ids("another-project", 1)[0], "{" + SESSIONS[0] + "}", SESSIONS[0].upper()]
+    "session",
+    [session_ids("another-project", 1)[0], "{" + SESSIONS[0] + "}", SESSIONS[0].upper()],
+    ids=["another-projects", "braces", "upper-case"],
 )
 def test_the_compiled_row_keeps_normalize_events_session_rule(session: str) -> None:
     ctx = forge.ForgeContext("org", "proj", "production", datetime(2026, 2, 12, tzinfo=UTC))
