@@ -151,8 +151,9 @@ def _msgpack_item_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | No
     )
 
     def typed(view: Doc) -> OutgoingRecord | None:
+        record_id, _ = _ids(view)
         try:
-            kind, row = msgpack.normalize(view.get("body"), ctx, uuid.UUID(view["id"]))
+            kind, row = msgpack.normalize(view.get("body"), ctx, record_id)
         except Invalid:
             return None  # _msgpack_typed raises it with its reason
         return typed_record(kind, row, partition_key(kind, row))

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forgeline.bus.port import Record
-from forgeline.bus.topics import RAW_FORGE, RAW_MSGPACK, TYPED_GAME_EVENTS, dead_letter_topic
+from forgeline.bus.topics import RAW_FORGE, RAW_MSGPACK, TYPED_GAME_EVENTS, TYPED_PLAYERS, dead_letter_topic
 from forgeline.schemas import forge, game_raw, game_structs
 from services.normalizer.main import process_batch
 from tests.property.game_strategies import forge_events, msgpack_batches, session_ids, v1_forge_value
@@ -98,3 +98,17 @@ def test_the_compiled_row_keeps_normalize_events_session_rule(session: str) -> N
     row = game_structs.forge_event_row(event, ctx, "00000000-0000-4000-8000-000000000001")
     _, expected = forge.normalize_event(event, ctx, uuid.UUID("00000000-0000-4000-8000-000000000001"))
     assert row == expected
+
+
+def test_one_bad_msgpack_item_is_dead_lettered_alone_as_its_version_1_record() -> None:
+    good = {"app_id": "app", "player_id": "p", "event_name": "Create_Player", "timestamp": "2026-02-12T10:00:00Z"}
+    bad = {**good, "app_id": "another-app"}  # the gateway refuses it; a hand-made record may not
+    envelope = {**TENANCY, "app_id": "app", "token_id": "tok", "received_at": RECEIVED}
+    [value] = game_raw.msgpack_events_values(envelope, msgpack.packb([good, bad, good]), "e" * 64)
+    out = process_batch([Record(RAW_MSGPACK, 0, 3, b"key", value, 0)])
+    views = game_raw.v1_views(RAW_MSGPACK, value)
+    typed = [orjson.loads(o.value)["event_id"] for o in out if o.topic == TYPED_PLAYERS]
+    assert typed == [views[0]["id"], views[2]["id"]]
+    [letter] = [o for o in out if o.topic == dead_letter_topic("normalizer")]
+    assert orjson.loads(letter.value) == views[1]
+    assert dict(letter.headers)["reason"] == b"invalid_payload"
