@@ -35,7 +35,7 @@ from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
-from forgeline.schemas.typed import row_line
+from forgeline.schemas.typed import ROW_HEADERS, row_line
 from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_ROWS
 from forgeline.warehouse.port import Warehouse, WarehouseError
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic
@@ -54,6 +54,10 @@ class _TableBatch:
     kind: RecordKind | None
     items: list[Any] = field(default_factory=list)
     sources: list[Record] = field(default_factory=list)
+
+    def add(self, item: Any, source: Record) -> None:
+        self.items.append(item)
+        self.sources.append(source)
 
 
 def _decode(record: Record) -> tuple[str, RecordKind | None, bytes | tuple[Any, ...]]:
@@ -80,15 +84,26 @@ class _Batch:
         if records and not self.records:
             self.opened_at = self.clock.monotonic()
         self.records += records
+        others: list[Record] = []
+        for record in records:
+            # The hot path: a record typed_record made is its row's line already (an odd
+            # value among them is caught when the block is built, see WriteStrategy._write).
+            kind = KINDS_BY_TOPIC.get(record.topic) if record.headers == ROW_HEADERS else None
+            if kind is None:
+                others.append(record)
+            else:
+                self._table(kind.table, kind).add(record.value, record)
         # A stream-clock tick (services/monitors) has no row; it commits with the batch.
-        rows = [record for record in records if record.header(TICK_HEADER) is None]
+        rows = [record for record in others if record.header(TICK_HEADER) is None]
         for record, (table, kind, item) in self.dead_letters.each(rows, _decode, self.dead):
-            batch = self.tables.get(table)
-            if batch is None:
-                columns = DEAD_LETTER_COLUMNS if kind is None else kind.column_names
-                batch = self.tables[table] = _TableBatch(columns, kind)
-            batch.items.append(item)
-            batch.sources.append(record)
+            self._table(table, kind).add(item, record)
+
+    def _table(self, table: str, kind: RecordKind | None) -> _TableBatch:
+        batch = self.tables.get(table)
+        if batch is None:
+            columns = DEAD_LETTER_COLUMNS if kind is None else kind.column_names
+            batch = self.tables[table] = _TableBatch(columns, kind)
+        return batch
 
     def reject(self, record: Record, err: Exception) -> None:
         self.dead.append(self.dead_letters.reject(record, err))
@@ -172,9 +187,14 @@ class WriteStrategy(Strategy):
     def _write(self, table: str, tb: _TableBatch, items: list[Any]) -> None:
         if tb.kind is None:
             self._warehouse.insert(table, items, tb.columns)
-        else:
-            # One block for ClickHouse's own JSONEachRow parser: no per-cell Python on the way.
-            self._warehouse.insert_json_lines(table, tb.columns, b"\n".join(items))
+            return
+        # One block for ClickHouse's own JSONEachRow parser: no per-cell Python on the way.
+        block = b"\n".join(items)
+        if block.count(b"\n") != len(items) - 1 or b"" in items:
+            # A record that is not exactly one line would store more rows, or none: the
+            # bisection narrows this down to it, and it is dead-lettered.
+            raise WarehouseError("a typed record is not exactly one JSONEachRow line", retriable=False)
+        self._warehouse.insert_json_lines(table, tb.columns, block)
 
     async def _insert_or_bisect(
         self, table: str, tb: _TableBatch, items: list[Any], sources: list[Record], batch: _Batch

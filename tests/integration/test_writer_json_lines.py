@@ -113,7 +113,11 @@ def test_both_formats_store_the_same_cells_and_a_refused_row_is_bisected_out(
     # A marked line ClickHouse cannot read (an id that is no UUID): only this one is refused.
     refused = typed_record(ERROR, error_doc(f"{marker} refused"), b"k")
     bad_line = refused.value.replace(orjson.loads(refused.value)["event_id"].encode(), b"not-a-uuid")
-    records = [*new[:3], refused._replace(value=bad_line, partition=0), *new[3:], *old]
+    # Marked values that are not exactly one line would store two rows, or none: refused too.
+    two = typed_record(ERROR, error_doc(f"{marker} two"), b"k")
+    two_lines = two._replace(value=two.value + b"\n" + two.value.replace(b" two", b" second"), partition=0)
+    empty = two._replace(value=b"", partition=0)
+    records = [*new[:3], refused._replace(value=bad_line, partition=0), two_lines, *new[3:], empty, *old]
     asyncio.run(write(bus, warehouse, records))
 
     rows = stored(warehouse, marker)
@@ -123,7 +127,8 @@ def test_both_formats_store_the_same_cells_and_a_refused_row_is_bisected_out(
         # expires_at, a DEFAULT the lines leave out, is computed: received_at + the 90-day default.
         assert rows[f"{marker} new {t}"] == rows[f"{marker} old {t}"] == (t, 2**64 - 1, '{"k": "ü"}', 90 * 86_400)
 
-    [letter] = asyncio.run(read_all(bus, dead_letter_topic("writer")))
-    assert letter.value == bad_line
-    headers = dict(letter.headers)
-    assert headers["reason"] == b"insert_rejected" and b"UUID" in headers["detail"]
+    letters = asyncio.run(read_all(bus, dead_letter_topic("writer")))
+    assert [letter.value for letter in letters] == [bad_line, two_lines.value, b""]
+    assert all(dict(letter.headers)["reason"] == b"insert_rejected" for letter in letters)
+    assert b"UUID" in dict(letters[0].headers)["detail"]
+    assert b"not exactly one" in dict(letters[1].headers)["detail"]

@@ -34,7 +34,7 @@ from forgeline.schemas.records import KINDS, KINDS_BY_TOPIC, RecordKind
 
 ROW_HEADER = "forgeline-row"
 ROW_FORMAT = b"2"
-_ROW_HEADERS = ((ROW_HEADER, ROW_FORMAT),)
+ROW_HEADERS = ((ROW_HEADER, ROW_FORMAT),)  # what typed_record sets: consumers may compare to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def encode_row(kind: RecordKind, row: dict[str, Any]) -> bytes:
 
 def typed_record(kind: RecordKind, row: dict[str, Any], key: bytes) -> OutgoingRecord:
     """The bus record of one typed row of ``kind`` (format 2); ValueError if a cell does not fit."""
-    return OutgoingRecord(kind.topic, encode_row(kind, row), key=key, headers=_ROW_HEADERS)
+    return OutgoingRecord(kind.topic, encode_row(kind, row), key=key, headers=ROW_HEADERS)
 
 
 def is_row_line(record: Record | OutgoingRecord) -> bool:
