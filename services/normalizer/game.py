@@ -105,7 +105,10 @@ def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[Outgoin
         views = game_raw.expand(record.topic, doc)
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidMessage("bad_raw_record", repr(err)) from err
-    fast = _forge_event_typed(views) if record.topic == RAW_FORGE else _msgpack_item_typed(views)
+    if record.topic == RAW_FORGE:
+        fast = _forge_event_typed(views) if doc.get("route") == game_raw.EVENTS_ROUTE else None
+    else:
+        fast = _msgpack_item_typed(views)
     out: list[OutgoingRecord] = []
     for view in views:
         try:

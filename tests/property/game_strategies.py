@@ -120,8 +120,10 @@ def msgpack_batches(app_id: str, max_size: int = 40) -> st.SearchStrategy[list[D
 # --- the version-1 path: one raw record per item, as the gateway appended them before ----------
 
 
-def v1_forge_value(tenancy: Doc, token_id: str, received_at: int, event_id: str, item: Any) -> bytes:
-    envelope = {"v": 1, "route": "event", **tenancy, "token_id": token_id, "received_at": received_at}
+def v1_forge_value(
+    tenancy: Doc, token_id: str, received_at: int, event_id: str, item: Any, route: str = "event"
+) -> bytes:
+    envelope = {"v": 1, "route": route, **tenancy, "token_id": token_id, "received_at": received_at}
     return orjson.dumps({**envelope, "id": event_id, "body": item})
 
 
@@ -143,3 +145,17 @@ def typed_of(records: list[Record]) -> list[tuple[str, bytes | None, bytes]]:
 
 def session_ids(project_id: str, count: int = 3) -> list[str]:
     return [str(forge.new_session_id(project_id)) for _ in range(count)]
+
+
+@st.composite
+def session_bodies(draw: st.DrawFn) -> Doc:
+    """A valid POST /v1/ingest/sessions body."""
+    short = NAME.filter(lambda s: len(s) <= 64)
+    build: Doc = {"version": draw(short), "platform": draw(short)}
+    _optional(draw, build, "gitCommit", short)
+    _optional(draw, build, "channel", st.sampled_from(forge.BUILD_CHANNELS))
+    body: Doc = {"build": build}
+    player = st.fixed_dictionaries({}, optional={"externalId": NAME, "deviceId": NAME}).map(dict)
+    _optional(draw, body, "player", player)
+    _optional(draw, body, "metadata", JSON_OBJECTS)
+    return body

@@ -25,6 +25,7 @@ from tests.property.game_strategies import (
     msgpack_batches,
     msgpack_items,
     record,
+    session_bodies,
     session_ids,
     typed_of,
     v1_forge_value,
@@ -104,6 +105,31 @@ def test_a_forge_batch_is_one_record_and_stores_the_rows_of_one_record_per_event
     split = typed_of(new)
     assert len(split) >= len(batch)
     assert split == typed_of(v1), "same ids, same cells, same order as one record per event"
+
+
+@PROPERTY
+@given(body=session_bodies())
+def test_a_session_is_one_record_and_stores_the_build_and_session_of_two_records(
+    gateway: GatewayHarness, body: dict[str, Any]
+) -> None:
+    before = _seen(gateway.bus, RAW_FORGE)
+    headers = {"Authorization": f"Bearer {gateway.tokens['forge_token']}"}
+    response = gateway.client.post("/v1/ingest/sessions", content=orjson.dumps(body), headers=headers)
+    assert response.status_code == 201, response.text
+    new = _new(gateway.bus, RAW_FORGE, before)
+    assert len(new) == 1, "one accepted request, one raw record"
+    views = v1_views(RAW_FORGE, new[0].value)
+    assert [(v["route"], v["id"]) for v in views] == [
+        ("build", response.json()["buildId"]),
+        ("session", response.json()["sessionId"]),
+    ]
+    received_at = int(round(gateway.clock.time(), 3) * 1000)
+    token_id = _token_id(gateway, views)
+    v1 = [
+        record(RAW_FORGE, v1_forge_value(_tenancy(gateway), token_id, received_at, view["id"], body, view["route"]))
+        for view in views
+    ]
+    assert typed_of(new) == typed_of(v1), "the build and the session rows of two version-1 records"
 
 
 BAD_FORGE_EVENTS = [

@@ -13,6 +13,12 @@ and its aliases)::
     raw.msgpack  {"v": 2, "route": "events", <tenancy>, "app_id", "token_id", "received_at",
                   "digest", "first", "packed"}
 
+and one record per accepted Forge Logger session (``POST /v1/ingest/sessions``), which stands
+for the build and the session version 1 appended as two records::
+
+    raw.forge    {"v": 2, "route": "session", <tenancy>, "token_id", "received_at",
+                  "build_id", "session_id", "body"}
+
 ``items`` is the request's JSON as accepted (the body itself when it is an array, a single
 event as a one-item array) and ``ids`` the eventIds the response promised, in order.
 ``packed`` is the MessagePack body as accepted, base64: item ``n`` of it has the id
@@ -26,9 +32,10 @@ record it would have been.
 Size: Kafka refuses a record above ``max_request_bytes`` (8 MiB). A version-2 value is the
 body as accepted (at most ``max_inflated_bytes``, 4 MiB, for JSON; at most
 ``max_msgpack_body_bytes``, 4 MiB, times 4/3 for base64) plus the envelope and at most 200
-ids (8 KiB): about 5.4 MiB at the default limits. A request whose payload would exceed
-``SPLIT_BYTES`` (raised limits) is cut between items into a few version-2 records of the same
-shape and key, each under it; one item larger than that stays one record, as in version 1.
+ids (8 KiB): about 5.4 MiB at the default limits; a session record holds its body once. A
+request whose payload would exceed ``SPLIT_BYTES`` (raised limits) is cut between items into a
+few version-2 records of the same shape and key, each under it; one item larger than that
+stays one record, as in version 1.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from forgeline.schemas.game_ids import msgpack_event_ids
 ENVELOPE_V1 = 1
 ENVELOPE_V2 = 2
 EVENTS_ROUTE = "events"
+SESSION_ROUTE = "session"
 # Below Kafka's 8 MiB max_request_bytes, with room for the envelope, ids and record headers.
 SPLIT_BYTES = 6 * 1024 * 1024
 
@@ -98,6 +106,12 @@ def msgpack_events_values(envelope: Doc, body: bytes, digest: str, limit: int = 
     ]
 
 
+def forge_session_value(envelope: Doc, body_json: bytes, build_id: str, session_id: str) -> bytes:
+    """The version-2 value of one accepted session request (its body as accepted, embedded as it is)."""
+    head = {"v": ENVELOPE_V2, "route": SESSION_ROUTE, **envelope, "build_id": build_id, "session_id": session_id}
+    return orjson.dumps({**head, "body": orjson.Fragment(body_json)})
+
+
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"ext type {code}")
 
@@ -113,20 +127,33 @@ def unpack_items(packed: str) -> list[Any]:
     return _unpack(base64.b64decode(packed, validate=True))
 
 
-def _forge_views(doc: Doc) -> list[Doc]:
-    ids, items = doc["ids"], doc["items"]
-    if not isinstance(ids, list) or not isinstance(items, list) or len(ids) != len(items):
-        raise ValueError("a version-2 raw.forge record needs as many ids as items")
-    head = {
+def _forge_head(doc: Doc, route: str) -> Doc:
+    return {
         "v": ENVELOPE_V1,
-        "route": "event",
+        "route": route,
         "organisation_id": doc["organisation_id"],
         "project_id": doc["project_id"],
         "environment": doc["environment"],
         "token_id": doc.get("token_id", ""),
         "received_at": doc["received_at"],
     }
+
+
+def _forge_views(doc: Doc) -> list[Doc]:
+    ids, items = doc["ids"], doc["items"]
+    if not isinstance(ids, list) or not isinstance(items, list) or len(ids) != len(items):
+        raise ValueError("a version-2 raw.forge record needs as many ids as items")
+    head = _forge_head(doc, "event")
     return [{**head, "id": record_id, "body": item} for record_id, item in zip(ids, items, strict=True)]
+
+
+def _session_views(doc: Doc) -> list[Doc]:
+    """The build and the session, in the order version 1 appended them."""
+    body = doc["body"]
+    return [
+        {**_forge_head(doc, "build"), "id": str(doc["build_id"]), "body": body},
+        {**_forge_head(doc, "session"), "id": str(doc["session_id"]), "body": body},
+    ]
 
 
 def _msgpack_views(doc: Doc) -> list[Doc]:
@@ -155,13 +182,14 @@ def _msgpack_views(doc: Doc) -> list[Doc]:
 
 def expand(topic: str, doc: Doc) -> list[Doc]:
     """A version-2 record (parsed) as version-1 documents, one per item, in order."""
-    if doc.get("route") != EVENTS_ROUTE:
-        raise ValueError(f"unknown version-2 route {doc.get('route')!r}")
-    if topic == RAW_FORGE:
+    route = doc.get("route")
+    if topic == RAW_FORGE and route == EVENTS_ROUTE:
         return _forge_views(doc)
-    if topic == RAW_MSGPACK:
+    if topic == RAW_FORGE and route == SESSION_ROUTE:
+        return _session_views(doc)
+    if topic == RAW_MSGPACK and route == EVENTS_ROUTE:
         return _msgpack_views(doc)
-    raise ValueError(f"no version-2 records on {topic}")
+    raise ValueError(f"no version-2 {route!r} records on {topic}")
 
 
 def v1_views(topic: str, value: bytes) -> list[Doc]:

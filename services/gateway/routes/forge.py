@@ -1,6 +1,6 @@
 """Forge Logger ingest API (SPEC 4.1; seeds forge-logger-ingest-api.txt, forge-logger-sessions.txt).
 
-POST /v1/ingest/sessions  → 201 {sessionId, buildId, startedAt}     raw.forge (build + session)
+POST /v1/ingest/sessions  → 201 {sessionId, buildId, startedAt}     raw.forge (one: build + session)
 POST /v1/ingest/events    → 201 {accepted, eventIds}                raw.forge (one per request)
 POST /v1/ingest/reports   → 201 {reportId, …}                       raw.forge
 POST /v1/ingest/uploads   → 201 {uploads: [{uploadId, url, …}]}     nothing yet: a signed grant
@@ -22,6 +22,8 @@ Size: the body is at most ``max_inflated_bytes`` (4 MiB by default) and 200 ids 
 well under Kafka's 8 MiB request; a body above ``game_raw.SPLIT_BYTES`` (6 MiB, only with a
 raised limit) is cut between events into a few such records. The partition key is the first
 event's session (a single event keeps the key it always had; a retried request the same one).
+A session request is one raw record too (its body once, the build and session ids), keyed by
+the new session; the normalizer makes the build and the session of it.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ class ForgeApi:
 
     async def sessions(self, request: Request) -> Response:
         principal = await self.principal(request)
-        doc, _ = await self.body(request)
+        doc, raw = await self.body(request)
         self.scope([doc], principal)
         info, check = forge.check_session(doc)
         if check.problems:
@@ -236,12 +238,9 @@ class ForgeApi:
         ctx = self.context(principal)
         session_id = forge.new_session_id(principal.project_id)
         build_id = forge.build_id(principal.project_id, info.version, info.platform, info.git_commit)
-        await self.publisher.publish(
-            [
-                self.record("build", build_id, build_id, doc, ctx, principal),
-                self.record("session", session_id, session_id, doc, ctx, principal),
-            ]
-        )
+        envelope = {**ctx.tenant(), "token_id": principal.token_id, "received_at": to_millis(ctx.received_at)}
+        value = game_raw.forge_session_value(envelope, raw, str(build_id), str(session_id))
+        await self.publisher.publish([OutgoingRecord(RAW_FORGE, value, key=session_id.bytes)])
         body = {"sessionId": str(session_id), "buildId": str(build_id), "startedAt": _iso(ctx.received_at)}
         return JSONResponse(body, status_code=201)
 
