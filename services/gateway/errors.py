@@ -58,12 +58,13 @@ class JSONResponse(Response):
         self.background = background
         self.body = body = self.render(content)
         length = (b"content-length", str(len(body)).encode())
-        content_type = _JSON_TYPE if media_type is None else (b"content-type", media_type.encode("latin-1"))
+        content_type = _JSON_TYPE
+        if media_type is not None:
+            self.media_type = media_type
+            content_type = (b"content-type", media_type.encode("latin-1"))
         if not headers:
             self.raw_headers = [length, content_type]
             return
-        if media_type is not None:
-            self.media_type = media_type
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         names = {name for name, _ in raw}
         if b"content-length" not in names:
