@@ -14,8 +14,9 @@ and the exporter re-encode it as format 2, and ``decode_typed`` reads both.
 
 ``decode_typed`` gives every Python consumer the same dict for both formats (timestamps as
 epoch-millisecond ints). It tells them apart by the JSON type of the time cells, not by the
-header: format 1 only ever held integers there, format 2 only floats, and a record replayed
-from a dead-letter topic has lost its headers.
+header: format 1 only ever held integers there, format 2 only floats, and a copy of a record
+without its headers (a dead letter's payload) must still decode right. The header is what
+lets the writer and the exporter take a value as a line without parsing it.
 """
 
 from __future__ import annotations
