@@ -10,12 +10,16 @@ Guarantees (those of ``forgeline.bus.port``):
   serialised by an ``flock`` on the partition's lock file, so offsets are unique and
   consecutive within a partition. Concurrent sends are group-committed: one write and one
   fsync per partition for everything pending.
-- Each append (a send_many, or every send the group commit gathered for a partition) is one
-  batch frame with one crc (``framing``): appends and reads cost per batch, offsets stay per
-  record. Segments written by releases before batch frames are read and appended to in place.
+- Each append (a send_many, or every send the group commit gathered for a partition) is
+  written as batch frames with one crc each (``framing``), cut so that a frame holds at most
+  ``FRAME_DATA_BYTES`` (1 MiB) of records, or one larger record alone: appends and reads cost
+  per batch, offsets stay per record, and a reader never decodes more than one frame at
+  once. Segments written by releases before batch frames are read and appended to in place.
 - A writer killed mid-append (kill -9, crash) leaves at most an incomplete frame at the
   tail. Readers treat it as "not yet available"; the next append truncates it, with every
-  record in it. None was acknowledged, because acknowledgement comes only after fsync.
+  record in it. None was acknowledged, because acknowledgement comes only after fsync. An
+  append of several frames may keep its first, complete frames: records that were not
+  acknowledged, which the sender retries (delivery is at least once).
 - Commits are durable before ``commit`` returns (temp file, fsync, rename, fsync of the
   directory). A restarted consumer resumes at its last commit: at-least-once delivery.
 
@@ -40,7 +44,10 @@ Known limits:
   are never forgotten (there are no tombstones: state records carry flags such as
   ``revoked``), so a compacted topic grows with its number of keys.
 - A frame is read and decoded whole: a consumer holds every record of the frame it reads
-  (as many as one append wrote), whatever ``max_records`` its poll asks for.
+  (about 1 MiB, or one larger record; frames written by the release before this bound hold
+  a whole append), whatever ``max_records`` or byte budget its poll asks for.
+- The segment roll is checked before an append, so one large append can take a segment
+  past ``segment.bytes`` by its size.
 - One consumer per group (``Capabilities.shared_groups`` is False); a second one raises
   RuntimeError. Partitions are not shared between consumers.
 - Timestamps are the append time (Kafka's LogAppendTime); ``OutgoingRecord`` has none.

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 from forgeline.atomic import fsync_dir
 from forgeline.bus.embedded.files import opened, write_json_atomic
@@ -22,6 +23,11 @@ from forgeline.private_fs import FILE_MODE, make_private_dirs
 
 log = logging.getLogger(__name__)
 
+# What one poll returns at most, in record bytes (Kafka's fetch.max.bytes; the Kafka adapter's
+# default is the same). A raw record can hold a whole request (megabytes), so a poll of
+# thousands of records must be bounded by bytes too, or a backlog is read gigabytes at a time.
+POLL_BYTES: Final = 16 << 20
+
 
 class EmbeddedConsumer:
     """Reads every partition of its topics; a group consumer if ``group`` is given, else a reader.
@@ -32,11 +38,27 @@ class EmbeddedConsumer:
 
     ``poll`` returns only complete, crc-valid records; an incomplete tail (a write in
     progress or a torn write) is "not yet available", never an error.
+
+    Memory: a poll returns at most ``max_poll_bytes`` of records (keys and values), and each
+    partition reads ahead at most ``max_partition_bytes`` of frames (Kafka's
+    max.partition.fetch.bytes; by default ``max_poll_bytes`` shared out over the partitions),
+    but always at least one record and one frame, so a larger record still goes through.
+    Frames hold about 1 MiB (``framing.FRAME_DATA_BYTES``), so the read-ahead of all
+    partitions stays near ``max_poll_bytes`` plus a frame each.
     """
 
-    def __init__(self, bus: LogStore, topics: Sequence[str], group: str | None) -> None:
+    def __init__(
+        self,
+        bus: LogStore,
+        topics: Sequence[str],
+        group: str | None,
+        max_poll_bytes: int = POLL_BYTES,
+        max_partition_bytes: int | None = None,
+    ) -> None:
         if isinstance(topics, str):
             raise TypeError("topics must be a sequence of topic names, not a string")
+        if max_poll_bytes < 1 or (max_partition_bytes is not None and max_partition_bytes < 1):
+            raise ValueError("byte budgets must be at least 1")
         self._bus = bus
         self._topics = list(dict.fromkeys(topics))
         self._group = group
@@ -44,6 +66,9 @@ class EmbeddedConsumer:
         self._parts: dict[TopicPartition, Assigned] = {}
         self._order: list[Assigned] = []
         self._next_first = 0  # rotates which partition poll serves first
+        self._poll_bytes = max_poll_bytes
+        self._partition_bytes_given = max_partition_bytes
+        self._partition_bytes = max_partition_bytes or max_poll_bytes
 
     # -- lifecycle --
 
@@ -62,6 +87,8 @@ class EmbeddedConsumer:
             self._release()
             raise
         self._order = list(self._parts.values())
+        if self._partition_bytes_given is None:
+            self._partition_bytes = max(self._poll_bytes // len(self._order), 1)
 
     async def stop(self) -> None:
         """Close the files and release the group. Uncommitted records will be redelivered."""
@@ -165,12 +192,14 @@ class EmbeddedConsumer:
         part.offset = part.ahead_offset = part.end_offset = offset
         part.position = part.ahead_position = part.end_position = position
         part.ahead.clear()
-        part.ahead_count = 0
+        part.ahead_count = part.ahead_bytes = 0
 
     # -- reading --
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         """Up to ``max_records`` records, fairly across partitions, in offset order per partition.
+
+        At most ``max_poll_bytes`` of them (but at least one record when any is available).
 
         Waits up to ``timeout_s`` (in ``poll_interval_s`` sleeps) when none are available,
         then returns []. The position advances past what is returned.
@@ -190,7 +219,7 @@ class EmbeddedConsumer:
 
     def _take(self, max_records: int) -> list[Record]:
         for part in self._order:
-            if part.ahead_count < max_records:
+            if part.ahead_count < max_records and part.ahead_bytes < self._partition_bytes:
                 self._read_ahead(part, max_records - part.ahead_count)
         count = len(self._order)
         first = self._next_first % count
@@ -214,36 +243,62 @@ class EmbeddedConsumer:
                     break
             active = still
         out: list[Record] = []
+        budget = self._poll_bytes
         for i, part in enumerate(order):
             if shares[i]:
-                self._take_from(part, shares[i], out)
+                budget = self._take_from(part, shares[i], out, budget)
+                if budget <= 0:
+                    break  # the poll's bytes are spent: the rest stays ahead for the next poll
         return out
 
-    def _take_from(self, part: Assigned, count: int, out: list[Record]) -> None:
-        """Move ``count`` read-ahead records of ``part`` to ``out``, advancing its position."""
-        part.ahead_count -= count
+    def _take_from(self, part: Assigned, count: int, out: list[Record], budget: int) -> int:
+        """Move up to ``count`` read-ahead records of ``part`` to ``out``, advancing its position.
+
+        Takes at most ``budget`` bytes of records (the first record of a poll whatever its
+        size) and returns the bytes left; 0 when a record did not fit, so the poll stops.
+        """
         track = self._group is not None
         while count:
             chunk = part.ahead[0]
             start = chunk.taken
             stop = min(start + count, len(chunk.records))
+            # A frame's size is at least that of its records: most polls count whole frames
+            # and only the frame at the budget's edge is measured record by record.
+            frame_bytes = chunk.end - chunk.position
+            if frame_bytes <= budget:
+                budget -= frame_bytes
+            else:
+                fits, used = _fitting(chunk.records, start, stop, budget, at_least_one=not out)
+                budget = budget - used if fits == stop else 0
+                stop = fits
+                if stop == start:
+                    break
             out += chunk.records[start:stop] if start or stop < len(chunk.records) else chunk.records
             count -= stop - start
+            part.ahead_count -= stop - start
             chunk.taken = stop
             part.offset = chunk.records[stop - 1].offset + 1
             if stop == len(chunk.records):
                 part.ahead.popleft()
+                part.ahead_bytes -= frame_bytes
                 part.position = chunk.end
             else:
                 part.position = chunk.position  # inside the frame: resuming reads it again
             if track:
                 part.returned.add(chunk.records[0].offset, chunk.records[-1].offset + 1, chunk.position, chunk.end)
+            if budget <= 0:
+                break
+        return budget
 
     def _read_ahead(self, part: Assigned, limit: int) -> None:
         topic, partition = part.tp
         while True:
             scanner = Scanner(part.fd, part.ahead_position, READ_CHUNK, base=part.segment_start)
-            while limit > 0 and (frame := scanner.next()) is not None:
+            while (
+                limit > 0
+                and (part.ahead_bytes < self._partition_bytes or not part.ahead)
+                and (frame := scanner.next()) is not None
+            ):
                 wanted = part.ahead_offset
                 holds = frame.offset <= wanted < frame.next_offset
                 if not holds and not (part.compact and frame.offset > wanted):
@@ -252,9 +307,10 @@ class EmbeddedConsumer:
                 records = frame.records(topic, partition, wanted)
                 part.ahead.append(Chunk(records, 0, frame.position, frame.end))
                 part.ahead_count += len(records)
+                part.ahead_bytes += frame.size
                 part.ahead_offset, part.ahead_position = frame.next_offset, frame.end
                 limit -= len(records)
-            if limit <= 0 or scanner.stopped != "end" or not scanner.sealed:
+            if scanner.stopped != "end" or not scanner.sealed:  # None: a record or byte limit stopped it
                 return
             # The end of a closed segment: go on in the next one (None: its roll is under way).
             successor = next_segment(part.directory, part.segment_start)
@@ -399,6 +455,21 @@ def _scan_ends(
                 position = scanner.position
         ends[tp] = (offset, position)
     return ends
+
+
+def _fitting(records: list[Record], start: int, stop: int, budget: int, at_least_one: bool) -> tuple[int, int]:
+    """(end, bytes) of the longest run of ``records[start:stop]`` within ``budget`` bytes.
+
+    ``at_least_one``: the first record counts as fitting whatever its size (a poll makes progress).
+    """
+    used = 0
+    for i in range(start, stop):
+        key, value = records[i].key, records[i].value
+        size = len(value) + (0 if key is None else len(key))
+        if used + size > budget and (i > start or not at_least_one):
+            return i, used
+        used += size
+    return stop, used
 
 
 def _open_segment(part: Assigned, segment: Segment) -> None:

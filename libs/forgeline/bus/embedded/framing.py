@@ -5,7 +5,10 @@ version and a crc32 covering every byte after the crc field, so a frame is valid
 it is complete and unchanged; a frame torn by a crash fails its crc (or is short) and is
 dropped whole, with every record in it.
 
-Version 2, the batch frame (written by every append): one append of N records is one frame.
+Version 2, the batch frame (written by every append): an append of N records is one frame,
+or several consecutive ones when the records hold more than ``FRAME_DATA_BYTES`` (a reader
+decodes a frame whole, so a frame's size bounds what a consumer reads at once; a record
+larger than the bound is a frame of its own).
 
     magic (u8, 2) | crc32 (u32) | base offset (u64) | timestamp_ms (u64) | count (u32)
     | data length (u32) | count × (key length i32 (-1 = None), value length u32,
@@ -50,6 +53,11 @@ _U32: Final = struct.Struct("<I")
 # Reads ahead for consumers are small (polls come often); scans read larger chunks.
 READ_CHUNK: Final = 64 << 10
 SCAN_CHUNK: Final = 1 << 20
+# Record bytes (keys, values, encoded headers) one batch frame holds at most, unless a single
+# record is larger. An append's cost is mostly per append (one write, one fsync), so cutting it
+# into 1 MiB frames costs little, and it bounds what a reader decodes at once and keeps every
+# length far below the u32 limit of the format (a frame of 4 GiB could not be encoded).
+FRAME_DATA_BYTES: Final = 1 << 20
 
 Headers = tuple[tuple[str, bytes], ...]
 _new_tuple: Final = tuple.__new__
@@ -80,8 +88,26 @@ def _decode_headers(raw: bytes) -> Headers:
 
 def encode_batch(base_offset: int, timestamp_ms: int, records: Sequence[OutgoingRecord]) -> bytes:
     """One batch frame holding ``records`` at offsets ``base_offset``, ``base_offset + 1``, ..."""
+    return encode_frames(base_offset, timestamp_ms, records, max_data_bytes=None)
+
+
+def encode_frames(
+    base_offset: int,
+    timestamp_ms: int,
+    records: Sequence[OutgoingRecord],
+    max_data_bytes: int | None = FRAME_DATA_BYTES,
+) -> bytes:
+    """``records`` at offsets ``base_offset``, ``base_offset + 1``, ... as consecutive batch frames.
+
+    A frame is cut before a record that would take its record bytes above ``max_data_bytes``
+    (None: one frame), so every frame holds at least one record and a record larger than the
+    bound is alone in its frame.
+    """
+    limit = max_data_bytes if max_data_bytes is not None else 1 << 62
+    frames: list[bytes] = []
     lengths: list[int] = []
     data: list[bytes] = []
+    size = count = 0
     # Producers send many records with the same headers (a tuple constant): encode them once.
     encoded: dict[Headers, bytes] = {}
     for record in records:
@@ -89,15 +115,28 @@ def encode_batch(base_offset: int, timestamp_ms: int, records: Sequence[Outgoing
         headers = encoded.get(record.headers)
         if headers is None:
             headers = encoded[record.headers] = _encode_headers(record.headers)
+        record_size = len(value) + len(headers) + (0 if key is None else len(key))
+        if count and size + record_size > limit:
+            frames.append(_batch_frame(base_offset, timestamp_ms, count, lengths, data))
+            base_offset += count
+            lengths, data, size, count = [], [], 0, 0
         if key is None:
             lengths += (-1, len(value), len(headers))
         else:
             lengths += (len(key), len(value), len(headers))
             data.append(key)
         data += (value, headers)
+        size += record_size
+        count += 1
+    if count:
+        frames.append(_batch_frame(base_offset, timestamp_ms, count, lengths, data))
+    return b"".join(frames)  # one frame: the frame itself, no copy
+
+
+def _batch_frame(base_offset: int, timestamp_ms: int, count: int, lengths: list[int], data: list[bytes]) -> bytes:
     body = b"".join(data)
-    table = struct.pack(f"<{len(records) * 'iII'}", *lengths)
-    fields = _BATCH_FIELDS.pack(base_offset, timestamp_ms, len(records), len(body))
+    table = struct.pack(f"<{count * 'iII'}", *lengths)
+    fields = _BATCH_FIELDS.pack(base_offset, timestamp_ms, count, len(body))
     crc = zlib.crc32(body, zlib.crc32(table, zlib.crc32(fields)))
     return b"".join((_MAGIC_CRC.pack(BATCH, crc), fields, table, body))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from forgeline.atomic import fsync_dir, write_all
 from forgeline.bus.embedded.files import SEALED_MODE, flocked, is_sealed, opened
-from forgeline.bus.embedded.framing import Scanner, encode_batch
+from forgeline.bus.embedded.framing import Scanner, encode_frames
 from forgeline.bus.embedded.layout import FIRST_SEGMENT, Segment, segment_name, segments
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.retention import TopicRetention
@@ -80,7 +80,9 @@ class PartitionLog:
 
         Raises OSError when the disk fails (ENOSPC included); whatever part of the records
         was written is cut off again, so the log never keeps a torn record. The records
-        become one batch frame (see ``framing``), so the cost per append is mostly per batch.
+        become batch frames of at most ``framing.FRAME_DATA_BYTES`` each (one frame unless
+        they are larger), written with one write and one fsync, so the cost per append is
+        mostly per append.
         """
         if self._lock_fd is None:
             self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
@@ -103,7 +105,7 @@ class PartitionLog:
             fd = self._fd
             first = self._next_offset
             timestamp_ms = time.time_ns() // 1_000_000
-            data = encode_batch(first, timestamp_ms, records)  # one frame: one header, one crc
+            data = encode_frames(first, timestamp_ms, records)  # bounded frames, one write
             self._known_size = -1  # until the write and fsync succeed, the tail is unknown
             try:
                 write_all(fd, data)

@@ -73,9 +73,11 @@ class Assigned:
     # The position (Kafka's sense): the next record poll returns, as offset and byte position.
     offset: int = 0
     position: int = 0
-    # Frames read but not wholly returned yet, and how many records they still hold.
+    # Frames read but not wholly returned yet, how many records they still hold, and their
+    # size in bytes (whole frames: what the read-ahead holds in memory).
     ahead: collections.deque[Chunk] = field(default_factory=collections.deque)
     ahead_count: int = 0
+    ahead_bytes: int = 0
     ahead_offset: int = 0
     ahead_position: int = 0
     # Returned records that are not committed yet.
