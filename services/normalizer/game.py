@@ -6,13 +6,14 @@ Each item of a version-2 record is normalized as the version-1 record it would h
 so both shapes store the same rows. An item that fails is dead-lettered on its own, as
 that version-1 record (replayable as it is), and the other items of its request go on; a
 version-1 record, or a version-2 record that cannot be read at all, raises for the
-normalizer to dead-letter whole. The events of a version-2 ``raw.forge`` record take the
-compiled path (``game_structs.forge_event_row``: the same row, without the Python checks)
-whenever it accepts them.
+normalizer to dead-letter whole. The items of a version-2 record take the compiled path
+(``game_structs.forge_event_row``, ``game_structs.msgpack_rows``: the same rows, without the
+Python checks) whenever it accepts them.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -108,20 +109,24 @@ def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[Outgoin
     if record.topic == RAW_FORGE:
         fast = _forge_event_typed(views) if doc.get("route") == game_raw.EVENTS_ROUTE else None
     else:
-        fast = _msgpack_item_typed(views)
+        fast = _msgpack_item_typed(doc, views)
     out: list[OutgoingRecord] = []
-    for view in views:
+    for n, view in enumerate(views):
         try:
-            typed = fast(view) if fast is not None else None
+            typed = fast(n, view) if fast is not None else None
             out.append(typed if typed is not None else one(view))
         except Exception as err:  # noqa: BLE001 - one item's failure, never its request's
             out.append(_ITEM_LETTERS.reject(record._replace(value=orjson.dumps(view)), err))
     return out
 
 
-def _forge_event_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | None] | None:
-    """The compiled path for the events of one version-2 ``raw.forge`` record (one context for
-    all of them): an event's typed record, or None to normalize it the version-1 way."""
+# A compiled path for the items of one version-2 record: item n's typed record, or None to
+# normalize it the version-1 way (which names what is wrong with it).
+FastPath = Callable[[int, Doc], OutgoingRecord | None]
+
+
+def _forge_event_typed(views: list[Doc]) -> FastPath | None:
+    """The events of one version-2 ``raw.forge`` record, one context for all of them."""
     if not views:
         return None
     _, received_at = _ids(views[0])
@@ -130,7 +135,7 @@ def _forge_event_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | Non
         str(first.get("organisation_id")), str(first.get("project_id")), str(first.get("environment")), received_at
     )
 
-    def typed(view: Doc) -> OutgoingRecord | None:
+    def typed(n: int, view: Doc) -> OutgoingRecord | None:
         record_id, _ = _ids(view)
         row = game_structs.forge_event_row(view.get("body"), ctx, str(record_id))
         return None if row is None else typed_record(GAME_EVENT, row, partition_key(GAME_EVENT, row))
@@ -138,9 +143,9 @@ def _forge_event_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | Non
     return typed
 
 
-def _msgpack_item_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | None] | None:
-    """The items of one version-2 ``raw.msgpack`` record with one context for all of them (what
-    ``_msgpack_typed`` does per item, without rebuilding it); None for what it would refuse."""
+def _msgpack_item_typed(doc: Doc, views: list[Doc]) -> FastPath | None:
+    """The items of one version-2 ``raw.msgpack`` record: their rows from the compiled schema
+    (``game_structs.msgpack_rows``, the packed body decoded once), one context for all."""
     if not views:
         return None
     _, received_at = _ids(views[0])
@@ -152,13 +157,16 @@ def _msgpack_item_typed(views: list[Doc]) -> Callable[[Doc], OutgoingRecord | No
         str(first.get("app_id")),
         received_at,
     )
+    ids = [view["id"] for view in views]  # game_raw derived them: canonical UUID text
+    rows = game_structs.msgpack_rows(base64.b64decode(doc["packed"]), ctx, ids)
+    if rows is None:
+        return None
 
-    def typed(view: Doc) -> OutgoingRecord | None:
-        record_id, _ = _ids(view)
-        try:
-            kind, row = msgpack.normalize(view.get("body"), ctx, record_id)
-        except Invalid:
-            return None  # _msgpack_typed raises it with its reason
+    def typed(n: int, view: Doc) -> OutgoingRecord | None:
+        made = rows[n]
+        if made is None:
+            return None
+        kind, row = made
         return typed_record(kind, row, partition_key(kind, row))
 
     return typed

@@ -268,3 +268,28 @@ def test_the_compiled_row_is_normalize_events_row(body: Any) -> None:
             continue
         if row is not None:
             assert orjson.dumps(row) == orjson.dumps(expected)
+
+
+APP_CTX = msgpack_schema.AppContext("org", PROJECT, ENVIRONMENT, APP, NOW)
+
+
+@PROPERTY
+@given(raw=mutated_msgpack_bodies())
+def test_the_compiled_msgpack_rows_are_normalizes_rows(raw: bytes) -> None:
+    try:
+        docs, _ = msgpack_schema.items(msgpack_schema.decode(raw, 32))
+    except Invalid:
+        return
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(len(docs))]
+    rows = game_structs.msgpack_rows(raw, APP_CTX, ids)
+    if rows is None:
+        return
+    for doc, event_id, made in zip(docs, ids, rows, strict=True):
+        try:
+            expected = msgpack_schema.normalize(doc, APP_CTX, uuid.UUID(event_id))
+        except Invalid:
+            assert made is None, "a row for an item normalize refuses"
+            continue
+        if made is not None:
+            assert made[0] is expected[0]
+            assert orjson.dumps(made[1]) == orjson.dumps(expected[1])

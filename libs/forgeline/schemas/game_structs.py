@@ -14,7 +14,8 @@ wrong type all take the slow path, which accepts or refuses them as it always di
 
 The normalizer shares it: ``forge_event_row`` builds an event's row from the same Struct when
 the event is valid (the row ``forge.normalize_event`` builds, byte for byte once encoded), and
-returns None otherwise, so that ``forge.normalize_event`` raises the problem.
+returns None otherwise, so that ``forge.normalize_event`` raises the problem; ``msgpack_rows``
+does the same for the items of a MessagePack body (``msgpack.normalize``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ import orjson
 from forgeline.schemas.checks import _as_uuid
 from forgeline.schemas.common import json_depth_exceeds, parse_timestamp, to_millis
 from forgeline.schemas.forge import EVENT_ID, MAX_BATCH_EVENTS, NO_SESSION, SESSION_ID, ForgeContext, _cited_ok
-from forgeline.schemas.msgpack import MAX_POSITIONS, PLAYER_EVENT_NAME, _unplain
+from forgeline.schemas.msgpack import MAX_POSITIONS, PLAYER_EVENT_NAME, AppContext, _unplain
+from forgeline.schemas.records import FUNNEL_STEP, GAMEPLAY_EVENT, PLAYER, TRAJECTORY, RecordKind
 
+Row = dict[str, Any]
 _UUID_TEXT = 64  # checks._as_uuid: longer text is never a UUID
 _SHORT = 256  # checks.Check.string's default max_len
 
 Severity = Literal["low", "medium", "high", "critical"]
 
-__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_event_row", "forge_events", "msgpack_items"]
+__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_event_row", "forge_events", "msgpack_items", "msgpack_rows"]
 
 
 class ForgeEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -288,3 +291,94 @@ def forge_event_row(body: Any, ctx: ForgeContext, event_id: str) -> dict[str, An
         "occurred_at": to_millis(occurred_at),
         "received_at": to_millis(ctx.received_at),
     }
+
+
+_ANY_DEPTH = 10**6  # the normalizer keeps no depth limit of its own: the gateway applied it
+
+
+def _json_object(value: dict[str, Any] | Unset) -> str:
+    """msgpack._json: a map as JSON text, ``{}`` when absent."""
+    return orjson.dumps(value if isinstance(value, dict) else {}).decode()
+
+
+def _fps_value(fps: Fps | Unset, key: str) -> float | None:
+    value = getattr(fps, key) if isinstance(fps, Fps) else UNSET
+    return None if value is UNSET else float(value)
+
+
+def _msgpack_row(item: MsgpackItem, ctx: AppContext, event_id: str) -> tuple[RecordKind, Row]:
+    """msgpack.normalize's row of an item ``_msgpack_item_ok`` accepted (same keys, same order)."""
+    row: Row = {
+        "event_id": event_id,
+        "organisation_id": ctx.organisation_id,
+        "project_id": ctx.project_id,
+        "environment": ctx.environment,
+        "app_id": ctx.app_id,
+        "build_id": item.build_id or "",
+        "player_id": item.player_id,
+        "received_at": to_millis(ctx.received_at),
+    }
+    if item.funnel_step_name is not UNSET:
+        row |= {
+            "session_id": item.session_id,
+            "step_name": item.funnel_step_name,
+            "level_id": item.level_id or "",
+            "occurred_at": to_millis(parse_timestamp(item.timestamp)),  # type: ignore[arg-type]  # checked
+        }
+        return FUNNEL_STEP, row
+    if item.event_name == PLAYER_EVENT_NAME:
+        row |= {
+            "event_name": item.event_name,
+            "region": item.region or "",
+            "hardware": _json_object(item.hardware),
+            "occurred_at": to_millis(parse_timestamp(item.timestamp)),  # type: ignore[arg-type]  # checked
+        }
+        return PLAYER, row
+    if item.event_name is not UNSET:
+        position: list[float | None] = [None, None, None] if item.position is UNSET else list(item.position)
+        row |= {
+            "session_id": item.session_id,
+            "event_name": item.event_name,
+            "level_id": item.level_id or "",
+            "position_x": position[0],
+            "position_y": position[1],
+            "position_z": position[2],
+            "input_method": item.input_method or "",
+            "custom_data": _json_object(item.custom_data),
+            "occurred_at": to_millis(parse_timestamp(item.timestamp)),  # type: ignore[arg-type]  # checked
+        }
+        return GAMEPLAY_EVENT, row
+    flat: list[float] = item.positions if isinstance(item.positions, list) else []
+    row |= {
+        "session_id": item.session_id,
+        "level_id": item.level_id or "",
+        "status": item.status or "",
+        "input_method": item.input_method or "",
+        "fps_mean": _fps_value(item.fps, "mean"),
+        "fps_low_5": _fps_value(item.fps, "low_5"),
+        "fps_low_1": _fps_value(item.fps, "low_1"),
+        "xs": flat[0::3],
+        "ys": flat[1::3],
+        "zs": flat[2::3],
+        "point_count": len(flat) // 3,
+        "started_at": to_millis(parse_timestamp(item.timestamp_start)),  # type: ignore[arg-type]  # checked
+        "ended_at": to_millis(parse_timestamp(item.timestamp_end)),  # type: ignore[arg-type]  # checked
+    }
+    return TRAJECTORY, row
+
+
+def msgpack_rows(body: bytes, ctx: AppContext, event_ids: list[str]) -> list[tuple[RecordKind, Row] | None] | None:
+    """``msgpack.normalize``'s (kind, row) of each item of a MessagePack events body, None for an
+    item the compiled path does not accept (normalize it, so that it names the problem), or
+    None for a body it cannot decode. ``event_ids``: the items' ids, canonical text."""
+    try:
+        body_items = _MSGPACK_BODY.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    items = body_items if isinstance(body_items, list) else [body_items]
+    if len(items) != len(event_ids):
+        return None
+    return [
+        _msgpack_row(item, ctx, event_id) if _msgpack_item_ok(item, ctx.app_id, _ANY_DEPTH) else None
+        for item, event_id in zip(items, event_ids, strict=True)
+    ]
