@@ -28,7 +28,7 @@ import orjson
 
 from forgeline.schemas.checks import _as_uuid
 from forgeline.schemas.common import json_depth_exceeds, parse_timestamp, to_millis
-from forgeline.schemas.forge import EVENT_ID, MAX_BATCH_EVENTS, NO_SESSION, SESSION_ID, ForgeContext, _cited_ok
+from forgeline.schemas.forge import MAX_BATCH_EVENTS, NO_SESSION, SESSION_ID, ForgeContext, _cited_ok
 from forgeline.schemas.msgpack import MAX_POSITIONS, PLAYER_EVENT_NAME, AppContext, _unplain
 from forgeline.schemas.records import FUNNEL_STEP, GAMEPLAY_EVENT, PLAYER, TRAJECTORY, RecordKind
 
@@ -36,9 +36,9 @@ Row = dict[str, Any]
 _UUID_TEXT = 64  # checks._as_uuid: longer text is never a UUID
 _SHORT = 256  # checks.Check.string's default max_len
 
-Severity = Literal["low", "medium", "high", "critical"]
+Severity = Literal["low", "medium", "high", "critical"]  # forge.SEVERITIES (a unit test holds them equal)
 
-__all__ = ["EVENT_ID", "ForgeEvent", "MsgpackItem", "forge_event_row", "forge_events", "msgpack_items", "msgpack_rows"]
+__all__ = ["ForgeEvent", "MsgpackItem", "forge_event_row", "forge_events", "msgpack_items", "msgpack_rows"]
 
 
 class ForgeEvent(msgspec.Struct, forbid_unknown_fields=True):
