@@ -14,10 +14,12 @@ Two versions live on the log, and the normalizer reads both:
 Size: a batch may inflate to 16 MiB while a Kafka record must fit its 8 MiB produce request
 (``forgeline.bus.kafka_options.max_request_bytes``). ``encode_batch`` therefore cuts a batch
 into consecutive records of at most ``RECORD_BUDGET_BYTES`` of lines each (a single line
-larger than that gets a record of its own, as a v1 record of it would). A batch below the
-budget — every batch logister-python sends — is one record. Each record's key is its first
-event id (its 16 bytes, as a v1 record's): stable across a retried request, spread over
-partitions.
+larger than that gets a record of its own, as a v1 record of it would). The gateway refuses
+a line larger than an event sent alone may be (``logister_batch.max_line_bytes``, 4 MiB at
+the default limits), so at the default limits every record is at most about 4 MiB. A batch
+below the budget — every batch logister-python sends — is one record. Each record's key is
+its first event id (its 16 bytes, as a v1 record's): stable across a retried request, spread
+over partitions.
 """
 
 from __future__ import annotations

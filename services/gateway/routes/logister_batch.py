@@ -5,6 +5,11 @@ identity (``uuid`` or ``event_id``, a UUID) so that a retried batch stores nothi
 Atomic: either every envelope is valid and all are enqueued (202, per-line results in
 line order), or nothing is (400 for a malformed batch, 422 with per-line results).
 
+A line is one event, so it may be as large as the single-event route lets an event be
+(``max_line_bytes``: its body limit, or its inflated limit for a compressed body; 4 MiB by
+default) and no larger: a larger line is that line's own error in the 422, as any invalid
+line is. So every record stays within a Kafka request (8 MiB) at the default limits.
+
 An accepted batch is one ``raw.logister`` record (``"v": 2``, forgeline.schemas.logister_raw):
 each line as received, its id and its receive time. A batch above the record budget (4 MiB
 of lines; a batch may inflate to 16 MiB, a Kafka record must fit 8 MiB) is cut into a few
@@ -27,6 +32,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from forgeline.config import Settings
 from forgeline.ids import legacy_id
 from forgeline.schemas import logister, logister_fast, logister_raw
 from forgeline.schemas.common import json_depth_exceeds, to_millis
@@ -66,6 +72,15 @@ def _parse_line(number: int, text: bytes, max_depth: int, headers: dict[str, str
         return raw, uuid.UUID(str(identity))
     except ValueError:
         raise _bad_batch("invalid_identity", f"line {number}: {identity!r} is not a UUID", headers, number) from None
+
+
+def max_line_bytes(settings: Settings) -> int:
+    """The largest event the single-event route accepts, and so the largest batch line.
+
+    A plain body is cut at ``max_body_bytes``, a gzip or deflate one at ``max_inflated_bytes``
+    once inflated: an event sent alone can be as large as the larger of the two.
+    """
+    return max(settings.max_body_bytes, settings.max_inflated_bytes)
 
 
 def _identify(
@@ -108,6 +123,7 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
     headers = decision.headers()
 
     depth = api.settings.max_json_depth
+    max_line = max_line_bytes(api.settings)
     parsed = [_identify(n, text, depth, headers) for n, text in enumerate(lines, 1)]
     now = api.now()
     now_ms = to_millis(now)
@@ -119,6 +135,11 @@ async def ingest_batch(api: LogisterSteps, request: Request) -> Response:
     invalid = False
     for number, ((raw, event_id), text, key) in enumerate(zip(parsed, lines, seen, strict=True), 1):
         received_at = api.received_at(key, now)
+        if len(text) > max_line:
+            invalid = True
+            errors = [f"Event is larger than {max_line} bytes, the limit for one event"]
+            results.append({"line": number, "id": str(event_id), "status": "rejected", "errors": errors})
+            continue
         if raw is not None:
             try:
                 logister.normalize_event(raw, api.ingest_context(principal, event_id, received_at))
