@@ -3,12 +3,13 @@
 A version-1 raw record is one item and gives one typed record; a version-2 record is one
 accepted event request and gives one typed record per item (``forgeline.schemas.game_raw``).
 Each item of a version-2 record is normalized as the version-1 record it would have been,
-so both shapes store the same rows. An item that fails is dead-lettered on its own, as
-that version-1 record (replayable as it is), and the other items of its request go on; a
-version-1 record, or a version-2 record that cannot be read at all, raises for the
-normalizer to dead-letter whole. The items of a version-2 record take the compiled path
-(``game_structs.forge_event_row``, ``game_structs.msgpack_rows``: the same rows, without the
-Python checks) whenever it accepts them.
+so both shapes store the same rows. An item that fails is returned as a failed item (the
+normalizer dead-letters it on its own, as that version-1 record: replayable as it is), and
+the other items of its request go on; a version-1 record that fails, or a version-2 record
+that cannot be read at all, raises for the normalizer to dead-letter whole. The items of a
+version-2 record take the compiled path (``game_structs.forge_event_row``,
+``game_structs.msgpack_rows``: the same rows, without the Python checks) whenever it
+accepts them.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ import orjson
 
 from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import RAW_FORGE
-from forgeline.processing.deadletter import DeadLetters, InvalidMessage
+from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import forge, game_raw, game_structs, msgpack
 from forgeline.schemas.checks import Invalid
 from forgeline.schemas.records import GAME_EVENT
 from forgeline.schemas.typed import typed_record
+from services.normalizer.failed import FailedItem, Split
 from services.normalizer.keys import partition_key
-
-# Dead letters of single items of a version-2 record: the normalizer's metric, log and topic.
-_ITEM_LETTERS = DeadLetters("normalizer")
 
 Doc = dict[str, Any]
 
@@ -98,10 +97,10 @@ def _parse(record: Record) -> Doc:
     return doc
 
 
-def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[OutgoingRecord]:
+def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> Split:
     doc = _parse(record)
     if doc.get("v") != game_raw.ENVELOPE_V2:
-        return [one(doc)]
+        return [one(doc)], []
     try:
         views = game_raw.expand(record.topic, doc)
     except (KeyError, TypeError, ValueError) as err:
@@ -111,13 +110,14 @@ def _split(record: Record, one: Callable[[Doc], OutgoingRecord]) -> list[Outgoin
     else:
         fast = _msgpack_item_typed(doc, views)
     out: list[OutgoingRecord] = []
+    failed: list[FailedItem] = []
     for n, view in enumerate(views):
         try:
             typed = fast(n, view) if fast is not None else None
             out.append(typed if typed is not None else one(view))
         except Exception as err:  # noqa: BLE001 - one item's failure, never its request's
-            out.append(_ITEM_LETTERS.reject(record._replace(value=orjson.dumps(view)), err))
-    return out
+            failed.append(FailedItem(record._replace(value=orjson.dumps(view)), err, str(n)))
+    return out, failed
 
 
 # A compiled path for the items of one version-2 record: item n's typed record, or None to
@@ -172,28 +172,13 @@ def _msgpack_item_typed(doc: Doc, views: list[Doc]) -> FastPath | None:
     return typed
 
 
-def _single(record: Record, one: Callable[[Doc], OutgoingRecord]) -> OutgoingRecord:
-    doc = _parse(record)
-    if doc.get("v") == game_raw.ENVELOPE_V2:
-        raise InvalidMessage("bad_raw_record", "a version-2 record holds many items: split it")
-    return one(doc)
-
-
-def split_forge(record: Record) -> list[OutgoingRecord]:
-    """A ``raw.forge`` record → its typed records (one, or one per item of a version-2 record)."""
+def split_forge(record: Record) -> Split:
+    """A ``raw.forge`` record → its typed records (one, or one per item of a version-2 record)
+    and its failed items."""
     return _split(record, _forge_typed)
 
 
-def split_msgpack(record: Record) -> list[OutgoingRecord]:
-    """A ``raw.msgpack`` record → its typed records (one, or one per item of a version-2 record)."""
+def split_msgpack(record: Record) -> Split:
+    """A ``raw.msgpack`` record → its typed records (one, or one per item of a version-2
+    record) and its failed items."""
     return _split(record, _msgpack_typed)
-
-
-def normalize_forge(record: Record) -> OutgoingRecord:
-    """A version-1 ``raw.forge`` record (one build, session, event, report or upload) → its typed record."""
-    return _single(record, _forge_typed)
-
-
-def normalize_msgpack(record: Record) -> OutgoingRecord:
-    """A version-1 ``raw.msgpack`` record (one event, or a stored level model) → its typed record."""
-    return _single(record, _msgpack_typed)

@@ -21,11 +21,8 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas import logister, logister_fast, logister_raw
 from forgeline.schemas.typed import typed_record
+from services.normalizer.failed import FailedItem, Split
 from services.normalizer.keys import partition_key
-
-# A failed item of a batch record, as a one-item batch record of its own (what is
-# dead-lettered: replayable once fixed), and why it failed.
-FailedItem = tuple[Record, Exception]
 
 
 def normalize_logister(record: Record) -> OutgoingRecord:
@@ -48,9 +45,10 @@ def normalize_logister(record: Record) -> OutgoingRecord:
     return _typed(route, body, ctx)
 
 
-def split_logister(record: Record) -> tuple[list[OutgoingRecord], list[FailedItem]]:
+def split_logister(record: Record) -> Split:
     """The typed records of a ``raw.logister`` record of either version, in item order, and
-    the items that failed (one bad event of a batch never loses the others).
+    the items that failed, each as a one-item batch record (one bad event of a batch never
+    loses the others).
 
     Raises InvalidMessage when the record as a whole cannot be read (dead-lettered whole).
     """
@@ -68,11 +66,11 @@ def split_logister(record: Record) -> tuple[list[OutgoingRecord], list[FailedIte
         raise InvalidMessage("unknown_route", batch.route)
     typed: list[OutgoingRecord] = []
     failed: list[FailedItem] = []
-    for item in batch.items:
+    for n, item in enumerate(batch.items):
         try:
             typed.append(_batch_item(batch, item))
         except Exception as err:  # noqa: BLE001 - one item's failure, never its neighbours'
-            failed.append((_item_record(record, batch, item), err))
+            failed.append(FailedItem(_item_record(record, batch, item), err, str(n)))
     return typed, failed
 
 

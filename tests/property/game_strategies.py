@@ -138,8 +138,13 @@ def record(topic: str, value: bytes, key: bytes | None = None, offset: int = 0) 
 
 
 def typed_of(records: list[Record]) -> list[tuple[str, bytes | None, bytes]]:
-    """What the normalizer appends for ``records`` (typed records and game errors), comparable."""
-    out: list[OutgoingRecord] = [typed for r in records for typed in normalize(r)]
+    """What the normalizer appends for ``records`` (typed records and game errors), comparable;
+    every item of them normalizes (no failed item)."""
+    out: list[OutgoingRecord] = []
+    for r in records:
+        typed, failed, _ = normalize(r)
+        assert failed == [], failed
+        out += typed
     return [(o.topic, o.key, o.value) for o in out]
 
 

@@ -62,8 +62,10 @@ def as_invalid(error: Exception) -> InvalidMessage:
     return invalid
 
 
-def dead_letter(group: str, record: Record, error: InvalidMessage) -> OutgoingRecord:
-    headers = (
+def dead_letter(group: str, record: Record, error: InvalidMessage, key: str | None = None) -> OutgoingRecord:
+    """``record``'s dead letter. ``key`` tells apart the dead letters of one source record
+    (its items, say): the ``dead_letters`` table is keyed by the source position, plus this."""
+    headers: tuple[tuple[str, bytes], ...] = (
         ("reason", error.reason.encode()),
         ("detail", error.detail.encode("utf-8", "replace")[:4000]),
         ("source_topic", record.topic.encode()),
@@ -71,6 +73,8 @@ def dead_letter(group: str, record: Record, error: InvalidMessage) -> OutgoingRe
         ("source_offset", str(record.offset).encode()),
         ("failed_at_ms", str(int(time.time() * 1000)).encode()),
     )
+    if key is not None:
+        headers += (("dead_letter_key", key.encode()),)
     return OutgoingRecord(dead_letter_topic(group), record.value, key=record.key, headers=headers)
 
 
@@ -178,8 +182,9 @@ class DeadLetters:
         ``record``'s dead letter to ``dead`` and is swallowed; ``.failed`` tells."""
         return _Guard(self, record, into)
 
-    def reject(self, record: Record, error: Exception) -> OutgoingRecord:
-        """Count and log one failed record; its dead letter (for the caller to append)."""
+    def reject(self, record: Record, error: Exception, key: str | None = None) -> OutgoingRecord:
+        """Count and log one failed record; its dead letter (for the caller to append).
+        ``key``: which part of its source record it is, when one source has several."""
         invalid = as_invalid(error)
         PROCESSOR_DEAD_LETTERS.labels(service=self.group, reason=invalid.reason).inc()
         where = {"processor": self.group, "reason": invalid.reason, "topic": record.topic,
@@ -191,7 +196,7 @@ class DeadLetters:
         else:
             log.warning("dead-lettered", extra={**where, "detail": invalid.detail[:300]})
         self._last = str(invalid)[:500]
-        return dead_letter(self.group, record, invalid)
+        return dead_letter(self.group, record, invalid, key)
 
     def check(self, processed: int, dead: int) -> None:
         """Count a batch; raise DeadLetterLimitExceeded (and keep raising) once over the limit."""

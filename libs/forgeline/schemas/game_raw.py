@@ -24,10 +24,11 @@ event as a one-item array) and ``ids`` the eventIds the response promised, in or
 ``packed`` is the MessagePack body as accepted, base64: item ``n`` of it has the id
 ``msgpack.event_id(project, app, digest, first + n)``, exactly the id version 1 carried.
 
-``v1_views`` turns a record of either version into version-1 documents, one per item, and
-the normalizer normalizes each one as it always did: a batch stores exactly the rows the
-one-record-per-item path stored, and an item that fails is dead-lettered as the version-1
-record it would have been.
+The normalizer reads a version-2 record with ``expand`` (its version-1 documents, one per
+item, in order) and normalizes each one as it always did (``services/normalizer/game.py``):
+a request stores exactly the rows the one-record-per-item path stored, and an item that fails
+is dead-lettered alone as the version-1 record it would have been (replayable as it is).
+``v1_views`` does the same from a record's bytes, for tools and tests that read raw records.
 
 Size: Kafka refuses a record above ``max_request_bytes`` (8 MiB). A version-2 value is the
 body as accepted (at most ``max_inflated_bytes``, 4 MiB, for JSON; at most

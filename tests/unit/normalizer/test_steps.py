@@ -11,7 +11,7 @@ import pytest
 from forgeline.bus.port import Record
 from forgeline.bus.topics import RAW_MSGPACK, TYPED_LEVEL_MODELS
 from forgeline.schemas.records import KINDS, RecordKind
-from services.normalizer.game import normalize_msgpack
+from services.normalizer.game import split_msgpack
 from services.normalizer.keys import partition_key
 
 pytestmark = pytest.mark.unit
@@ -44,7 +44,8 @@ def model_record(model_id: uuid.UUID) -> Record:
 
 def test_a_level_model_upload_normalizes_to_a_keyed_record() -> None:
     mid = uuid.uuid4()
-    out = normalize_msgpack(model_record(mid))  # raised KeyError: 'session_id'
+    [out], failed = split_msgpack(model_record(mid))  # raised KeyError: 'session_id'
+    assert failed == []
     assert out.topic == TYPED_LEVEL_MODELS
     assert out.key == str(mid).encode()  # its own id (topics.py: "key: model id")
     row = orjson.loads(out.value)

@@ -18,7 +18,7 @@ import pytest
 from forgeline.bus.port import Record
 from forgeline.bus.topics import RAW_FORGE, TYPED_REPORTS
 from forgeline.schemas import forge
-from services.normalizer.game import normalize_forge
+from services.normalizer.game import split_forge
 from services.notifier.subjects import parse
 
 pytestmark = pytest.mark.unit
@@ -91,7 +91,8 @@ def test_the_normalizer_drops_foreign_citations_of_a_raw_record_from_before_the_
     envelope = {"v": 1, "route": "report", "organisation_id": "org", "project_id": B, "environment": "production"}
     raw = {**envelope, "token_id": "t", "received_at": 1_775_000_000_000, "id": str(uuid.uuid4())}
     raw["body"] = _report(A_SESSION, [A_EVENT], [A_UPLOAD, B_UPLOAD])
-    out = normalize_forge(Record(RAW_FORGE, 0, 0, None, orjson.dumps(raw), 0))
+    [out], failed = split_forge(Record(RAW_FORGE, 0, 0, None, orjson.dumps(raw), 0))
+    assert failed == []
     row = orjson.loads(out.value)
     assert (row["session_id"], row["event_ids"], row["upload_ids"]) == (forge.NO_SESSION, [], [B_UPLOAD])
 
