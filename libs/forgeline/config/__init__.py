@@ -282,9 +282,10 @@ class Settings:
     span_quiet_seconds: float = setting(5.0, _positive_float)
     monitor_margin_seconds: float = setting(60.0, _positive_float)
     monitor_tick_seconds: float = setting(5.0, _positive_float)
-    # Records per normalizer poll → produce (acks) → commit round trip. Polls return what is
-    # there, so this only matters with a backlog, where 5000 did 1.4× the records/s of 1000
-    # (docs/performance.md, "scale-out").
+    # Records per normalizer poll, and events per produce (acks) → commit round trip: a record
+    # of a batch request holds many events, so a poll is sent and committed in slices of about
+    # this many events (memory follows it). Polls return what is there, so this only matters
+    # with a backlog, where 5000 did 1.4× the records/s of 1000 (docs/performance.md, "scale-out").
     normalizer_batch: int = setting(5000, _positive_int)
     # Dead letters: a record that fails is dead-lettered and the next one processed; but when
     # more than dlq_max_ratio of a processor's last dlq_window_records records failed (once at
