@@ -104,10 +104,10 @@ def encode_frames(
     bound is alone in its frame.
     """
     limit = max_data_bytes if max_data_bytes is not None else 1 << 62
-    frames: list[bytes] = []
+    parts: list[bytes] = []  # every frame's pieces, joined once (one copy of the data)
     lengths: list[int] = []
     data: list[bytes] = []
-    size = count = 0
+    size = 0
     # Producers send many records with the same headers (a tuple constant): encode them once.
     encoded: dict[Headers, bytes] = {}
     for record in records:
@@ -115,30 +115,35 @@ def encode_frames(
         headers = encoded.get(record.headers)
         if headers is None:
             headers = encoded[record.headers] = _encode_headers(record.headers)
-        record_size = len(value) + len(headers) + (0 if key is None else len(key))
-        if count and size + record_size > limit:
-            frames.append(_batch_frame(base_offset, timestamp_ms, count, lengths, data))
-            base_offset += count
-            lengths, data, size, count = [], [], 0, 0
+        value_len, headers_len = len(value), len(headers)
         if key is None:
-            lengths += (-1, len(value), len(headers))
+            key_len = -1
+            record_size = value_len + headers_len
         else:
-            lengths += (len(key), len(value), len(headers))
-            data.append(key)
-        data += (value, headers)
+            key_len = len(key)
+            record_size = key_len + value_len + headers_len
         size += record_size
-        count += 1
-    if count:
-        frames.append(_batch_frame(base_offset, timestamp_ms, count, lengths, data))
-    return b"".join(frames)  # one frame: the frame itself, no copy
+        if size > limit and lengths:  # cut before this record: the frame so far is full
+            parts += _batch_frame(base_offset, timestamp_ms, lengths, data)
+            base_offset += len(lengths) // 3
+            lengths, data, size = [], [], record_size
+        if key is not None:
+            data.append(key)
+        lengths += (key_len, value_len, headers_len)
+        data += (value, headers)
+    if lengths:
+        parts += _batch_frame(base_offset, timestamp_ms, lengths, data)
+    return b"".join(parts)
 
 
-def _batch_frame(base_offset: int, timestamp_ms: int, count: int, lengths: list[int], data: list[bytes]) -> bytes:
+def _batch_frame(base_offset: int, timestamp_ms: int, lengths: list[int], data: list[bytes]) -> tuple[bytes, ...]:
+    """One batch frame's pieces (magic and crc, fields, length table, data), to be joined."""
+    count = len(lengths) // 3
     body = b"".join(data)
     table = struct.pack(f"<{count * 'iII'}", *lengths)
     fields = _BATCH_FIELDS.pack(base_offset, timestamp_ms, count, len(body))
     crc = zlib.crc32(body, zlib.crc32(table, zlib.crc32(fields)))
-    return b"".join((_MAGIC_CRC.pack(BATCH, crc), fields, table, body))
+    return _MAGIC_CRC.pack(BATCH, crc), fields, table, body
 
 
 class Frame:
