@@ -13,8 +13,9 @@ Guarantees (those of ``forgeline.bus.port``):
 - Each append (a send_many, or every send the group commit gathered for a partition) is
   written as batch frames with one crc each (``framing``), cut so that a frame holds at most
   ``FRAME_DATA_BYTES`` (1 MiB) of records, or one larger record alone: appends and reads cost
-  per batch, offsets stay per record, and a reader never decodes more than one frame at
-  once. Segments written by releases before batch frames are read and appended to in place.
+  per batch, offsets stay per record, and what a reader must decode whole (a frame) stays
+  small. Consumers bound each poll by bytes too (``EmbeddedConsumer``). Segments written
+  by releases before batch frames are read and appended to in place.
 - A writer killed mid-append (kill -9, crash) leaves at most an incomplete frame at the
   tail. Readers treat it as "not yet available"; the next append truncates it, with every
   record in it. None was acknowledged, because acknowledgement comes only after fsync. An
