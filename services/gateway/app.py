@@ -109,7 +109,7 @@ def create_app(settings: Settings, bus: Bus, clock: Clock | None = None) -> Star
     # send_timeout_ms) and the gateway's publish timeout.
     producer = bus.producer(send_timeout_s=min(settings.publish_timeout_seconds, bus.capabilities.send_timeout_s))
     tenancy = TenancyFollower(bus)
-    publisher = Publisher(producer)
+    publisher = Publisher(producer, bus.capabilities.max_record_bytes)
     client_address = ClientAddress(settings.trusted_proxies)
     # One failure budget per source for every family: guesses cannot be spread over them.
     auth_failures = AuthFailureLimit(

@@ -10,10 +10,11 @@ from services.gateway.errors import ApiError
 
 
 class Publisher:
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, max_record_bytes: int) -> None:
         # The producer carries the publish timeout (see create_app) and raises BusUnavailable
         # past it: one timer per request, not two.
         self._producer = producer
+        self._max_record_bytes = max_record_bytes
         self._produced = LabelledChildren(BUS_PRODUCED)
 
     async def publish(self, records: list[OutgoingRecord]) -> None:
@@ -22,6 +23,21 @@ class Publisher:
         On a timeout the records may still land later; their ids are derived from the
         request, so a client retry produces the same ids and the pipeline deduplicates.
         """
+        for record in records:
+            size = len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+            if size > self._max_record_bytes:
+                # Accepted, it would be refused by the bus on every retry (Kafka's request size):
+                # the client hears it now, and nothing of the request is enqueued.
+                raise ApiError(
+                    413,
+                    {
+                        "error": f"Payload Too Large: this request makes a {size}-byte record, "
+                        f"the bus takes at most {self._max_record_bytes} bytes",
+                        "code": "payload_too_large",
+                        "limit_bytes": self._max_record_bytes,
+                    },
+                    reason="too_large",
+                )
         started = time.perf_counter()
         try:
             await self._producer.send_many(records)

@@ -48,6 +48,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectio
 from forgeline.bus.kafka_admin import ensure_topics
 from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.bus.port import (
+    RECORD_OVERHEAD_BYTES,
     AssignHandler,
     Bus,
     BusUnavailable,
@@ -81,7 +82,10 @@ class KafkaBus:
         if default_partitions < 1:
             raise ValueError("partition counts must be at least 1")
         self.capabilities = Capabilities(
-            name="kafka", shared_groups=True, send_timeout_s=options.send_timeout_ms / 1000
+            name="kafka",
+            shared_groups=True,
+            send_timeout_s=options.send_timeout_ms / 1000,
+            max_record_bytes=options.max_request_bytes - RECORD_OVERHEAD_BYTES,
         )
         self.options = options
         self.default_partitions = default_partitions

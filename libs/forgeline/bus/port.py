@@ -66,6 +66,10 @@ class OutgoingRecord(NamedTuple):
     partition: int | None = None
 
 
+# Room left in a produce request for the record batch's own framing.
+RECORD_OVERHEAD_BYTES = 16 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What differs between adapters, as fields rather than hasattr checks."""
@@ -76,6 +80,10 @@ class Capabilities:
     # How long a producer waits for an acknowledgement unless told otherwise (Kafka's
     # ``send_timeout_ms``); a client-facing caller takes the shorter of this and its own.
     send_timeout_s: float
+    # The largest record (value, key and headers) the bus takes: Kafka refuses one above its
+    # request size on every retry, so a producer facing clients refuses it first. The embedded
+    # log keeps Kafka's default, so a studio moving to Kafka sees the same limit.
+    max_record_bytes: int = 8 * 1024 * 1024 - RECORD_OVERHEAD_BYTES
 
 
 # Called with the partitions a consumer is about to lose (see ``Consumer.on_revoke``).
