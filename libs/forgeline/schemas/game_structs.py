@@ -150,7 +150,13 @@ class MsgpackItem(msgspec.Struct, forbid_unknown_fields=True):
     timestamp_end: str | Unset = UNSET
 
 
-_MSGPACK_BODY = msgspec.msgpack.Decoder(list[MsgpackItem] | MsgpackItem)
+def _refuse_ext(code: int, data: memoryview) -> Any:
+    # Anywhere in the body, fields no kind reads included: the normalizer's unpacker refuses
+    # extension types, so a body holding one must not pass here (the full validator answers 400).
+    raise msgspec.DecodeError(f"MessagePack extension type {code} is not accepted")
+
+
+_MSGPACK_BODY = msgspec.msgpack.Decoder(list[MsgpackItem] | MsgpackItem, ext_hook=_refuse_ext)
 
 
 def _opt_text(value: str | Unset, max_len: int = _SHORT) -> bool:
@@ -177,6 +183,10 @@ def _msgpack_item_ok(item: MsgpackItem, app_id: str, depth: int) -> bool:
     ``depth``: how deep a map-valued field may nest (the body's limit less the levels above it).
     """
     if item.app_id != app_id or not _text(item.app_id) or not _text(item.player_id) or not _opt_text(item.build_id):
+        return False
+    # Map fields are plain data whatever the kind, read or not: the normalizer's unpacker
+    # refuses non-string keys, so such a body goes to the full validator (which answers 400).
+    if not (_plain(item.hardware, depth) and _plain(item.custom_data, depth)):
         return False
     if item.funnel_step_name is not UNSET:
         return (
