@@ -42,12 +42,26 @@ def _ids(doc: Doc) -> tuple[uuid.UUID, datetime]:
         raise InvalidMessage("bad_raw_record", repr(err)) from err
 
 
+def _forge_context(doc: Doc, received_at: datetime) -> forge.ForgeContext:
+    return forge.ForgeContext(
+        str(doc.get("organisation_id")), str(doc.get("project_id")), str(doc.get("environment")), received_at
+    )
+
+
+def _app_context(doc: Doc, received_at: datetime) -> msgpack.AppContext:
+    return msgpack.AppContext(
+        str(doc.get("organisation_id")),
+        str(doc.get("project_id")),
+        str(doc.get("environment")),
+        str(doc.get("app_id")),
+        received_at,
+    )
+
+
 def _forge_typed(doc: Doc) -> OutgoingRecord:
     """One version-1 ``raw.forge`` document (build, session, event, report or upload) → its typed record."""
     record_id, received_at = _ids(doc)
-    ctx = forge.ForgeContext(
-        str(doc.get("organisation_id")), str(doc.get("project_id")), str(doc.get("environment")), received_at
-    )
+    ctx = _forge_context(doc, received_at)
     route, body = doc.get("route"), doc.get("body")
     try:
         if route == "build":
@@ -70,13 +84,7 @@ def _forge_typed(doc: Doc) -> OutgoingRecord:
 def _msgpack_typed(doc: Doc) -> OutgoingRecord:
     """One version-1 ``raw.msgpack`` document (one event, or a stored level model) → its typed record."""
     record_id, received_at = _ids(doc)
-    ctx = msgpack.AppContext(
-        str(doc.get("organisation_id")),
-        str(doc.get("project_id")),
-        str(doc.get("environment")),
-        str(doc.get("app_id")),
-        received_at,
-    )
+    ctx = _app_context(doc, received_at)
     try:
         if doc.get("route") == "model":
             kind, row = msgpack.normalize_model(doc.get("body"), ctx, record_id)
@@ -130,10 +138,7 @@ def _forge_event_typed(views: list[Doc]) -> FastPath | None:
     if not views:
         return None
     _, received_at = _ids(views[0])
-    first = views[0]
-    ctx = forge.ForgeContext(
-        str(first.get("organisation_id")), str(first.get("project_id")), str(first.get("environment")), received_at
-    )
+    ctx = _forge_context(views[0], received_at)
 
     def typed(n: int, view: Doc) -> OutgoingRecord | None:
         record_id, _ = _ids(view)
@@ -149,14 +154,7 @@ def _msgpack_item_typed(doc: Doc, views: list[Doc]) -> FastPath | None:
     if not views:
         return None
     _, received_at = _ids(views[0])
-    first = views[0]
-    ctx = msgpack.AppContext(
-        str(first.get("organisation_id")),
-        str(first.get("project_id")),
-        str(first.get("environment")),
-        str(first.get("app_id")),
-        received_at,
-    )
+    ctx = _app_context(views[0], received_at)
     ids = [view["id"] for view in views]  # game_raw derived them: canonical UUID text
     rows = game_structs.msgpack_rows(base64.b64decode(doc["packed"]), ctx, ids)
     if rows is None:

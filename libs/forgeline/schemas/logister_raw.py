@@ -54,8 +54,8 @@ class AcceptedItem(msgspec.Struct):
 Item = RawItem | AcceptedItem
 
 
-class RawBatch(msgspec.Struct):
-    """A ``"v": 2`` record: one accepted batch request (or a slice of one, see RECORD_BUDGET_BYTES)."""
+class _Head(msgspec.Struct):
+    """What a ``"v": 2`` record says of its whole request, before its items."""
 
     v: int
     route: str
@@ -63,18 +63,17 @@ class RawBatch(msgspec.Struct):
     project_id: str
     environment: str
     token_id: str
+
+
+class RawBatch(_Head):
+    """A ``"v": 2`` record: one accepted batch request (or a slice of one, see RECORD_BUDGET_BYTES)."""
+
     items: list[RawItem]
 
 
-class _Written(msgspec.Struct):
+class _Written(_Head):
     """RawBatch as encoded: items of either kind (msgspec checks types when decoding only)."""
 
-    v: int
-    route: str
-    organisation_id: str
-    project_id: str
-    environment: str
-    token_id: str
     items: Sequence[Item]
 
 
