@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, OutgoingRecord, Record
+from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.provision import ensure_topics
 from forgeline.bus.topics import RAW_MSGPACK, TYPED_LEVEL_MODELS, dead_letter_topic
 from forgeline.config import Settings
@@ -20,6 +20,7 @@ from forgeline.processing.deadletter import InvalidMessage, dead_letter
 from services.cli.main import main
 from services.normalizer.main import Normalizer, process_batch
 from services.normalizer.steps import NORMALIZERS
+from tests.fixtures.bus_io import send_all
 
 pytestmark = pytest.mark.integration
 NOW = int(time.time() * 1000)
@@ -32,15 +33,6 @@ def model_value(level: str) -> dict[str, Any]:
         "body": {"app_name": "game", "level_name": level, "filename": "l.glb", "content_type": "model/gltf-binary",
                  "size_bytes": 1, "sha256": "0" * 64, "storage_key": "k"},
     }  # fmt: skip
-
-
-async def _send(bus: Bus, records: list[OutgoingRecord]) -> None:
-    producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
 
 
 async def _read(bus: Bus, topic: str) -> list[Record]:
@@ -79,7 +71,7 @@ def test_list_show_and_replay_a_dead_letter_idempotently(
     # A bad deploy dead-letters one record; a real normalizer does it (and commits past it).
     monkeypatch.setitem(NORMALIZERS, RAW_MSGPACK, broken)
     poisoned = OutgoingRecord(RAW_MSGPACK, orjson.dumps(model_value(bad_deploy)), key=b"k1")
-    asyncio.run(_send(bus, [poisoned]))
+    asyncio.run(send_all(bus, [poisoned]))
 
     async def normalize_once() -> None:
         service = Normalizer(bus)
@@ -99,7 +91,7 @@ def test_list_show_and_replay_a_dead_letter_idempotently(
     old = OutgoingRecord(letter.topic, letter.value, key=letter.key,
                          headers=tuple((n, v if n != "failed_at_ms" else str(NOW - 3_600_000).encode())
                                        for n, v in letter.headers))  # fmt: skip
-    asyncio.run(_send(bus, [old]))
+    asyncio.run(send_all(bus, [old]))
 
     assert main(["dlq", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -21,13 +21,14 @@ import pytest
 
 from forgeline.blobstore.local import LocalBlobStore
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, OutgoingRecord
+from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.provision import ensure_topics
 from forgeline.bus.topics import CONTROL_EXPORTER, EVENTS_ERROR_GROUPS, TYPED_LOGS
 from forgeline.notify.crypto import SecretBox, load_key
 from forgeline.notify.store import TargetAdmin
 from services.exporter.main import Exporter, ExportStrategy
 from services.notifier.main import NotifierService, NotifyPolicy
+from tests.fixtures.bus_io import send_all
 from tests.fixtures.kafka import LocalKafka
 from tests.fixtures.providers import WEBHOOK_SECRET, Receivers
 
@@ -46,15 +47,6 @@ def _log_rows(release: str, start: int, count: int) -> list[OutgoingRecord]:
         }  # fmt: skip
         out.append(OutgoingRecord(TYPED_LOGS, orjson.dumps(row), key=row["event_id"].encode()))
     return out
-
-
-async def _send(bus: Bus, records: list[OutgoingRecord]) -> None:
-    producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
 
 
 async def _until(what: str, condition: Callable[[], Awaitable[bool] | bool], timeout_s: float = 60.0) -> None:
@@ -96,7 +88,7 @@ def test_two_exporters_rebalanced_mid_stream_write_each_line_once(own_kafka: Loc
 
         first, second = exporter(), exporter()
         first_task = asyncio.create_task(first.run())
-        await _send(bus, _log_rows(release, 0, 1000))
+        await send_all(bus, _log_rows(release, 0, 1000))
         await _until("the first exporter buffered 1000 rows", lambda: _buffered(first) == 1000)
         assert _exported_ids(out, release) == []
 
@@ -106,18 +98,18 @@ def test_two_exporters_rebalanced_mid_stream_write_each_line_once(own_kafka: Loc
         a, b = first._consumer, second._consumer
         await _until("both replicas own partitions", lambda: bool(a.assignment() and b.assignment()))
         assert len(_exported_ids(out, release)) == 1000
-        await _send(bus, _log_rows(release, 1000, 1000))
+        await send_all(bus, _log_rows(release, 1000, 1000))
         await _until("the new rows are buffered", lambda: _buffered(first) + _buffered(second) == 1000)
 
         # The first leaves (flush, commit, leave): the second takes every partition over.
         first.stop()
         await first_task
-        await _send(bus, _log_rows(release, 2000, 1000))
+        await send_all(bus, _log_rows(release, 2000, 1000))
         # Flush requests until every line is out: a line lost (committed, never written) never
         # shows up, and a busy broker's late rebalance only delays the count.
         deadline = time.monotonic() + 90
         while len(_exported_ids(out, release)) < 3000 and time.monotonic() < deadline:
-            await _send(bus, [OutgoingRecord(CONTROL_EXPORTER, b'{"v":1,"action":"flush"}')])
+            await send_all(bus, [OutgoingRecord(CONTROL_EXPORTER, b'{"v":1,"action":"flush"}')])
             await asyncio.sleep(1.0)
         second.stop()
         await second_task
@@ -162,13 +154,13 @@ def test_two_notifiers_rebalanced_mid_stream_send_each_notification_once(
         first_task = asyncio.create_task(first.run())
         await _until("the first notifier is ready", lambda: first.ready)
         docs = [_error_doc(run, i) for i in range(120)]
-        await _send(bus, [OutgoingRecord(EVENTS_ERROR_GROUPS, orjson.dumps(d), key=d["group_id"].encode())
+        await send_all(bus, [OutgoingRecord(EVENTS_ERROR_GROUPS, orjson.dumps(d), key=d["group_id"].encode())
                           for d in docs[:60]])  # fmt: skip
         await _until("deliveries started", lambda: receivers.count("webhook") >= 5)
         second_task = asyncio.create_task(second.run())
         a, b = first._consumer, second._consumer
         await _until("both replicas own partitions", lambda: bool(a.assignment() and b.assignment()))
-        await _send(bus, [OutgoingRecord(EVENTS_ERROR_GROUPS, orjson.dumps(d), key=d["group_id"].encode())
+        await send_all(bus, [OutgoingRecord(EVENTS_ERROR_GROUPS, orjson.dumps(d), key=d["group_id"].encode())
                           for d in docs[60:]])  # fmt: skip
         await _until("deliveries went on", lambda: receivers.count("webhook") >= 80)
         first.stop()  # leaves mid-stream: the second takes its partitions over

@@ -15,12 +15,13 @@ import orjson
 import pytest
 
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, OutgoingRecord
+from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.provision import ensure_topics
 from forgeline.bus.topics import TYPED_LOGS
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from services.writer.main import Writer
+from tests.fixtures.bus_io import send_all
 from tests.fixtures.kafka import LocalKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kafka")]
@@ -47,15 +48,6 @@ def _log_rows(release: str, start: int, count: int) -> list[OutgoingRecord]:
     return out
 
 
-async def _send(bus: Bus, records: list[OutgoingRecord]) -> None:
-    producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)  # a busy host must not fail the setup
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
-
-
 def test_two_writers_in_one_group_split_partitions_and_write_each_row_once(
     own_kafka: LocalKafka, tmp_path: Path
 ) -> None:
@@ -79,7 +71,7 @@ def test_two_writers_in_one_group_split_partitions_and_write_each_row_once(
         first = Writer(bus, warehouse, batch_rows=500, flush_seconds=0.3)
         second = Writer(bus, warehouse, batch_rows=500, flush_seconds=0.3)
         first_task = asyncio.create_task(first.run())
-        await _send(bus, _log_rows(release, 0, 2000))
+        await send_all(bus, _log_rows(release, 0, 2000))
         assert await wait_count(2000) == 2000
 
         second_task = asyncio.create_task(second.run())
@@ -96,13 +88,13 @@ def test_two_writers_in_one_group_split_partitions_and_write_each_row_once(
         while time.monotonic() < deadline and not settled():
             await asyncio.sleep(0.1)
         owned_a, owned_b = set(a.assignment()), set(b.assignment())
-        await _send(bus, _log_rows(release, 2000, 2000))
+        await send_all(bus, _log_rows(release, 2000, 2000))
         assert await wait_count(4000) == 4000
 
         # One writer leaves gracefully (flush, commit, leave): the other takes over.
         first.stop()
         await first_task
-        await _send(bus, _log_rows(release, 4000, 1000))
+        await send_all(bus, _log_rows(release, 4000, 1000))
         total = await wait_count(5000)
         second.stop()
         await second_task

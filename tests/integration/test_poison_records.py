@@ -33,7 +33,7 @@ import services.spans.main as spans_main
 import services.writer.main as writer_main
 from forgeline.blobstore.local import LocalBlobStore
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, OutgoingRecord, Record
+from forgeline.bus.port import Bus, OutgoingRecord, Record
 from forgeline.bus.provision import ensure_topics
 from forgeline.bus.topics import (
     EVENTS_ERROR_GROUPS,
@@ -59,6 +59,7 @@ from services.normalizer.steps import NORMALIZERS
 from services.notifier.main import NotifierService, NotifyPolicy
 from services.spans.main import SpanAssemblerService
 from services.writer.main import Writer
+from tests.fixtures.bus_io import send_all
 from tests.fixtures.kafka import BUSES, DockerKafka, LocalKafka, launch_kafka
 from tests.fixtures.providers import WEBHOOK_SECRET, Receivers
 
@@ -135,15 +136,6 @@ def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Bus:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-async def send(bus: Bus, records: list[OutgoingRecord]) -> None:
-    producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
 
 
 async def find(bus: Bus, topic: str, marker: str, timeout_s: float = 30.0) -> Record:
@@ -243,7 +235,7 @@ def test_normalizer(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(NORMALIZERS, RAW_MSGPACK, raise_for(poison, NORMALIZERS[RAW_MSGPACK]))
 
     async def scenario() -> None:
-        await send(bus, pair(RAW_MSGPACK, model_value(poison), model_value(good)))
+        await send_all(bus, pair(RAW_MSGPACK, model_value(poison), model_value(good)))
         good_record = await find(bus, RAW_MSGPACK, good)
         service = Normalizer(bus)
         await run_until(service, lambda: committed_past(service, good_record))
@@ -261,7 +253,7 @@ def test_writer(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
     good_doc = log_doc(good)
 
     async def scenario() -> None:
-        await send(bus, pair(TYPED_LOGS, log_doc(poison), good_doc))
+        await send_all(bus, pair(TYPED_LOGS, log_doc(poison), good_doc))
         good_record = await find(bus, TYPED_LOGS, good)
         service = Writer(bus, warehouse, batch_rows=100, flush_seconds=0.2)
 
@@ -287,7 +279,7 @@ def test_errors(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
                 "exception_class": "", "release": ""}  # fmt: skip
 
     async def scenario() -> None:
-        await send(bus, pair(TYPED_ERRORS, error_doc(poison), error_doc(good)))
+        await send_all(bus, pair(TYPED_ERRORS, error_doc(poison), error_doc(good)))
         good_record = await find(bus, TYPED_ERRORS, good)
         service = ErrorGrouperService(bus, warehouse)
 
@@ -313,7 +305,7 @@ def test_spans(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
                 "started_at": NOW, "duration_ms": 12, "received_at": NOW, "event_id": str(uuid.uuid4())}  # fmt: skip
 
     async def scenario() -> None:
-        await send(bus, pair(TYPED_SPANS, span_doc(poison), span_doc(good)))
+        await send_all(bus, pair(TYPED_SPANS, span_doc(poison), span_doc(good)))
         good_record = await find(bus, TYPED_SPANS, good)
         service = SpanAssemblerService(bus, warehouse, quiet_s=0.1)
 
@@ -338,7 +330,7 @@ def test_monitors(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
                 "slug": slug, "status": "ok", "expected_interval_seconds": 60, "received_at": NOW}  # fmt: skip
 
     async def scenario() -> None:
-        await send(bus, pair(TYPED_CHECKINS, check_in(poison), check_in(good)))
+        await send_all(bus, pair(TYPED_CHECKINS, check_in(poison), check_in(good)))
         good_record = await find(bus, TYPED_CHECKINS, good)
         service = MonitorEvaluatorService(bus, warehouse, tick_s=3600)
 
@@ -362,7 +354,7 @@ def test_exporter(bus: Bus, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         return b"".join(p.read_bytes() for p in sorted((out / "logs").rglob("*.ndjson")) if p.is_file())
 
     async def scenario() -> None:
-        await send(bus, pair(TYPED_LOGS, log_doc(poison), log_doc(good)))
+        await send_all(bus, pair(TYPED_LOGS, log_doc(poison), log_doc(good)))
         good_record = await find(bus, TYPED_LOGS, good)
         store = LocalBlobStore(out, b"k", "http://x")
         service = Exporter(bus, store, max_rows=1000, max_bytes=1 << 30, flush_seconds=0.2, compress=False)
@@ -392,7 +384,7 @@ def test_notifier(bus: Bus, monkeypatch: pytest.MonkeyPatch, receivers: Receiver
         async with TargetAdmin(bus, box) as admin:
             url = f"{receivers.base_url}/webhook/{project}"
             await admin.add(project, "webhook", "hook", {"url": url}, WEBHOOK_SECRET, rate=1000, allow_private=True)
-        await send(bus, pair(EVENTS_ERROR_GROUPS, group_doc(poison), group_doc(good)))
+        await send_all(bus, pair(EVENTS_ERROR_GROUPS, group_doc(poison), group_doc(good)))
         good_record = await find(bus, EVENTS_ERROR_GROUPS, good)
         service = NotifierService(bus, box, NotifyPolicy(max_attempts=2, backoff_s=0.05, timeout_s=10))
 
@@ -422,7 +414,7 @@ def test_a_stream_that_mostly_fails_stops_the_processor_uncommitted(
     records = [OutgoingRecord(RAW_FORGE, orjson.dumps({"n": i, "m": marker}), key=b"k") for i in range(count)]
 
     async def scenario() -> int:
-        await send(bus, records)
+        await send_all(bus, records)
         last = await find(bus, RAW_FORGE, f'"n":{count - 1},"m":"{marker}"')
         service = Normalizer(bus, dead_letters=DeadLetterPolicy(max_ratio=0.5, min_records=20, window=100))
         task = asyncio.create_task(service.run())

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from forgeline.bus.factory import create_bus
-from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, Bus, OutgoingRecord, Record, TopicPartition
+from forgeline.bus.port import Bus, OutgoingRecord, Record, TopicPartition
 from forgeline.bus.provision import ensure_topics
 from forgeline.bus.topics import TYPED_ERRORS, dead_letter_topic
 from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, ERROR
@@ -26,6 +26,7 @@ from forgeline.schemas.typed import typed_record
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
 from services.writer.main import Writer
+from tests.fixtures.bus_io import send_all
 
 pytestmark = pytest.mark.integration
 NOW = int(time.time() * 1000)
@@ -40,15 +41,6 @@ def error_doc(message: str, occurred_at: int = NOW) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def send(bus: Bus, records: list[OutgoingRecord]) -> None:
-    producer = bus.producer(send_timeout_s=ADMIN_SEND_TIMEOUT_S)
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
-
-
 async def read_all(bus: Bus, topic: str) -> list[Record]:
     reader = bus.reader([topic])
     await reader.start()
@@ -60,7 +52,7 @@ async def read_all(bus: Bus, topic: str) -> list[Record]:
 
 async def write(bus: Bus, warehouse: ClickHouseWarehouse, records: list[OutgoingRecord]) -> None:
     """Append ``records`` (all to partition 0) and run a writer until it committed all of them."""
-    await send(bus, records)
+    await send_all(bus, records)
     writer = Writer(bus, warehouse, batch_rows=1000, flush_seconds=0.2)
     task = asyncio.create_task(writer.run())
     try:
