@@ -212,6 +212,16 @@ def _nested(context: dict[str, Any], outer: str, inner: str) -> Any:
     return value.get(inner) if isinstance(value, dict) else None
 
 
+def error_grouping(context: dict[str, Any], fingerprint: str, message: str) -> tuple[str, str]:
+    """An error's (fingerprint, exception_class): the client's fingerprint, else the message's
+    first line; the class from ``context.exception`` (``class`` or ``type``)."""
+    exception = context.get("exception")
+    exception_class = ""
+    if isinstance(exception, dict):
+        exception_class = str(exception.get("class") or exception.get("type") or "")[:_MAX_SHORT]
+    return fingerprint or first_line(message), exception_class
+
+
 def normalize_event(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind, dict[str, Any]]:
     """Validate one ``event`` envelope's content and build its typed record.
 
@@ -256,12 +266,7 @@ def normalize_event(raw: dict[str, Any], ctx: IngestContext) -> tuple[RecordKind
     if kind is SPAN:
         occurred = _span_fields(event, context, check, record, occurred, ctx)
     elif kind is ERROR:
-        exception = context.get("exception")
-        exception_class = ""
-        if isinstance(exception, dict):
-            exception_class = str(exception.get("class") or exception.get("type") or "")[:_MAX_SHORT]
-        record["fingerprint"] = fingerprint or first_line(message)
-        record["exception_class"] = exception_class
+        record["fingerprint"], record["exception_class"] = error_grouping(context, fingerprint, message)
     elif kind is LOG:
         record["fingerprint"] = fingerprint
     elif kind is METRIC:

@@ -28,7 +28,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from forgeline.ids import legacy_id
 from forgeline.schemas.common import parse_timestamp, to_millis
-from forgeline.schemas.logister import CONVENIENCE_FIELDS, IngestContext, first_line
+from forgeline.schemas.logister import CONVENIENCE_FIELDS, IngestContext, error_grouping
 from forgeline.schemas.records import ERROR, LOG, RecordKind
 
 _MAX_SHORT = 256  # as forgeline.schemas.logister
@@ -178,12 +178,7 @@ def event_row(event: FastEvent, body: dict[str, Any], ctx: IngestContext) -> tup
     }
     fingerprint = event.fingerprint or ""
     if kind is ERROR:
-        exception = context.get("exception")
-        exception_class = ""
-        if isinstance(exception, dict):
-            exception_class = str(exception.get("class") or exception.get("type") or "")[:_MAX_SHORT]
-        row["fingerprint"] = fingerprint or first_line(message)
-        row["exception_class"] = exception_class
+        row["fingerprint"], row["exception_class"] = error_grouping(context, fingerprint, message)
     else:
         row["fingerprint"] = fingerprint
     occurred = parse_timestamp(event.occurred_at) if event.occurred_at else None
