@@ -255,7 +255,12 @@ def test_a_bug_report_shows_its_screenshot(up: ForgelineUp, browser: object) -> 
         page.reload()  # type: ignore[attr-defined]
     # Loaded and decoded by the browser (under load the page can be there before the image is).
     loaded = "(() => { const i = document.querySelector('img.screenshot'); return i.complete && i.naturalWidth > 0 })()"
-    page.wait_for_function(loaded, timeout=15_000)  # type: ignore[attr-defined]
+    # Polled from Python: wait_for_function re-evaluates a string predicate with eval() inside
+    # the page, which the console's Content-Security-Policy (script-src 'self') refuses.
+    deadline = time.monotonic() + 15
+    while not page.evaluate(loaded):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the screenshot never loaded in the browser"
+        time.sleep(0.2)
     assert page.evaluate("document.querySelector('img.screenshot').naturalWidth") == 4  # type: ignore[attr-defined]
     assert "<b>not bold</b>" in page.locator("pre.message").inner_text()  # type: ignore[attr-defined]
 
