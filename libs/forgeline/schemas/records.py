@@ -6,6 +6,12 @@ are exactly the table's columns, in column order, each value as the column holds
 place, ``forgeline.schemas.typed`` (which also reads the older format, timestamps as epoch
 milliseconds). Each kind names its topic and table here, so a reader can follow
 ``kind → topic → table`` in one place.
+
+Every table the code writes is declared here as a ``TableSpec`` (its columns with their
+``ColumnType``, its time column and its key): the typed kinds' tables (``RecordKind.spec``) and
+the stateful processors' tables (``PROCESSOR_TABLES``). ``forgeline.schemas.cells`` converts a
+cell of each ColumnType to its line value, to the warehouse and back; a test holds every
+declaration equal to the table ClickHouse creates from ``forgeline/warehouse/tables``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ ColumnType = Literal[
     "nullable_millis",
     "str_array",
     "float_array",
+    "int64",  # the processors' tables: bus offsets (-1 before the first)
+    "uint8",  # the processors' tables: flags
 ]
 
 
@@ -39,7 +47,10 @@ INT_RANGES: dict[ColumnType, tuple[int, int]] = {
     "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
     "nullable_int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint8": (0, 2**8 - 1),
 }
+MILLIS_TYPES: frozenset[ColumnType] = frozenset({"millis", "nullable_millis"})  # DateTime64(3, 'UTC')
 
 
 def datetime64_ms(value: Any) -> int:
@@ -50,16 +61,77 @@ def datetime64_ms(value: Any) -> int:
     return millis
 
 
+Columns = tuple[tuple[str, ColumnType], ...]
+
+
+def _check_declaration(table: str, columns: Columns, time_column: str, *keys: tuple[str, ...]) -> None:
+    types = dict(columns)
+    if types.get(time_column) != "millis":
+        raise ValueError(f"{table}: time column {time_column!r} is not a millis column")
+    for key in keys:
+        if not key or not set(key) <= set(types):
+            raise ValueError(f"{table}: key {key!r} names no column or one the table lacks")
+
+
 @dataclass(frozen=True, slots=True)
-class RecordKind:
-    name: str
-    topic: str
+class TableSpec:
+    """A warehouse table as the code writes and reads it.
+
+    ``columns``: every column the code writes, in table order (DEFAULT columns such as
+    ``expires_at`` are left to the table). ``time_column``: when the row's thing happened (or
+    arrived); ``key``: the table's sorting key, one current row per key (ReplacingMergeTree).
+    """
+
     table: str
-    columns: tuple[tuple[str, ColumnType], ...]
+    columns: Columns
+    time_column: str
+    key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_declaration(self.table, self.columns, self.time_column, self.key)
 
     @property
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKind:
+    """A typed record kind: its topic and the table its rows go to.
+
+    ``time_column`` decides a row's hour in exported files and what ``forgeline export``
+    filters on; ``key`` is its table's sorting key; ``partition_key`` the columns whose values,
+    joined by ``/``, are the record's bus key (``partition_key_of``; the normalizer chooses it,
+    so the next stage sees one trace, monitor or session in one partition).
+    """
+
+    name: str
+    topic: str
+    table: str
+    columns: Columns
+    time_column: str
+    key: tuple[str, ...]
+    partition_key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_declaration(self.table, self.columns, self.time_column, self.key, self.partition_key)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def spec(self) -> TableSpec:
+        return TableSpec(self.table, self.columns, self.time_column, self.key)
+
+
+def partition_key_of(kind: RecordKind, row: dict[str, Any]) -> bytes:
+    """The bus key of a row of ``kind``: its partition key columns joined by ``/``.
+
+    Errors are the exception: their fingerprint is the grouping fingerprint
+    (``forgeline.grouping.group_key``), which the normalizer computes first.
+    """
+    return "/".join(str(row[name]) for name in kind.partition_key).encode()
 
 
 _IDENTITY: tuple[tuple[str, ColumnType], ...] = (
@@ -87,12 +159,18 @@ ERROR = RecordKind(
     _IDENTITY
     + (("level", "str"), ("message", "str"), ("fingerprint", "str"), ("exception_class", "str"))
     + _CORRELATION,
+    time_column="occurred_at",
+    key=("project_id", "environment", "occurred_at", "event_id"),
+    partition_key=("project_id", "fingerprint"),
 )
 LOG = RecordKind(
     "log",
     topics.TYPED_LOGS,
     "logs",
     _IDENTITY + (("level", "str"), ("message", "str"), ("fingerprint", "str")) + _CORRELATION,
+    time_column="occurred_at",
+    key=("project_id", "environment", "occurred_at", "event_id"),
+    partition_key=("event_id",),
 )
 METRIC = RecordKind(
     "metric",
@@ -107,6 +185,9 @@ METRIC = RecordKind(
         ("duration_ms", "nullable_float"),
     )
     + _CORRELATION,
+    time_column="occurred_at",
+    key=("project_id", "environment", "name", "occurred_at", "event_id"),
+    partition_key=("project_id", "name"),
 )
 TRANSACTION = RecordKind(
     "transaction",
@@ -123,6 +204,9 @@ TRANSACTION = RecordKind(
         ("status_code", "nullable_int32"),
     )
     + _CORRELATION,
+    time_column="occurred_at",
+    key=("project_id", "environment", "transaction_name", "occurred_at", "event_id"),
+    partition_key=("project_id", "transaction_name"),
 )
 SPAN = RecordKind(
     "span",
@@ -143,6 +227,9 @@ SPAN = RecordKind(
         ("route", "str"),
     )
     + _CORRELATION,
+    time_column="occurred_at",
+    key=("project_id", "trace_id", "started_at", "event_id"),
+    partition_key=("project_id", "trace_id"),
 )
 CHECK_IN = RecordKind(
     "check_in",
@@ -160,6 +247,9 @@ CHECK_IN = RecordKind(
         ("request_id", "str"),
         ("context", "str"),
     ),
+    time_column="occurred_at",
+    key=("project_id", "environment", "slug", "occurred_at", "event_id"),
+    partition_key=("project_id", "environment", "slug"),
 )
 
 KINDS: dict[str, RecordKind] = {k.name: k for k in (ERROR, LOG, METRIC, TRANSACTION, SPAN, CHECK_IN)}
@@ -188,6 +278,9 @@ DEPLOYMENT = RecordKind(
         ("workflow_run_url", "str"),
         ("deployment_url", "str"),
     ),
+    time_column="deployed_at",
+    key=("project_id", "environment", "release", "deployment_id"),
+    partition_key=("project_id", "release"),
 )
 KINDS[DEPLOYMENT.name] = DEPLOYMENT
 KINDS_BY_TOPIC[DEPLOYMENT.topic] = DEPLOYMENT
@@ -207,6 +300,9 @@ BUILD = RecordKind(
     (("build_id", "uuid"),)
     + _TENANT
     + (("version", "str"), ("platform", "str"), ("git_commit", "str"), ("channel", "str"), ("seen_at", "millis")),
+    time_column="seen_at",
+    key=("project_id", "build_id"),
+    partition_key=("build_id",),
 )
 SESSION = RecordKind(
     "session",
@@ -223,6 +319,9 @@ SESSION = RecordKind(
         ("metadata", "str"),
         ("started_at", "millis"),
     ),
+    time_column="started_at",
+    key=("project_id", "environment", "session_id"),
+    partition_key=("session_id",),
 )
 GAME_EVENT = RecordKind(
     "game_event",
@@ -237,6 +336,9 @@ GAME_EVENT = RecordKind(
         ("occurred_at", "millis"),
         ("received_at", "millis"),
     ),
+    time_column="occurred_at",
+    key=("project_id", "environment", "session_id", "occurred_at", "event_id"),
+    partition_key=("session_id",),
 )
 REPORT = RecordKind(
     "report",
@@ -256,6 +358,9 @@ REPORT = RecordKind(
         ("metadata", "str"),
         ("received_at", "millis"),
     ),
+    time_column="received_at",
+    key=("project_id", "environment", "report_id"),
+    partition_key=("report_id",),
 )
 UPLOAD = RecordKind(
     "upload",
@@ -273,6 +378,9 @@ UPLOAD = RecordKind(
         ("storage_key", "str"),
         ("completed_at", "millis"),
     ),
+    time_column="completed_at",
+    key=("project_id", "environment", "upload_id"),
+    partition_key=("upload_id",),
 )
 
 _APP: tuple[tuple[str, ColumnType], ...] = (
@@ -297,6 +405,9 @@ PLAYER = RecordKind(
         ("occurred_at", "millis"),
         ("received_at", "millis"),
     ),
+    time_column="occurred_at",
+    key=("app_id", "player_id", "event_id"),
+    partition_key=("app_id", "player_id"),
 )
 FUNNEL_STEP = RecordKind(
     "funnel_step",
@@ -310,6 +421,9 @@ FUNNEL_STEP = RecordKind(
         ("occurred_at", "millis"),
         ("received_at", "millis"),
     ),
+    time_column="occurred_at",
+    key=("app_id", "step_name", "occurred_at", "event_id"),
+    partition_key=("app_id", "session_id"),
 )
 GAMEPLAY_EVENT = RecordKind(
     "gameplay_event",
@@ -328,6 +442,9 @@ GAMEPLAY_EVENT = RecordKind(
         ("occurred_at", "millis"),
         ("received_at", "millis"),
     ),
+    time_column="occurred_at",
+    key=("app_id", "level_id", "event_name", "occurred_at", "event_id"),
+    partition_key=("app_id", "session_id"),
 )
 TRAJECTORY = RecordKind(
     "trajectory",
@@ -350,6 +467,9 @@ TRAJECTORY = RecordKind(
         ("ended_at", "millis"),
         ("received_at", "millis"),
     ),
+    time_column="started_at",
+    key=("app_id", "level_id", "session_id", "started_at", "event_id"),
+    partition_key=("app_id", "session_id"),
 )
 LEVEL_MODEL = RecordKind(
     "level_model",
@@ -368,6 +488,9 @@ LEVEL_MODEL = RecordKind(
         ("storage_key", "str"),
         ("uploaded_at", "millis"),
     ),
+    time_column="uploaded_at",
+    key=("app_id", "level_name", "model_id"),
+    partition_key=("model_id",),
 )
 
 for _kind in (
@@ -384,3 +507,152 @@ for _kind in (
 ):
     KINDS[_kind.name] = _kind
     KINDS_BY_TOPIC[_kind.topic] = _kind
+
+# --- The stateful processors' tables (services/errors, services/monitors, services/spans) ---
+
+ERROR_GROUPS = TableSpec(
+    "error_groups",
+    (
+        ("project_id", "str"),
+        ("group_id", "str"),
+        ("fingerprint", "str"),
+        ("organisation_id", "str"),
+        ("title", "str"),
+        ("exception_class", "str"),
+        ("first_seen", "millis"),
+        ("last_seen", "millis"),
+        ("event_count", "uint64"),
+        ("last_level", "str"),
+        ("releases", "str_array"),
+        ("environments", "str_array"),
+        ("status", "str"),
+        ("regressed", "uint8"),
+        ("status_changed_at", "millis"),
+        ("recent_event_ids", "str_array"),
+        ("applied_event_offset", "int64"),
+        ("applied_control_offset", "int64"),
+        ("version", "uint64"),
+    ),
+    time_column="last_seen",
+    key=("project_id", "group_id"),
+)
+ERROR_GROUP_EVENTS = TableSpec(
+    "error_group_events",
+    (
+        ("project_id", "str"),
+        ("group_id", "str"),
+        ("event_id", "str"),
+        ("occurred_at", "millis"),
+        ("environment", "str"),
+        ("release", "str"),
+        ("level", "str"),
+    ),
+    time_column="occurred_at",
+    key=("project_id", "group_id", "event_id"),
+)
+MONITOR_STATES = TableSpec(
+    "monitor_states",
+    (
+        ("project_id", "str"),
+        ("environment", "str"),
+        ("slug", "str"),
+        ("organisation_id", "str"),
+        ("state", "str"),
+        ("interval_seconds", "uint32"),
+        ("margin_seconds", "uint32"),
+        ("last_check_in_at", "millis"),
+        ("last_status", "str"),
+        ("deadline_at", "millis"),
+        ("state_changed_at", "millis"),
+        ("applied_offset", "int64"),
+        ("version", "uint64"),
+    ),
+    time_column="last_check_in_at",
+    key=("project_id", "environment", "slug"),
+)
+MONITOR_STATE_CHANGES = TableSpec(
+    "monitor_state_changes",
+    (
+        ("change_id", "uuid"),
+        ("project_id", "str"),
+        ("environment", "str"),
+        ("slug", "str"),
+        ("previous_state", "str"),
+        ("state", "str"),
+        ("changed_at", "millis"),
+        ("stream_clock_at", "millis"),
+        ("reason", "str"),
+        ("event_id", "str"),
+    ),
+    time_column="changed_at",
+    key=("project_id", "environment", "slug", "changed_at", "change_id"),
+)
+STREAM_CLOCKS = TableSpec(
+    "stream_clocks",
+    (("name", "str"), ("clock_at", "millis")),
+    time_column="clock_at",
+    key=("name",),
+)
+TRACE_SUMMARIES = TableSpec(
+    "trace_summaries",
+    (
+        ("project_id", "str"),
+        ("environment", "str"),
+        ("trace_id", "str"),
+        ("root_span_id", "str"),
+        ("root_name", "str"),
+        ("started_at", "millis"),
+        ("ended_at", "millis"),
+        ("duration_ms", "float"),
+        ("span_count", "uint32"),
+        ("max_depth", "uint32"),
+        ("error_count", "uint32"),
+        ("orphan_count", "uint32"),
+        ("services", "str_array"),
+        ("version", "uint64"),
+        ("summarized_at", "millis"),
+    ),
+    time_column="started_at",
+    key=("project_id", "trace_id"),
+)
+SPAN_TREE = TableSpec(
+    "span_tree",
+    (
+        ("project_id", "str"),
+        ("environment", "str"),
+        ("trace_id", "str"),
+        ("span_id", "str"),
+        ("parent_span_id", "str"),
+        ("event_id", "str"),
+        ("name", "str"),
+        ("kind", "str"),
+        ("status", "str"),
+        ("level", "str"),
+        ("service", "str"),
+        ("started_at", "millis"),
+        ("ended_at", "millis"),
+        ("received_at", "millis"),
+        ("duration_ms", "float"),
+        ("depth", "uint32"),
+        ("is_orphan", "uint8"),
+        ("child_count", "uint32"),
+        ("self_time_ms", "float"),
+        ("version", "uint64"),
+    ),
+    time_column="started_at",
+    key=("project_id", "trace_id", "span_id"),
+)
+PROCESSOR_TABLES: dict[str, TableSpec] = {
+    spec.table: spec
+    for spec in (
+        ERROR_GROUPS,
+        ERROR_GROUP_EVENTS,
+        MONITOR_STATES,
+        MONITOR_STATE_CHANGES,
+        STREAM_CLOCKS,
+        TRACE_SUMMARIES,
+        SPAN_TREE,
+    )
+}
+# Every table the code writes rows to, by name.
+TABLES: dict[str, TableSpec] = {**{kind.table: kind.spec for kind in KINDS.values()}, **PROCESSOR_TABLES}

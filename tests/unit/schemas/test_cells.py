@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 import pytest
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forgeline.schemas import cells
-from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, INT_RANGES, KINDS
+from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, INT_RANGES, TABLES, ColumnType
 
 pytestmark = pytest.mark.unit
 
@@ -29,8 +29,10 @@ def _outcome(convert: Any, value: Any) -> tuple[bool, Any]:
 
 
 def test_every_column_type_has_a_converter() -> None:
-    column_types = {ctype for kind in KINDS.values() for _, ctype in kind.columns}
-    assert column_types == set(cells.TO_LINE)
+    declared = {ctype for spec in TABLES.values() for _, ctype in spec.columns}
+    assert declared == set(get_args(ColumnType))  # no type left unused
+    for codec in (cells.TO_LINE, cells.TO_WAREHOUSE, cells.FROM_WAREHOUSE):
+        assert set(codec) == declared
 
 
 def test_every_accepted_value_is_json_the_column_reads() -> None:
@@ -47,7 +49,7 @@ def test_every_accepted_value_is_json_the_column_reads() -> None:
                 assert ctype.startswith("nullable_"), (ctype, value)  # only Nullable columns take null
 
 
-@pytest.mark.parametrize("ctype", ["uint32", "uint64", "nullable_int32"])
+@pytest.mark.parametrize("ctype", ["uint32", "uint64", "nullable_int32", "int64", "uint8"])
 def test_integers_outside_their_column_are_refused(ctype: str) -> None:
     low, high = INT_RANGES[ctype]  # type: ignore[index]
     convert = cells.TO_LINE[ctype]  # type: ignore[index]
