@@ -23,35 +23,27 @@ from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, Proce
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
-from forgeline.schemas.cells import millis_to_datetime as to_datetime
+from forgeline.schemas.cells import rows_from_warehouse, select_list, warehouse_rows
+from forgeline.schemas.records import ERROR_GROUP_EVENTS, ERROR_GROUPS
 from forgeline.telemetry.metrics import ERROR_GROUP_NOTIFICATIONS
 from forgeline.warehouse.port import Warehouse
 from services.errors.steps import EVENT_COLUMNS, GROUP_COLUMNS, ErrorGroup, ErrorGrouper
 
 GROUP = "errors"
 log = logging.getLogger(__name__)
-_TIME_COLUMNS = ("first_seen", "last_seen", "status_changed_at")
 
-LOAD_SQL = (
-    "SELECT project_id, group_id, fingerprint, organisation_id, title, exception_class, "
-    "toUnixTimestamp64Milli(first_seen) AS first_seen, toUnixTimestamp64Milli(last_seen) AS last_seen, "
-    "event_count, last_level, releases, environments, status, regressed, "
-    "toUnixTimestamp64Milli(status_changed_at) AS status_changed_at, recent_event_ids, "
-    "applied_event_offset, applied_control_offset, version FROM {db}.error_groups FINAL"
-)
+
+def load_sql(database: str) -> str:
+    return f"SELECT {select_list(ERROR_GROUPS)} FROM {database}.error_groups FINAL"
 
 
 def group_rows(groups: list[ErrorGroup]) -> list[tuple[Any, ...]]:
-    rows = []
-    time_idx = {GROUP_COLUMNS.index(c) for c in _TIME_COLUMNS}
-    for group in groups:
-        rows.append(tuple(to_datetime(v) if i in time_idx else v for i, v in enumerate(group.row())))
-    return rows
+    return warehouse_rows(ERROR_GROUPS, [group.row() for group in groups])
 
 
 async def load_groups(warehouse: Warehouse) -> list[ErrorGroup]:
-    rows = await query_with_retry(warehouse, LOAD_SQL.format(db=warehouse.database), None, GROUP)
-    return [ErrorGroup.from_row(dict(zip(GROUP_COLUMNS, row, strict=True))) for row in rows]
+    rows = await query_with_retry(warehouse, load_sql(warehouse.database), None, GROUP)
+    return [ErrorGroup.from_row(row) for row in rows_from_warehouse(ERROR_GROUPS, GROUP_COLUMNS, rows)]
 
 
 class GroupErrorsStrategy(Strategy):
@@ -86,7 +78,7 @@ class GroupErrorsStrategy(Strategy):
         await send_with_retry(rt.producer, [*result.notifications, *dead], GROUP)
         for kind in result.notification_kinds:
             ERROR_GROUP_NOTIFICATIONS.labels(kind=kind).inc()
-        events = [tuple(to_datetime(v) if i == 3 else v for i, v in enumerate(row)) for row in result.events]
+        events = warehouse_rows(ERROR_GROUP_EVENTS, result.events)
         await insert_with_retry(self._warehouse, "error_group_events", events, EVENT_COLUMNS, GROUP)
         groups = group_rows(list(result.groups.values()))
         await insert_with_retry(self._warehouse, "error_groups", groups, GROUP_COLUMNS, GROUP)

@@ -43,7 +43,7 @@ from forgeline.bus.topics import CONTROL_ERROR_GROUPS, EVENTS_ERROR_GROUPS, TYPE
 from forgeline.grouping import first_line, group_fingerprint, group_id, group_key
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage, as_invalid
-from forgeline.schemas.records import datetime64_ms
+from forgeline.schemas.records import ERROR_GROUP_EVENTS, ERROR_GROUPS, datetime64_ms
 from forgeline.schemas.typed import decode_typed
 
 Status = Literal["unresolved", "resolved", "ignored"]
@@ -51,28 +51,9 @@ STATUSES: tuple[Status, ...] = ("unresolved", "resolved", "ignored")
 ACTIONS = {"resolve": "resolved", "ignore": "ignored", "unresolve": "unresolved"}
 RECENT_IDS = 256
 
-GROUP_COLUMNS = [
-    "project_id",
-    "group_id",
-    "fingerprint",
-    "organisation_id",
-    "title",
-    "exception_class",
-    "first_seen",
-    "last_seen",
-    "event_count",
-    "last_level",
-    "releases",
-    "environments",
-    "status",
-    "regressed",
-    "status_changed_at",
-    "recent_event_ids",
-    "applied_event_offset",
-    "applied_control_offset",
-    "version",
-]
-EVENT_COLUMNS = ["project_id", "group_id", "event_id", "occurred_at", "environment", "release", "level"]
+# The tables' columns, in the order ``ErrorGroup.row()`` and the event rows give them.
+GROUP_COLUMNS = ERROR_GROUPS.column_names
+EVENT_COLUMNS = ERROR_GROUP_EVENTS.column_names
 
 
 @dataclass
@@ -112,7 +93,7 @@ class ErrorGroup:
         )
 
     def row(self) -> tuple[Any, ...]:
-        """The ``error_groups`` row (timestamps as epoch ms; main.py converts)."""
+        """The ``error_groups`` row (``ERROR_GROUPS``' columns, timestamps as epoch ms)."""
         return (
             self.project_id,
             self.group_id,
@@ -137,7 +118,7 @@ class ErrorGroup:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ErrorGroup:
-        """Rebuild from an ``error_groups`` row (timestamps as epoch ms)."""
+        """Rebuild from an ``error_groups`` row of row values (``cells.rows_from_warehouse``)."""
         group = cls(
             project_id=str(row["project_id"]),
             fingerprint=str(row["fingerprint"]),

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Unpack
+from typing import Unpack
 
 from forgeline.bus.port import Bus, OutgoingRecord, Record, partition_for
 from forgeline.bus.topics import RAW_LOGISTER, TICK_HEADER, TYPED_CHECKINS
@@ -33,7 +33,9 @@ from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, Proce
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
-from forgeline.schemas.cells import millis_to_datetime as to_datetime
+from forgeline.schemas import records as schema
+from forgeline.schemas.cells import rows_from_warehouse, select_list, warehouse_rows
+from forgeline.schemas.records import CHECK_IN, STREAM_CLOCKS, partition_key_of
 from forgeline.telemetry.metrics import (
     MONITOR_STATE_CHANGES,
     MONITOR_STATES,
@@ -52,17 +54,22 @@ from services.monitors.steps import (
 GROUP = "monitors"
 CLOCK_NAME = "monitors"
 log = logging.getLogger(__name__)
-_MONITOR_TIMES = {MONITOR_COLUMNS.index(c) for c in ("last_check_in_at", "deadline_at", "state_changed_at")}
-_CHANGE_TIMES = {CHANGE_COLUMNS.index(c) for c in ("changed_at", "stream_clock_at")}
-_LOAD_COLUMNS = [c for c in MONITOR_COLUMNS if c != "deadline_at"]
-LOAD_SQL = "SELECT {cols} FROM {db}.monitor_states FINAL"
-CLOCK_SQL = (
-    "SELECT toUnixTimestamp64Milli(max(clock_at)) FROM {db}.stream_clocks FINAL WHERE name = '" + CLOCK_NAME + "'"
-)
+_LOAD_COLUMNS = [c for c in MONITOR_COLUMNS if c != "deadline_at"]  # derived from the others
 
 
-def _rows(rows: list[tuple[Any, ...]], time_idx: set[int]) -> list[tuple[Any, ...]]:
-    return [tuple(to_datetime(v) if i in time_idx else v for i, v in enumerate(row)) for row in rows]
+def load_sql(database: str) -> str:
+    return f"SELECT {select_list(schema.MONITOR_STATES, _LOAD_COLUMNS)} FROM {database}.monitor_states FINAL"
+
+
+def clock_sql(database: str) -> str:
+    # FINAL: one row per name, the latest clock_at (the table's version column).
+    return f"SELECT {select_list(STREAM_CLOCKS)} FROM {database}.stream_clocks FINAL WHERE name = '{CLOCK_NAME}'"
+
+
+def _check_in_key(monitor: Monitor) -> bytes:
+    """The bus key of the monitor's check-ins: which ``typed.checkins`` partition holds it."""
+    row = {"project_id": monitor.project_id, "environment": monitor.environment, "slug": monitor.slug}
+    return partition_key_of(CHECK_IN, row)
 
 
 class EvaluateMonitorsStrategy(Strategy):
@@ -105,16 +112,16 @@ class EvaluateMonitorsStrategy(Strategy):
 
     async def _restore(self) -> Evaluator:
         db = self._warehouse.database
-        cols = ", ".join(f"toUnixTimestamp64Milli({c}) AS {c}" if c.endswith("_at") else c for c in _LOAD_COLUMNS)
         typed = {tp.partition for tp in self._consumer.assignment() if tp.topic == TYPED_CHECKINS}
         typed_count = await asyncio.to_thread(self._bus.partitions, TYPED_CHECKINS)
-        rows = await query_with_retry(self._warehouse, LOAD_SQL.format(cols=cols, db=db), None, GROUP)
-        monitors = [Monitor.from_row(dict(zip(_LOAD_COLUMNS, row, strict=True))) for row in rows]
-        # Only the monitors this replica owns (the normalizer's key: project/environment/slug);
-        # another replica judges the rest.
-        monitors = [m for m in monitors if partition_for("/".join(m.key).encode(), typed_count) in typed]
-        clock_rows = await query_with_retry(self._warehouse, CLOCK_SQL.format(db=db), None, GROUP)
-        floor = int(clock_rows[0][0] or 0) if clock_rows else 0
+        rows = await query_with_retry(self._warehouse, load_sql(db), None, GROUP)
+        monitors = [Monitor.from_row(row) for row in rows_from_warehouse(schema.MONITOR_STATES, _LOAD_COLUMNS, rows)]
+        # Only the monitors this replica owns (the normalizer's key of a check-in); another
+        # replica judges the rest.
+        monitors = [m for m in monitors if partition_for(_check_in_key(m), typed_count) in typed]
+        clock_rows = await query_with_retry(self._warehouse, clock_sql(db), None, GROUP)
+        clocks = rows_from_warehouse(STREAM_CLOCKS, STREAM_CLOCKS.column_names, clock_rows)
+        floor = max((clock["clock_at"] for clock in clocks), default=0)
         raw = await asyncio.to_thread(self._bus.partitions, RAW_LOGISTER)
         log.info("monitors restored", extra={"monitors": len(monitors), "clock_ms": floor, "partitions": len(typed)})
         evaluator = Evaluator(StreamClock(typed, raw, floor), self._margin_s, monitors)
@@ -130,13 +137,13 @@ class EvaluateMonitorsStrategy(Strategy):
         # stops; a start restores the evaluator from the warehouse).
         dead_letters.check(len(records), len(result.rejected))
         await send_with_retry(self._producer, out, GROUP)
-        changes = _rows([c.row() for c in result.changes], _CHANGE_TIMES)
+        changes = warehouse_rows(schema.MONITOR_STATE_CHANGES, [c.row() for c in result.changes])
         await insert_with_retry(self._warehouse, "monitor_state_changes", changes, CHANGE_COLUMNS, GROUP)
-        states = _rows([m.row() for m in result.monitors.values()], _MONITOR_TIMES)
+        states = warehouse_rows(schema.MONITOR_STATES, [m.row() for m in result.monitors.values()])
         await insert_with_retry(self._warehouse, "monitor_states", states, MONITOR_COLUMNS, GROUP)
         if result.clock_moved:
-            clock_row = [(CLOCK_NAME, to_datetime(evaluator.clock.now_ms))]
-            await insert_with_retry(self._warehouse, "stream_clocks", clock_row, ["name", "clock_at"], GROUP)
+            clock_row = warehouse_rows(STREAM_CLOCKS, [(CLOCK_NAME, evaluator.clock.now_ms)])
+            await insert_with_retry(self._warehouse, "stream_clocks", clock_row, STREAM_CLOCKS.column_names, GROUP)
         await self._runtime.commit(next_offsets(records), len(records))
         for change in result.changes:
             MONITOR_STATE_CHANGES.labels(state=change.state).inc()

@@ -50,40 +50,16 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.bus.topics import EVENTS_MONITORS, TICK_HEADER, TYPED_CHECKINS
 from forgeline.ids import derived_uuid
 from forgeline.processing.deadletter import InvalidMessage, as_invalid
-from forgeline.schemas.records import DATETIME64_MAX_MS, datetime64_ms
+from forgeline.schemas.records import DATETIME64_MAX_MS, MONITOR_STATE_CHANGES, MONITOR_STATES, datetime64_ms
 from forgeline.schemas.typed import decode_typed
 
 State = Literal["ok", "failing", "missed", "recovered"]
 STATES: tuple[State, ...] = ("ok", "failing", "missed", "recovered")
 SOURCE_PARTITION_HEADER = "source_partition"
 
-MONITOR_COLUMNS = [
-    "project_id",
-    "environment",
-    "slug",
-    "organisation_id",
-    "state",
-    "interval_seconds",
-    "margin_seconds",
-    "last_check_in_at",
-    "last_status",
-    "deadline_at",
-    "state_changed_at",
-    "applied_offset",
-    "version",
-]
-CHANGE_COLUMNS = [
-    "change_id",
-    "project_id",
-    "environment",
-    "slug",
-    "previous_state",
-    "state",
-    "changed_at",
-    "stream_clock_at",
-    "reason",
-    "event_id",
-]
+# The tables' columns, in the order ``Monitor.row()`` and ``StateChange.row()`` give them.
+MONITOR_COLUMNS = MONITOR_STATES.column_names
+CHANGE_COLUMNS = MONITOR_STATE_CHANGES.column_names
 
 
 @dataclass

@@ -29,7 +29,8 @@ from forgeline.bus.topics import TYPED_SPANS
 from forgeline.processing.host import DEFAULT_POLL_TIMEOUT_S, HostOptions, ProcessorHost, Runtime, Strategy
 from forgeline.processing.registry import Parts
 from forgeline.processing.sinks import insert_with_retry, query_with_retry, send_with_retry
-from forgeline.schemas.cells import millis_to_datetime as to_datetime
+from forgeline.schemas.cells import rows_from_warehouse, select_list, warehouse_rows
+from forgeline.schemas.records import SPAN_TREE, TRACE_SUMMARIES
 from forgeline.schemas.typed import decode_typed
 from forgeline.telemetry.metrics import (
     SPANS_OPEN_TRACES,
@@ -49,11 +50,11 @@ from services.spans.steps import (
 GROUP = "spans"
 log = logging.getLogger(__name__)
 
+# The span_tree columns a Span is rebuilt from (span_from_doc); the others are the tree's.
 _LOAD_COLUMNS = [
     "project_id", "environment", "trace_id", "span_id", "parent_span_id", "event_id", "name", "kind", "status",
     "level", "service", "started_at", "ended_at", "received_at", "duration_ms",
 ]  # fmt: skip
-_MS = ("started_at", "ended_at", "received_at")
 
 
 def _quote(value: str) -> str:
@@ -61,7 +62,7 @@ def _quote(value: str) -> str:
 
 
 def load_sql(database: str, keys: list[tuple[str, str]]) -> str:
-    cols = ", ".join(f"toUnixTimestamp64Milli({c}) AS {c}" if c in _MS else c for c in _LOAD_COLUMNS)
+    cols = select_list(SPAN_TREE, _LOAD_COLUMNS)
     pairs = ", ".join(f"({_quote(p)}, {_quote(t)})" for p, t in keys)
     return f"SELECT {cols} FROM {database}.span_tree FINAL WHERE (project_id, trace_id) IN ({pairs})"
 
@@ -71,20 +72,21 @@ def _parse(record: Record) -> Span:
 
 
 def tree_row(node: SpanNode, version: int) -> tuple[Any, ...]:
+    """The ``span_tree`` row (``SPAN_TREE``' columns, timestamps as epoch ms)."""
     s = node.span
     return (
         s.project_id, s.environment, s.trace_id, s.span_id, s.parent_span_id, s.event_id, s.name, s.kind,
-        s.status, s.level, s.service, to_datetime(s.started_ms), to_datetime(s.ended_ms),
-        to_datetime(s.received_ms), s.duration_ms, node.depth, int(node.is_orphan), node.child_count,
-        node.self_time_ms, version,
+        s.status, s.level, s.service, s.started_ms, s.ended_ms, s.received_ms, s.duration_ms, node.depth,
+        int(node.is_orphan), node.child_count, node.self_time_ms, version,
     )  # fmt: skip
 
 
-def summary_row(t: TraceSummary) -> tuple[Any, ...]:
+def summary_row(t: TraceSummary, summarized_ms: int) -> tuple[Any, ...]:
+    """The ``trace_summaries`` row (``TRACE_SUMMARIES``' columns, timestamps as epoch ms)."""
     return (
-        t.project_id, t.environment, t.trace_id, t.root_span_id, t.root_name, to_datetime(t.started_ms),
-        to_datetime(t.ended_ms), t.duration_ms, t.span_count, t.max_depth, t.error_count, t.orphan_count,
-        list(t.services), t.version,
+        t.project_id, t.environment, t.trace_id, t.root_span_id, t.root_name, t.started_ms, t.ended_ms,
+        t.duration_ms, t.span_count, t.max_depth, t.error_count, t.orphan_count, list(t.services), t.version,
+        summarized_ms,
     )  # fmt: skip
 
 
@@ -127,8 +129,9 @@ class AssembleSpansStrategy(Strategy):
             stored: dict[tuple[str, str], list[Span]] = {key: [] for key in missing}
             for i in range(0, len(missing), 500):
                 sql = load_sql(self._warehouse.database, missing[i : i + 500])
-                for row in await query_with_retry(self._warehouse, sql, None, GROUP):
-                    span = span_from_doc(dict(zip(_LOAD_COLUMNS, row, strict=True)))
+                rows = await query_with_retry(self._warehouse, sql, None, GROUP)
+                for row in rows_from_warehouse(SPAN_TREE, _LOAD_COLUMNS, rows):
+                    span = span_from_doc(row)
                     stored[(span.project_id, span.trace_id)].append(span)
             for key, spans in stored.items():
                 self._assembler.restore(key, spans)
@@ -150,12 +153,12 @@ class AssembleSpansStrategy(Strategy):
         if due:
             # Summaries first: span_tree is what a restart restores from, so a trace must not
             # be there unless its summary is (a crash in between re-summarizes it).
-            now_dt = to_datetime(self._clock.time() * 1000)
-            summaries = [(*summary_row(summary), now_dt) for _, summary in due]
-            await insert_with_retry(
-                self._warehouse, "trace_summaries", summaries, [*SUMMARY_COLUMNS, "summarized_at"], GROUP
+            now_ms = int(self._clock.time() * 1000)
+            summaries = warehouse_rows(TRACE_SUMMARIES, [summary_row(summary, now_ms) for _, summary in due])
+            await insert_with_retry(self._warehouse, "trace_summaries", summaries, SUMMARY_COLUMNS, GROUP)
+            tree_rows = warehouse_rows(
+                SPAN_TREE, [tree_row(node, summary.version) for nodes, summary in due for node in nodes]
             )
-            tree_rows = [tree_row(node, summary.version) for nodes, summary in due for node in nodes]
             await insert_with_retry(self._warehouse, "span_tree", tree_rows, TREE_COLUMNS, GROUP)
             for _, summary in due:
                 SPANS_TRACES_SUMMARIZED.labels(kind="orphaned" if summary.orphan_count else "complete").inc()

@@ -30,48 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas.records import datetime64_ms
+from forgeline.schemas.records import SPAN_TREE, TRACE_SUMMARIES, datetime64_ms
 
 ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
 
-TREE_COLUMNS = [
-    "project_id",
-    "environment",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "event_id",
-    "name",
-    "kind",
-    "status",
-    "level",
-    "service",
-    "started_at",
-    "ended_at",
-    "received_at",
-    "duration_ms",
-    "depth",
-    "is_orphan",
-    "child_count",
-    "self_time_ms",
-    "version",
-]
-SUMMARY_COLUMNS = [
-    "project_id",
-    "environment",
-    "trace_id",
-    "root_span_id",
-    "root_name",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "span_count",
-    "max_depth",
-    "error_count",
-    "orphan_count",
-    "services",
-    "version",
-]
+# The tables' columns, in the order main.py's tree_row and summary_row give them.
+TREE_COLUMNS = SPAN_TREE.column_names
+SUMMARY_COLUMNS = TRACE_SUMMARIES.column_names
 
 
 @dataclass(frozen=True, slots=True)
