@@ -33,7 +33,6 @@ from forgeline.schemas.records import RecordKind
 from services.exporter.files import (
     CONTENT_TYPE,
     GZIP_CONTENT_TYPE,
-    TIME_COLUMNS,
     backfill_key,
     encode_file,
     encode_line,
@@ -76,7 +75,7 @@ def hour_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
 
 
 def hour_sql(kind: RecordKind, database: str, start_ms: int, end_ms: int) -> str:
-    column = TIME_COLUMNS[kind.name]
+    column = kind.time_column
     columns = ", ".join(f"`{name}`" for name in kind.column_names)
     return (
         f"SELECT {columns} FROM {database}.{kind.table} FINAL "

@@ -28,31 +28,10 @@ import orjson
 
 from forgeline.bus.port import Record
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas.cells import parse_datetime64
-from forgeline.schemas.records import KINDS, ColumnType, RecordKind
+from forgeline.schemas.cells import FROM_WAREHOUSE, TO_LINE
+from forgeline.schemas.records import KINDS, RecordKind
 from forgeline.schemas.typed import row_line
 
-# The column that decides a row's hour: when the thing happened (or arrived, for kinds
-# whose only time is their arrival). `forgeline export --from/--to` filters on it too.
-TIME_COLUMNS: dict[str, str] = {
-    "error": "occurred_at",
-    "log": "occurred_at",
-    "metric": "occurred_at",
-    "transaction": "occurred_at",
-    "span": "occurred_at",
-    "check_in": "occurred_at",
-    "deployment": "deployed_at",
-    "build": "seen_at",
-    "session": "started_at",
-    "game_event": "occurred_at",
-    "report": "received_at",
-    "upload": "completed_at",
-    "player": "occurred_at",
-    "funnel_step": "occurred_at",
-    "gameplay_event": "occurred_at",
-    "trajectory": "started_at",
-    "level_model": "uploaded_at",
-}
 SUFFIX = ".ndjson"
 GZIP_SUFFIX = ".ndjson.gz"
 CONTENT_TYPE = "application/x-ndjson"
@@ -74,10 +53,13 @@ def kind_for(name: str) -> RecordKind:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A time cell of a line: the first match is the key (inside a JSON string every quote is
-# escaped, and ``context``-like columns are strings), its number runs to the next , or }.
+# A row's hour is the hour of its kind's time column (``RecordKind.time_column``: when the thing
+# happened, or arrived for kinds whose only time is their arrival); `forgeline export
+# --from/--to` filters on it too. A time cell of a line: the first match is the key (inside a
+# JSON string every quote is escaped, and ``context``-like columns are strings), its number runs
+# to the next , or }.
 _TIME_CELLS: dict[str, re.Pattern[bytes]] = {
-    name: re.compile(b'"' + column.encode() + rb'":(-?[0-9][0-9.eE+-]*)') for name, column in TIME_COLUMNS.items()
+    name: re.compile(b'"' + kind.time_column.encode() + rb'":(-?[0-9][0-9.eE+-]*)') for name, kind in KINDS.items()
 }
 
 
@@ -100,29 +82,17 @@ def hour_of_line(kind: RecordKind, line: bytes) -> tuple[str, str]:
     """(``YYYY-MM-DD``, ``HH``) of the line's time column, in UTC; BadRow without one."""
     match = _TIME_CELLS[kind.name].search(line)
     if match is None:
-        raise BadRow(f"no {TIME_COLUMNS[kind.name]} in the line")
+        raise BadRow(f"no {kind.time_column} in the line")
     return _hour_text(int(float(match[1]) // 3600))
 
 
-def _warehouse_cell(value: Any, kind: ColumnType) -> Any:
-    # ClickHouse prints a Float64 holding 3.0 as 3, may quote 64-bit integers, and prints
-    # DateTime64 as text; a line holds decimal epoch seconds.
-    if value is None:
-        return None
-    if kind in ("float", "nullable_float"):
-        return float(value)
-    if kind in ("uint32", "uint64", "nullable_int32"):
-        return int(value)
-    if kind == "float_array":
-        return [float(item) for item in value]
-    if kind in ("millis", "nullable_millis"):
-        return (parse_datetime64(value) if isinstance(value, str) else int(value)) / 1000
-    return value
-
-
 def row_from_warehouse(kind: RecordKind, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``JSONEachRow`` row from the warehouse → the same row the exporter writes for it."""
-    return {name: _warehouse_cell(doc[name], ctype) for name, ctype in kind.columns}
+    """A ``JSONEachRow`` row from the warehouse → the same row the exporter writes for it.
+
+    ClickHouse prints a Float64 holding 3.0 as 3, may quote 64-bit integers, and prints
+    DateTime64 as text: each cell goes back to its row value, then to its line value.
+    """
+    return {name: TO_LINE[ctype](FROM_WAREHOUSE[ctype](doc[name])) for name, ctype in kind.columns}
 
 
 def encode_line(row: Mapping[str, Any]) -> bytes:
