@@ -28,7 +28,7 @@ import orjson
 from forgeline.blobstore.local import LocalBlobStore
 from forgeline.blobstore.port import BlobStore
 from forgeline.config import Settings
-from forgeline.schemas.cells import format_millis
+from forgeline.schemas.cells import datetime_to_millis, format_millis
 from forgeline.schemas.records import RecordKind
 from services.exporter.files import (
     CONTENT_TYPE,
@@ -56,7 +56,7 @@ def parse_time(text: str, flag: str) -> int:
         raise BackfillError(f"{flag} {text!r}: expected an ISO 8601 date or time, e.g. 2026-11-23T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return datetime_to_millis(moment)  # exact: timestamp() * 1000 can land a millisecond low
 
 
 def hour_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:

@@ -208,3 +208,13 @@ def test_the_processors_rows_are_their_tables_declared_columns() -> None:
     _fits(PROCESSOR_TABLES["span_tree"], tree_row(SpanNode(span, 0, True, 0, 2.0), 1))
     summary = TraceSummary("p", "prod", "t", "s", "n", 1, 3, 2.0, 1, 0, 0, 1, ("api",))
     _fits(PROCESSOR_TABLES["trace_summaries"], summary_row(summary, 4))
+
+
+def test_backfill_times_are_exact_to_the_millisecond() -> None:
+    from services.exporter.backfill import hour_sql, parse_time
+
+    # timestamp() * 1000 gives 2170228210094 here.
+    assert parse_time("2038-10-09T09:10:10.095Z", "--from") == 2_170_228_210_095
+    assert parse_time("2026-11-23T12:00:00+02:00", "--to") == parse_time("2026-11-23T10:00", "--to")
+    sql = hour_sql(KINDS["trajectory"], "forgeline", 0, 3_600_000)
+    assert "WHERE `started_at` >= " in sql and "ORDER BY `started_at`, `event_id`" in sql  # its time column
