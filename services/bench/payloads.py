@@ -58,7 +58,7 @@ def typed_error(i: int, now_ms: int) -> dict[str, Any]:
         "organisation_id": "org",
         "project_id": "bench",
         "environment": "production",
-        "occurred_at": now_ms,
+        "occurred_at": now_ms - 250,  # sent by the client, as its SDKs do (a row without one is looked up)
         "received_at": now_ms,
         "level": "error",
         "message": "NoMethodError in CheckoutService",

@@ -5,7 +5,8 @@ receive time, and so a new ``occurred_at`` (it defaults to the receive time), an
 tables' sorting key — which holds ``occurred_at`` — would keep two rows of one id. Reusing
 the first receive time makes the resent row identical to the first, and the tables collapse
 it. Bounded (least recently used first out) and per gateway process: a resend that reaches
-another replica, or this one after a restart, still gets its own receive time.
+another replica, or this one after a restart, gets its own receive time, and the writer
+then makes it the stored row (services/writer/resends.py).
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
 from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
-from forgeline.schemas.typed import ROW_HEADERS, row_line
-from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_ROWS
+from forgeline.schemas.typed import AT_RECEIPT_HEADERS, ROW_HEADERS, row_line
+from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_RESENDS, WRITER_ROWS
 from forgeline.warehouse.port import Warehouse, WarehouseError
+from services.writer.resends import adopt_first_times
 from services.writer.steps import DEAD_LETTER_COLUMNS, dead_letter_row, is_dead_letter_topic
 
 GROUP = "writer"
@@ -54,6 +55,7 @@ class _TableBatch:
     kind: RecordKind | None
     items: list[Any] = field(default_factory=list)
     sources: list[Record] = field(default_factory=list)
+    at_receipt: list[int] = field(default_factory=list)  # lines whose time is their receipt (resends.py)
 
     def add(self, item: Any, source: Record) -> None:
         self.items.append(item)
@@ -89,10 +91,15 @@ class _Batch:
             # The hot path: a record typed_record made is its row's line already (an odd
             # value among them is caught when the block is built, see WriteStrategy._write).
             kind = KINDS_BY_TOPIC.get(record.topic) if record.headers == ROW_HEADERS else None
-            if kind is None:
-                others.append(record)
-            else:
+            if kind is not None:
                 self._table(kind.table, kind).add(record.value, record)
+            elif record.headers == AT_RECEIPT_HEADERS and record.topic in KINDS_BY_TOPIC:
+                kind = KINDS_BY_TOPIC[record.topic]
+                marked = self._table(kind.table, kind)
+                marked.at_receipt.append(len(marked.items))
+                marked.add(record.value, record)
+            else:
+                others.append(record)
         # A stream-clock tick (services/monitors) has no row; it commits with the batch.
         rows = [record for record in others if record.header(TICK_HEADER) is None]
         for record, (table, kind, item) in self.dead_letters.each(rows, _decode, self.dead):
@@ -112,11 +119,14 @@ class _Batch:
 class WriteStrategy(Strategy):
     """Buffer records into a batch; flush it when full or due, one flush in flight at a time."""
 
-    def __init__(self, runtime: Runtime, warehouse: Warehouse, batch_rows: int, flush_seconds: float) -> None:
+    def __init__(
+        self, runtime: Runtime, warehouse: Warehouse, batch_rows: int, flush_seconds: float, resend_window_s: float
+    ) -> None:
         self._runtime = runtime
         self._warehouse = warehouse
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
+        self._resend_window_ms = int(resend_window_s * 1000)
         self._clock = runtime.clock
         self._batch = self._new_batch()
         # One flush in flight while the next batch is read and converted: the insert runs in a
@@ -177,12 +187,29 @@ class WriteStrategy(Strategy):
     async def _insert(self, table: str, tb: _TableBatch, batch: _Batch) -> None:
         # Only retriable errors come out of the bisection; a stopping writer leaves them.
         await retrying(
-            lambda: self._insert_or_bisect(table, tb, tb.items, tb.sources, batch),
+            lambda: self._adopt_then_insert(table, tb, batch),
             service=GROUP,
             reason="warehouse",
             retriable=lambda err: isinstance(err, WarehouseError) and not self._runtime.stopping.is_set(),
             what=f"insert {table}",
         )
+
+    async def _adopt_then_insert(self, table: str, tb: _TableBatch, batch: _Batch) -> None:
+        if tb.kind is not None and tb.at_receipt and self._resend_window_ms > 0:
+            # A resend of a row already stored (or earlier in this batch) takes that row's times.
+            try:
+                tb.items, adopted = await asyncio.to_thread(
+                    adopt_first_times, self._warehouse, tb.kind, tb.items, tb.at_receipt, self._resend_window_ms
+                )
+                WRITER_RESENDS.labels(table=table).inc(adopted)
+            except WarehouseError as err:
+                if err.retriable:
+                    raise  # retried with the insert
+                # A lookup the warehouse refuses must not stop the writer: the rows go in as
+                # they are (a resend among them stays a second row of its id).
+                log.warning("resend lookup refused; rows written as is", extra={"table": table, "error": str(err)})
+            tb.at_receipt = []
+        await self._insert_or_bisect(table, tb, tb.items, tb.sources, batch)
 
     def _write(self, table: str, tb: _TableBatch, items: list[Any]) -> None:
         if tb.kind is None:
@@ -226,13 +253,14 @@ class Writer(ProcessorHost):
         warehouse: Warehouse,
         batch_rows: int,
         flush_seconds: float,
+        resend_window_s: float = 7 * 86_400,
         **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(
             GROUP,
             bus,
             [*KINDS_BY_TOPIC, *DEAD_LETTER_SOURCES],
-            lambda rt: WriteStrategy(rt, warehouse, batch_rows, flush_seconds),
+            lambda rt: WriteStrategy(rt, warehouse, batch_rows, flush_seconds, resend_window_s),
             **options,
         )
 
@@ -240,5 +268,10 @@ class Writer(ProcessorHost):
 def build(parts: Parts) -> Writer:
     s = parts.settings
     return Writer(
-        parts.bus, parts.warehouse, s.writer_batch_rows, s.writer_flush_seconds, dead_letters=parts.dead_letters
+        parts.bus,
+        parts.warehouse,
+        s.writer_batch_rows,
+        s.writer_flush_seconds,
+        s.resend_window_hours * 3600,
+        dead_letters=parts.dead_letters,
     )

@@ -32,10 +32,13 @@ from forgeline.bus.port import OutgoingRecord, Record
 from forgeline.processing.deadletter import InvalidMessage
 from forgeline.schemas.cells import TO_LINE, seconds_to_millis, text
 from forgeline.schemas.records import KINDS, KINDS_BY_TOPIC, RecordKind
+from forgeline.schemas.resends import AT_RECEIPT, AT_RECEIPT_HEADER, at_receipt
 
 ROW_HEADER = "forgeline-row"
 ROW_FORMAT = b"2"
 ROW_HEADERS = ((ROW_HEADER, ROW_FORMAT),)  # what typed_record sets: consumers may compare to it
+# ... or this, for a row whose sorting-key time is its receive time (forgeline.schemas.resends).
+AT_RECEIPT_HEADERS = (*ROW_HEADERS, (AT_RECEIPT_HEADER, AT_RECEIPT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,8 @@ def encode_row(kind: RecordKind, row: dict[str, Any]) -> bytes:
 
 def typed_record(kind: RecordKind, row: dict[str, Any], key: bytes) -> OutgoingRecord:
     """The bus record of one typed row of ``kind`` (format 2); ValueError if a cell does not fit."""
-    return OutgoingRecord(kind.topic, encode_row(kind, row), key=key, headers=ROW_HEADERS)
+    headers = AT_RECEIPT_HEADERS if at_receipt(kind, row) else ROW_HEADERS
+    return OutgoingRecord(kind.topic, encode_row(kind, row), key=key, headers=headers)
 
 
 def is_row_line(record: Record | OutgoingRecord) -> bool:

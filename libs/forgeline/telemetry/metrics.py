@@ -68,6 +68,11 @@ PROCESSOR_RETRIES = Counter(
     ["service", "reason"],
 )
 WRITER_ROWS = Counter("forgeline_writer_rows_inserted_total", "Rows inserted, by table.", ["table"])
+WRITER_RESENDS = Counter(
+    "forgeline_writer_resends_total",
+    "Rows written with the times of an earlier copy of their event (a resend without its own time), by table.",
+    ["table"],
+)
 WRITER_INSERT_LATENCY = Histogram(
     "forgeline_writer_insert_duration_seconds",
     "Warehouse insert time, by table.",

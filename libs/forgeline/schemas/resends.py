@@ -1,0 +1,41 @@
+"""Rows whose sorting-key time is their receive time: a resend of them must be the same row.
+
+The event tables are ReplacingMergeTrees sorted by ``(…, occurred_at, event_id)``: two rows
+collapse only when the whole key matches. A client that names its event (Logister's
+``uuid``; a Forge Logger request resent byte for byte derives the same ids) but sends no
+time gets its receive time as ``occurred_at`` — and a resend arrives later, so it would be a
+second row of the same id. ``typed_record`` marks such rows with ``AT_RECEIPT_HEADERS``; the
+writer (``services.writer.resends``) gives a marked row the times of the row already stored
+under its id, so the resend is that row again.
+
+Only the kinds listed here can default a sorting-key time to the receive time; the
+MessagePack kinds require their timestamps, and the other tables are sorted by id alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forgeline.schemas.records import CHECK_IN, ERROR, GAME_EVENT, LOG, METRIC, SPAN, TRANSACTION, RecordKind
+
+# kind → the time column in its table's sorting key (spans: started_at, which defaults to
+# occurred_at, which defaults to the receive time).
+SORT_TIME_COLUMNS: dict[RecordKind, str] = {
+    ERROR: "occurred_at",
+    LOG: "occurred_at",
+    METRIC: "occurred_at",
+    TRANSACTION: "occurred_at",
+    CHECK_IN: "occurred_at",
+    SPAN: "started_at",
+    GAME_EVENT: "occurred_at",
+}
+RECEIVED_COLUMN = "received_at"
+AT_RECEIPT_HEADER = "forgeline-time"
+AT_RECEIPT = b"received"
+
+
+def at_receipt(kind: RecordKind, row: dict[str, Any]) -> bool:
+    """Whether ``row``'s sorting-key time is its receive time (defaulted, or sent equal to it:
+    either way a later copy of the row would sort elsewhere)."""
+    column = SORT_TIME_COLUMNS.get(kind)
+    return column is not None and row.get(column) == row.get(RECEIVED_COLUMN)
