@@ -20,12 +20,12 @@ from starlette.types import Receive, Scope, Send
 from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.embedded import EmbeddedBus
 from forgeline.bus.port import Bus
+from forgeline.clientip import ClientAddress
 from forgeline.clock import Clock, SystemClock
 from forgeline.config import Settings
 from forgeline.telemetry.metrics import GATEWAY_TOKENS
 from forgeline.tenancy.store import TenancyFollower
 from services.gateway.authlimit import AuthFailureLimit
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import (
     ApiError,
     JSONResponse,

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
+from forgeline.clientip import ClientAddress
 from forgeline.clock import Clock
 from forgeline.tenancy.model import Principal, Refusal
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError
 from services.gateway.ratelimit import Decision, FixedWindowLimiter
 

@@ -25,7 +25,7 @@ def server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         access_log=False,
         loop="uvloop",
         http=header_timeout_protocol(settings.header_read_timeout_seconds),
-        # Who the client is decides services/gateway/clientip.py alone, from the peer address
+        # Who the client is decides forgeline.clientip alone, from the peer address
         # and FORGELINE_TRUSTED_PROXIES. uvicorn's default would already have replaced the peer
         # with X-Forwarded-For whenever it came from 127.0.0.1, trusted or not.
         proxy_headers=False,

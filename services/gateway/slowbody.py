@@ -8,7 +8,7 @@ connection, what it buffered) for ever. This pure ASGI middleware wraps ``receiv
   a trickle is cut off — and no wait for the next piece may exceed ``idle_seconds``;
   otherwise 408 and the connection is closed;
 - a body still arriving ``slow_after_seconds`` after the request is *slow*: at most
-  ``max_slow`` of those at once, ``max_slow_per_client`` per source address (clientip.py);
+  ``max_slow`` of those at once, ``max_slow_per_client`` per source address (forgeline.clientip);
   one more is refused with 503 and Retry-After, so slow clients cannot take every slot
   while fast ones (almost every request: a body in one piece) never wait for one.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.clientip import ClientAddress
+from forgeline.clientip import ClientAddress
 from services.gateway.errors import ApiError
 
 

@@ -42,6 +42,7 @@ from starlette.types import Message, Receive
 from forgeline.blobstore.port import BlobStore, TooLarge, UploadGrant
 from forgeline.bus.port import OutgoingRecord
 from forgeline.bus.topics import CONTROL_EXPORTER, RAW_MSGPACK
+from forgeline.clientip import ClientAddress
 from forgeline.clock import Clock
 from forgeline.config import Settings
 from forgeline.schemas import game_raw, game_structs, msgpack
@@ -50,7 +51,6 @@ from forgeline.schemas.common import to_millis
 from forgeline.tenancy.model import Principal, Refusal, TenancyTable, TokenKind
 from services.gateway.authlimit import AuthFailureLimit
 from services.gateway.body import BodyLimits, read_body
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError, JSONResponse
 from services.gateway.publish import Publisher
 from services.gateway.ratelimit import Decision, FixedWindowLimiter

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
+from forgeline.clientip import ClientAddress
 from forgeline.clock import FakeClock
 from forgeline.tenancy.model import Principal
 from services.gateway.authlimit import AuthFailureLimit
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import ApiError
 from services.gateway.ratelimit import Decision
 

@@ -20,9 +20,9 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from forgeline.bus.embedded import EmbeddedBus
+from forgeline.clientip import ClientAddress
 from forgeline.config import Settings
 from services.gateway.app import INGEST_PATHS, GatewayApp, create_app
-from services.gateway.clientip import ClientAddress
 from services.gateway.errors import (
     ApiError,
     JSONResponse,

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from services.gateway.clientip import ClientAddress
+from forgeline.clientip import ClientAddress
 from services.gateway.errors import ApiError
 from services.gateway.slowbody import BodyTimeouts, SlowBodies
 

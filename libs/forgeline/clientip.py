@@ -1,4 +1,8 @@
-"""The source address of a request; X-Forwarded-For only when the peer is a trusted proxy."""
+"""The source address of a request; X-Forwarded-For only when the peer is a trusted proxy.
+
+One rule for every service that limits per client (the gateway's limits, the console's
+sign-in throttle): FORGELINE_TRUSTED_PROXIES names the proxies whose header is believed.
+"""
 
 from __future__ import annotations
 
