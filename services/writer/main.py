@@ -253,7 +253,7 @@ class Writer(ProcessorHost):
         warehouse: Warehouse,
         batch_rows: int,
         flush_seconds: float,
-        resend_window_s: float = 7 * 86_400,
+        resend_window_s: float = 86_400.0,
         **options: Unpack[HostOptions],
     ) -> None:
         super().__init__(

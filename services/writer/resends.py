@@ -22,11 +22,11 @@ import orjson
 
 from forgeline.schemas.cells import millis_to_seconds, seconds_to_millis, uuid_text
 from forgeline.schemas.records import RecordKind
-from forgeline.schemas.resends import RECEIVED_COLUMN, SORT_TIME_COLUMNS
+from forgeline.schemas.resends import NARROWING_COLUMNS, RECEIVED_COLUMN, SORT_TIME_COLUMNS
 from forgeline.warehouse.port import Warehouse
 
-# Ids per lookup query: bounds the statement's size.
-LOOKUP_CHUNK = 2000
+# Ids per lookup query: bounds the statement's size (one query per flush of the default 5000).
+LOOKUP_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +35,16 @@ class _Marked:
     row: dict[str, Any]
     project_id: str
     event_id: str
+    narrowing: str  # the sorting-key column after project_id (NARROWING_COLUMNS)
     at_ms: int  # the line's sorting-key time
 
 
-def _lookup_sql(database: str, table: str, column: str) -> str:
+def _lookup_sql(database: str, table: str, narrowing: str, column: str) -> str:
     return (
         f"SELECT toString(event_id), toUnixTimestamp64Milli({column}), toUnixTimestamp64Milli({RECEIVED_COLUMN}) "
         f"FROM {database}.{table} "
-        "WHERE project_id = {project:String} AND event_id IN {ids:Array(UUID)} "
+        f"WHERE project_id = {{project:String}} AND {narrowing} IN {{narrowing:Array(String)}} "
+        "AND event_id IN {ids:Array(UUID)} "
         f"AND {column} BETWEEN fromUnixTimestamp64Milli({{low:Int64}}, 'UTC') "
         f"AND fromUnixTimestamp64Milli({{high:Int64}}, 'UTC')"
     )
@@ -53,7 +55,7 @@ def _stored_times(
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(project, id) → (sorting-key time, received_at) in ms, of the rows already stored; the
     earliest when a table holds more than one (from before this was done)."""
-    sql = _lookup_sql(warehouse.database, kind.table, SORT_TIME_COLUMNS[kind])
+    sql = _lookup_sql(warehouse.database, kind.table, NARROWING_COLUMNS[kind], SORT_TIME_COLUMNS[kind])
     by_project: dict[str, list[_Marked]] = {}
     for item in marked:
         by_project.setdefault(item.project_id, []).append(item)
@@ -63,6 +65,7 @@ def _stored_times(
             chunk = items[start : start + LOOKUP_CHUNK]
             parameters = {
                 "project": project,
+                "narrowing": sorted({item.narrowing for item in chunk}),
                 "ids": sorted({item.event_id for item in chunk}),
                 "low": min(item.at_ms for item in chunk) - window_ms,
                 "high": max(item.at_ms for item in chunk),
@@ -90,7 +93,8 @@ def adopt_first_times(
         try:
             row = orjson.loads(lines[index])
             event_id = uuid_text(row["event_id"])
-            item = _Marked(index, row, str(row["project_id"]), event_id, seconds_to_millis(row[column]))
+            project, narrowing = str(row["project_id"]), str(row[NARROWING_COLUMNS[kind]])
+            item = _Marked(index, row, project, event_id, narrowing, seconds_to_millis(row[column]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
             continue  # not a row the table takes: the insert refuses it, and it is dead-lettered
         marked.append(item)

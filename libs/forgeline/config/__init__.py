@@ -278,8 +278,9 @@ class Settings:
     # A client's event resent without its own time (Logister `uuid`, a Forge Logger request
     # resent as it was) is stored as the row written at its first receipt when it arrives within
     # this many hours of it: the writer looks the id up that far back in its table (one query
-    # per table, project and flush that holds such rows). 0 turns the lookup off.
-    resend_window_hours: int = setting(7 * 24, _non_negative_int)
+    # per table, project and flush that holds such rows; it reads that project's rows of the
+    # window, so it costs more the longer the window: docs/performance.md). 0 turns it off.
+    resend_window_hours: int = setting(24, _non_negative_int)
     # Stream processors: a trace is summarized after this long without a new span; a
     # monitor is missed at last check-in + interval + margin (stream time); the monitor
     # evaluator sends a stream-clock tick through the bus this often (each tick is one record

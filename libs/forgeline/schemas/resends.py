@@ -29,6 +29,9 @@ SORT_TIME_COLUMNS: dict[RecordKind, str] = {
     SPAN: "started_at",
     GAME_EVENT: "occurred_at",
 }
+# kind → the sorting-key column after project_id: the lookup filters on it too, so it reads
+# only the key ranges of the marked rows (environment, or a span's trace).
+NARROWING_COLUMNS: dict[RecordKind, str] = {kind: "environment" for kind in SORT_TIME_COLUMNS} | {SPAN: "trace_id"}
 RECEIVED_COLUMN = "received_at"
 AT_RECEIPT_HEADER = "forgeline-time"
 AT_RECEIPT = b"received"

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from forgeline.schemas.records import DEPLOYMENT, ERROR, KINDS
-from forgeline.schemas.resends import SORT_TIME_COLUMNS, at_receipt
+from forgeline.schemas.resends import NARROWING_COLUMNS, SORT_TIME_COLUMNS, at_receipt
 from forgeline.schemas.typed import AT_RECEIPT_HEADERS, ROW_HEADERS, typed_record
 from services.writer.resends import adopt_first_times
 
@@ -37,6 +37,7 @@ class StoredRows:
             (event_id, at, received)
             for project, event_id, at, received in self.rows
             if project == parameters["project"]
+            and "production" in parameters["narrowing"]
             and event_id in parameters["ids"]
             and parameters["low"] <= at <= parameters["high"]
         ]
@@ -129,7 +130,7 @@ def _sorting_keys() -> dict[str, list[str]]:
 @pytest.mark.parametrize("kind", list(SORT_TIME_COLUMNS), ids=lambda kind: kind.name)
 def test_each_listed_time_column_is_in_its_tables_sorting_key(kind: Any) -> None:
     key = _sorting_keys()[kind.table]
-    assert SORT_TIME_COLUMNS[kind] in key and "event_id" in key and key[0] == "project_id"
+    assert SORT_TIME_COLUMNS[kind] in key and "event_id" in key and key[:2] == ["project_id", NARROWING_COLUMNS[kind]]
 
 
 # Sorted by a time, but the time is required of the client: a resend carries the same one.
