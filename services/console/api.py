@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from forgeline.clientip import ClientAddress
 from forgeline.manage.model import ALL_PROJECTS, AdminKey
 from forgeline.manage.ops import PROJECT_RETENTION_KINDS, Actor, Management, Unavailable
 from forgeline.notify.model import PROVIDERS, SUBJECTS, Target
@@ -100,13 +101,17 @@ def _text(doc: dict[str, Any], name: str, default: str | None = None) -> str:
     return value
 
 
-def management_routes(manage: Management, failures: LoginThrottle | None = None) -> list[BaseRoute]:
+def management_routes(
+    manage: Management, failures: LoginThrottle | None = None, client_address: ClientAddress | None = None
+) -> list[BaseRoute]:
     # Unknown keys per client address: a key is 32 random bytes, so this only sheds a guesser's load.
     failures = failures or LoginThrottle(limit=AUTH_FAILURES_PER_WINDOW, window_s=AUTH_FAILURE_WINDOW_S)
+    # Behind a load balancer, the client is who FORGELINE_TRUSTED_PROXIES says (as at sign-in).
+    clients = client_address or ClientAddress(())
 
     def authed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            address = request.client.host if request.client else "unknown"
+            address = clients.of(request)
             wait = failures.retry_after(address, address)  # per address only
             if wait > 0:
                 return Response(

@@ -8,6 +8,7 @@ autoescaping is on for every template, so event text is always shown as text.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,19 +30,42 @@ from starlette.templating import Jinja2Templates
 
 from forgeline.blobstore.port import BlobStore
 from forgeline.bus.port import OutgoingRecord
+from forgeline.clientip import ClientAddress
 from forgeline.manage.model import ConsoleUser
 from forgeline.manage.ops import PROJECT_RETENTION_KINDS, Actor, Management, Unavailable, verify_password
+from forgeline.notify.model import PROVIDER_SPECS, PROVIDERS, SUBJECTS
 from forgeline.tenancy.model import TOKEN_KINDS, Project
 from services.console import game_pages, queries
 from services.console.api import management_routes
 from services.console.reader import AdminReader, WarehouseUnavailable
-from services.console.sessions import LOGIN_NONCE_COOKIE, SESSION_COOKIE, SESSION_SECONDS, LoginThrottle, Signer
+from services.console.sessions import (
+    LAST_PROJECT_COOKIE,
+    LOGIN_NONCE_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    LoginThrottle,
+    Signer,
+)
 from services.errors.steps import control_record
 
 HERE = Path(__file__).parent
 STATUSES = ("unresolved", "regressed", "resolved", "ignored")
 GROUP_ACTIONS = ("resolve", "ignore", "unresolve")
 _HEX_ID = frozenset("0123456789abcdefABCDEF-")
+# The sections of a project's pages: the project switcher opens the same one in another project.
+SECTIONS = ("errors", "traces", "monitors", "sessions", "reports", "deployments", "analytics", "settings")
+
+
+# A notify target's settings fields (those of `forgeline notify add`), each with the providers taking it.
+def _notify_fields() -> dict[str, tuple[str, ...]]:
+    fields: dict[str, tuple[str, ...]] = {}
+    for provider, spec in PROVIDER_SPECS.items():
+        for name in (*spec.required, *spec.optional):
+            fields[name] = (*fields.get(name, ()), provider)
+    return fields
+
+
+NOTIFY_FIELDS = _notify_fields()
 
 
 @dataclass
@@ -57,10 +81,8 @@ class ConsoleDeps:
     ready: Callable[[], bool] = lambda: True
     # Where bug-report attachments are (the gateway's blob store); None: not reachable here.
     blobs: BlobStore | None = None
-
-
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # Who the client is for the sign-in throttle: the gateway's rule (FORGELINE_TRUSTED_PROXIES).
+    client_address: ClientAddress = field(default_factory=lambda: ClientAddress(()))
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -113,6 +135,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             self.actor = actor_of(user)
 
         def render(self, template: str, code: int = 200, **context: Any) -> Response:
+            parts = self.request.url.path.split("/")  # /p/<project>/<section>/…
             return render(
                 self.request,
                 template,
@@ -120,7 +143,9 @@ def console_app(deps: ConsoleDeps) -> Starlette:
                 user=self.user,
                 csrf=self.csrf,
                 project=self.project,
+                # The switcher's choices: only the projects this user may see.
                 projects=manage.projects(self.actor),
+                section=parts[3] if len(parts) > 3 and parts[3] in SECTIONS else "errors",
                 **context,
             )
 
@@ -130,10 +155,13 @@ def console_app(deps: ConsoleDeps) -> Starlette:
                 raise HTTPException(403, "the form has expired or did not come from this console: reload and retry")
             return form
 
-    async def page(request: Request) -> Page | Response:
+    async def signed_in(request: Request) -> tuple[ConsoleUser, str] | None:
         # Users first: a user disabled a moment ago (another replica, the CLI) is refused now.
         await manage.console.catch_up()
-        found = user_of(request)
+        return user_of(request)
+
+    async def page(request: Request) -> Page | Response:
+        found = await signed_in(request)
         if found is None:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         user, csrf = found
@@ -149,11 +177,24 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             if isinstance(current, Response):
                 return current
             try:
-                return await handler(current)
+                response = await handler(current)
             except WarehouseUnavailable as err:
                 return current.render("message.html", 503, title="Warehouse unavailable", message=str(err))
+            if response.status_code < 400:
+                remember_project(response, current.project.id)
+            return response
 
         return endpoint
+
+    def remember_project(response: Response, project_id: str) -> None:
+        response.set_cookie(
+            LAST_PROJECT_COOKIE,
+            project_id,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=deps.secure_cookies,
+        )
 
     # Sign-in ----------------------------------------------------------------------------
 
@@ -173,7 +214,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         if not nonce or not secrets.compare_digest(str(form.get("csrf", "")), nonce):
             return await login_form(request, "The sign-in form expired; please try again.", 403)
         username, password = str(form.get("username", ""))[:256], str(form.get("password", ""))[:1024]
-        address = _client_address(request)
+        address = deps.client_address.of(request)
         wait = deps.throttle.retry_after(username, address)
         if wait > 0:
             response = await login_form(request, f"Too many failed sign-ins; try again in {int(wait) + 1} s.", 429)
@@ -211,14 +252,46 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         response.delete_cookie(SESSION_COOKIE)
         return response
 
+    def last_project(request: Request, projects: list[Project]) -> Project | None:
+        """The project this browser opened last, if this user may still see it; else the only one."""
+        last = request.cookies.get(LAST_PROJECT_COOKIE, "")
+        for project in projects:
+            if project.id == last:
+                return project
+        return projects[0] if len(projects) == 1 else None
+
     async def home(request: Request) -> Response:
-        found = user_of(request)
+        found = await signed_in(request)
         if found is None:
             return RedirectResponse("/login", status_code=303)
         projects = manage.projects(actor_of(found[0]))
         if not projects:
             return render(request, "message.html", 200, title="No projects", message="You have no projects yet.")
-        return RedirectResponse(f"/p/{projects[0].id}/errors", status_code=303)
+        chosen = last_project(request, projects)
+        if chosen is None:
+            return RedirectResponse("/projects", status_code=303)
+        return RedirectResponse(f"/p/{chosen.id}/errors", status_code=303)
+
+    async def project_list(request: Request) -> Response:
+        found = await signed_in(request)
+        if found is None:
+            return RedirectResponse("/login?next=/projects", status_code=303)
+        user, csrf = found
+        projects = manage.projects(actor_of(user))
+        last = request.cookies.get(LAST_PROJECT_COOKIE, "")
+        return render(request, "projects.html", user=user, csrf=csrf, all_projects=projects, last=last)
+
+    async def switch_project(request: Request) -> Response:
+        """The header's project switcher (a GET form): the same section of the chosen project."""
+        found = await signed_in(request)
+        if found is None:
+            return RedirectResponse("/login", status_code=303)
+        ref = request.query_params.get("project", "")
+        project = manage.tenancy.table.projects.get(ref)
+        if project is None or not found[0].may_access(project.id):
+            raise HTTPException(404, "no such project")
+        section = request.query_params.get("to", "errors")
+        return RedirectResponse(f"/p/{project.id}/{section if section in SECTIONS else 'errors'}", status_code=303)
 
     # Errors -----------------------------------------------------------------------------
 
@@ -325,7 +398,14 @@ def console_app(deps: ConsoleDeps) -> Starlette:
 
     # Settings ---------------------------------------------------------------------------
 
-    async def settings_page(p: Page, new_token: str = "", error: str = "", status: int = 200) -> Response:
+    async def settings_page(
+        p: Page,
+        new_token: str = "",
+        error: str = "",
+        status: int = 200,
+        signing_secret: str = "",
+        notify_form: dict[str, str] | None = None,
+    ) -> Response:
         await manage.refresh()
         retention: dict[str, Any] | None = None
         retention_error = ""
@@ -347,7 +427,102 @@ def console_app(deps: ConsoleDeps) -> Starlette:
             gateway_url=deps.gateway_url,
             retention=retention,
             retention_error=retention_error,
+            everywhere=p.actor.everywhere,
+            # Adding targets: only where the notifier's key is at hand (main._cannot_add_targets).
+            notify_managed=manage.targets is not None,
+            cannot_add_targets=manage.cannot_add_targets,
+            providers=PROVIDERS,
+            subjects=SUBJECTS,
+            notify_fields=NOTIFY_FIELDS,
+            notify_form=notify_form or {},
+            signing_secret=signing_secret,
         )
+
+    async def settings_failed(p: Page, err: Exception, notify_form: dict[str, str] | None = None) -> Response:
+        """The Settings page with what went wrong, under the management API's status for it."""
+        if isinstance(err, PermissionError):
+            status = 403
+        elif isinstance(err, LookupError):
+            status = 404
+        elif isinstance(err, Unavailable):
+            status = 503
+        else:
+            status = 400
+        return await settings_page(p, error=str(err), status=status, notify_form=notify_form)
+
+    # Projects: the same operations (scope checks, audit) as the API's /projects routes.
+
+    async def create_project(p: Page) -> Response:
+        form = await p.checked_form()
+        try:
+            created = await manage.create_project(p.actor, str(form.get("name", "")))
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_failed(p, err)
+        return RedirectResponse(f"/p/{created.id}/settings", status_code=303)
+
+    async def rename_project(p: Page) -> Response:
+        form = await p.checked_form()
+        try:
+            await manage.rename_project(p.actor, p.project.id, str(form.get("name", "")))
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_failed(p, err)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    async def archive_project(p: Page) -> Response:
+        form = await p.checked_form()
+        try:
+            # Always a confirmation (blank included): the project's name typed again, as the API's.
+            await manage.set_archived(p.actor, p.project.id, True, str(form.get("confirm", "")))
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_failed(p, err)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    async def unarchive_project(p: Page) -> Response:
+        await p.checked_form()
+        try:
+            await manage.set_archived(p.actor, p.project.id, False)
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_failed(p, err)
+        return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+
+    # Notify targets: the same operation as `forgeline notify add` and the API (egress rules included).
+
+    async def add_target(p: Page) -> Response:
+        form = await p.checked_form()
+        provider = str(form.get("provider", ""))
+        settings = {name: str(form.get(name, "")).strip() for name in NOTIFY_FIELDS}
+        # What the page shows again after a refusal: never the secret.
+        kept = {"provider": provider, "name": str(form.get("name", "")), "rate": str(form.get("rate", ""))}
+        kept |= {name: value for name, value in settings.items() if value}
+        subjects = tuple(str(s) for s in form.getlist("subjects"))
+        kept["subjects"] = ",".join(subjects)
+        try:
+            rate_text = str(form.get("rate", "")).strip() or "0"
+            try:
+                rate = float(rate_text)
+            except ValueError:
+                raise ValueError("rate is a number of requests per second (blank: the provider's default)") from None
+            if not math.isfinite(rate):
+                raise ValueError("rate is a number of requests per second (blank: the provider's default)")
+            _target, generated = await manage.add_notify_target(
+                p.actor,
+                p.project.id,
+                provider,
+                str(form.get("name", "")),
+                {name: value for name, value in settings.items() if value},
+                str(form.get("secret", "")),
+                subjects,
+                rate,
+                form.get("allow_private") == "on",
+            )
+        except (ValueError, LookupError, PermissionError) as err:
+            return await settings_failed(p, err, kept)
+        if not generated:
+            return RedirectResponse(f"/p/{p.project.id}/settings", status_code=303)
+        # A webhook's generated signing secret: shown once, in this response only.
+        response = await settings_page(p, signing_secret=generated)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def settings(p: Page) -> Response:
         return await settings_page(p)
@@ -437,10 +612,13 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         projects = manage.projects(actor_of(found[0]))
         if not projects:
             raise HTTPException(404, "you have no projects")
-        return RedirectResponse(f"/p/{projects[0].id}/analytics", status_code=303)
+        chosen = last_project(request, projects) or projects[0]
+        return RedirectResponse(f"/p/{chosen.id}/analytics", status_code=303)
 
     routes = [
         Route("/", home),
+        Route("/projects", project_list),
+        Route("/switch", switch_project),
         Route("/dashboard/analytics", dashboard_analytics),
         Route("/p/{project}/monitors", guarded(game["monitors"])),
         Route("/p/{project}/monitor", guarded(game["monitor"])),
@@ -467,8 +645,13 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         Route("/p/{project}/settings/tokens/{token}/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/p/{project}/settings/applications", guarded(create_application), methods=["POST"]),
         Route("/p/{project}/settings/retention", guarded(set_retention), methods=["POST"]),
+        Route("/p/{project}/settings/notify", guarded(add_target), methods=["POST"]),
         Route("/p/{project}/settings/notify/{target}/remove", guarded(remove_target), methods=["POST"]),
-        *management_routes(manage),
+        Route("/p/{project}/settings/projects", guarded(create_project), methods=["POST"]),
+        Route("/p/{project}/settings/project/name", guarded(rename_project), methods=["POST"]),
+        Route("/p/{project}/settings/project/archive", guarded(archive_project), methods=["POST"]),
+        Route("/p/{project}/settings/project/unarchive", guarded(unarchive_project), methods=["POST"]),
+        *management_routes(manage, client_address=deps.client_address),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found_or_error})

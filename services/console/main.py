@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from forgeline.blobstore.configured import blob_store_for
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import ADMIN_SEND_TIMEOUT_S, OutgoingRecord
+from forgeline.clientip import ClientAddress
 from forgeline.config import Settings
 from forgeline.manage.ops import Management
 from forgeline.manage.store import ConsoleStore
@@ -96,6 +97,8 @@ def build_console(settings: Settings) -> Starlette:
         secure_cookies=settings.console_secure_cookies,
         gateway_url=gateway_url,
         blobs=blobs,
+        # The sign-in throttle and the API's key limiter count the client behind a trusted proxy.
+        client_address=ClientAddress(settings.trusted_proxies),
     )
     started = {"ready": False}
     deps.ready = lambda: started["ready"]

@@ -21,6 +21,8 @@ import orjson
 
 SESSION_COOKIE = "fl_session"
 LOGIN_NONCE_COOKIE = "fl_login"
+# The project last opened, so that / opens it again (a preference, checked on every use).
+LAST_PROJECT_COOKIE = "fl_project"
 SESSION_SECONDS = 12 * 3600
 
 
