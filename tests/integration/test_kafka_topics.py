@@ -13,7 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from forgeline.bus.topics import (
+    COMPACT_DELETE_TOPICS,
     CONTROL_ERROR_GROUPS,
+    CONTROL_NOTIFY_DELIVERIES,
     CONTROL_TENANCY,
     CONTROL_TOPICS,
     RAW_LOGISTER,
@@ -75,6 +77,9 @@ def test_topics_ensure_creates_every_topic_once(own_kafka: LocalKafka) -> None:
 
     configs = asyncio.run(_configs(kafka_broker.bootstrap, [*CONTROL_TOPICS, RAW_LOGISTER]))
     for topic in CONTROL_TOPICS:
-        assert configs[topic]["cleanup.policy"] == "compact", topic
+        wanted = "compact,delete" if topic in COMPACT_DELETE_TOPICS else "compact"
+        assert configs[topic]["cleanup.policy"] == wanted, topic
+    # The delivery log forgets an id only after its source records (retention.ms 1 h here) are gone.
+    assert int(configs[CONTROL_NOTIFY_DELIVERIES]["retention.ms"]) > 2 * 3600000
     assert configs[RAW_LOGISTER]["cleanup.policy"] == "delete"
     assert configs[RAW_LOGISTER]["retention.ms"] == "3600000"

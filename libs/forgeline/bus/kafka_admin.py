@@ -22,14 +22,19 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from forgeline.bus.kafka_options import KafkaOptions
 from forgeline.bus.port import BusUnavailable
-from forgeline.bus.topics import CONTROL_TOPICS, RETENTION_OVERRIDES
+from forgeline.bus.retention import key_retention_ms
+from forgeline.bus.topics import COMPACT_DELETE_TOPICS, CONTROL_TOPICS, RETENTION_OVERRIDES
 
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
-# Control topics holding state are compacted (last value per key) and never expire;
-# everything else expires after the configured retention.
+# Control topics holding state are compacted (last value per key) and never expire, except
+# the compact+delete ones (one key per event) whose keys expire; everything else expires
+# after the configured retention.
 COMPACTED_TOPICS = frozenset(CONTROL_TOPICS)
+# The topics created here leave segment.ms to the broker: log.roll.hours, 168 by default.
+# Keys of compact+delete topics are kept as if the other topics' segments closed that late.
+BROKER_SEGMENT_MS = 7 * 24 * 3600 * 1000
 
 
 def topic_config(topic: str, options: KafkaOptions, replication: int) -> dict[str, str]:
@@ -39,7 +44,14 @@ def topic_config(topic: str, options: KafkaOptions, replication: int) -> dict[st
         "min.insync.replicas": "2" if replication >= 3 else "1",
         "max.message.bytes": str(options.max_request_bytes),
     }
-    if topic in COMPACTED_TOPICS:
+    if topic in COMPACT_DELETE_TOPICS:
+        # A key goes once its last record is older than what the other topics may still replay
+        # (retention.key_retention_ms); never by size, which could forget a recent key.
+        key_ms = key_retention_ms(options.retention_ms, BROKER_SEGMENT_MS)
+        config["cleanup.policy"] = "compact,delete"
+        config["retention.ms"] = str(key_ms)
+        config["retention.bytes"] = "-1"
+    elif topic in COMPACTED_TOPICS:
         config["cleanup.policy"] = "compact"
     else:
         config["cleanup.policy"] = "delete"

@@ -85,8 +85,15 @@ FIXED_PARTITIONS: dict[str, int] = {CONTROL_TENANCY: 1, CONTROL_EXPORTER: 1, CON
 # Consumer groups that dead-letter (each owns ``dlq.<group>``; the writer stores them all).
 DEAD_LETTER_GROUPS = ("normalizer", "writer", "errors", "spans", "monitors", "exporter", "notifier")
 RAW_TOPICS = (RAW_LOGISTER, RAW_FORGE, RAW_MSGPACK)
-# Kafka compacts these (last record per key, kept forever): state, every record keyed.
+# Kafka compacts these (last record per key): state, every record keyed.
 CONTROL_TOPICS = (CONTROL_TENANCY, CONTROL_ERROR_GROUPS, CONTROL_NOTIFY, CONTROL_NOTIFY_DELIVERIES, CONTROL_CONSOLE)
+# Control topics with one key per event, which compaction alone never shrinks: also deleted by
+# age (cleanup.policy=compact,delete), a key going once its last record is older than
+# retention.key_retention_ms of the other topics' settings. The delivery log answers for
+# records of typed.reports and events.*: an id is kept while they can be replayed. (The audit
+# entries of control.console are one key per change too, but share the topic with users and
+# admin keys, which must never expire: they stay.) Every other control topic keeps its keys.
+COMPACT_DELETE_TOPICS = (CONTROL_NOTIFY_DELIVERIES,)
 # Requests without keys (compaction would refuse them): ordinary retention.
 REQUEST_TOPICS = (CONTROL_EXPORTER,)
 EVENT_TOPICS = (EVENTS_ERROR_GROUPS, EVENTS_MONITORS)

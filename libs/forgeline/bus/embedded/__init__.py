@@ -31,7 +31,10 @@ every ``check_interval_s``. Age never deletes a segment a consumer group has not
 past; the size bound does, and counts (``forgeline_bus_retention_unread_deleted_records_total``)
 and logs what the group loses. A consumer whose offset is gone resumes at the log start
 (Kafka's ``auto.offset.reset=earliest``). Compacted topics (``control.*``) keep the last record
-per key (and every keyless one) in closed segments; their offsets then have gaps.
+per key (and every keyless one) in closed segments; their offsets then have gaps. Compaction
+runs whenever a producer closes a segment of the topic. "compact,delete" topics (the notifier's
+delivery log) also drop, from closed segments, every key whose last record is older than their
+``retention.ms`` (``retention.key_retention_ms``).
 
 Disk space: below ``min_free_bytes`` / ``min_free_percent`` free under the root, sends raise
 DiskFull without writing; an append that hits ENOSPC anyway is cut back to the last record
@@ -42,8 +45,9 @@ Known limits:
 - A producer scans the active segment of each partition it first writes (and a consumer
   scans from its start position for ``end_offsets``) once, linear in the segment size.
 - Compaction keeps small closed segments as they are (it does not merge them), and keys
-  are never forgotten (there are no tombstones: state records carry flags such as
-  ``revoked``), so a compacted topic grows with its number of keys.
+  of "compact" topics are never forgotten (there are no tombstones: state records carry
+  flags such as ``revoked``), so such a topic grows with its number of keys (the audit
+  entries of ``control.console``, one key per change, included).
 - A frame is read and decoded whole: a consumer holds every record of the frame it reads
   (about 1 MiB, or one larger record; frames written by the release before this bound hold
   a whole append), whatever ``max_records`` or byte budget its poll asks for.

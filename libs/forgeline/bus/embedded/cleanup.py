@@ -72,27 +72,42 @@ def delete_old(
     return deleted
 
 
-def compact(directory: Path, fsync: bool) -> int:
+def compact(directory: Path, fsync: bool, key_expiry_ms: int | None = None, now_ms: int | None = None) -> int:
     """Keep only the last record per key in the closed segments (Kafka's cleanup.policy=compact).
 
     Records without a key are kept. Offsets do not change (a compacted log has gaps, which
     readers skip); a segment left empty is deleted. Each rewrite is a new file renamed over
     the old one, so a crash leaves either version, and a reader that has the old one open
     reads it to its end.
+
+    ``key_expiry_ms`` (cleanup.policy=compact,delete): a key whose last record is older than
+    this (its append time, before ``now_ms``) goes from the closed segments too, and so does a
+    keyless record that old. The active segment is never touched, so its keys stay.
     """
     for stale in directory.glob("*.log.compact.*"):
         stale.unlink(missing_ok=True)  # a rewrite a crash cut short (we hold retention.lock)
     found = segments(directory)
     if len(found) < 2:
         return 0
-    latest: dict[bytes, int] = {}
+    # Each key's last offset and that record's append time.
+    latest: dict[bytes, tuple[int, int]] = {}
     for segment in found:  # the active segment too: its records supersede older ones
         with opened(segment.path) as fd:
             scanner = Scanner(fd, segment.start, base=segment.start)
             while (frame := scanner.next()) is not None:
                 for offset, key in enumerate(frame.keys(), frame.offset):
                     if key is not None:
-                        latest[key] = offset
+                        latest[key] = (offset, frame.timestamp_ms)
+    cutoff_ms = None
+    if key_expiry_ms is not None:
+        cutoff_ms = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) - key_expiry_ms
+
+    def kept_record(offset: int, key: bytes | None, timestamp_ms: int) -> bool:
+        if key is None:
+            return cutoff_ms is None or timestamp_ms >= cutoff_ms
+        last = latest.get(key)
+        return last is not None and last[0] == offset and (cutoff_ms is None or last[1] >= cutoff_ms)
+
     changed = 0
     for segment in found[:-1]:
         kept: list[bytes] = []
@@ -101,7 +116,7 @@ def compact(directory: Path, fsync: bool) -> int:
             scanner = Scanner(fd, segment.start, base=segment.start)
             while (frame := scanner.next()) is not None:
                 keys = enumerate(frame.keys(), frame.offset)
-                keep = [key is None or latest.get(key) == offset for offset, key in keys]
+                keep = [kept_record(offset, key, frame.timestamp_ms) for offset, key in keys]
                 if all(keep):
                     kept.append(frame.raw())  # as it is, whatever its version
                 else:

@@ -114,7 +114,7 @@ class LogStore:
             except BlockingIOError:
                 return 0
             if settings.compact:
-                return compact(directory, self.fsync)
+                return compact(directory, self.fsync, settings.key_expiry_ms)
             tp = TopicPartition(topic, partition)
             return delete_old(tp, directory, settings, self._group_commits(tp), self.fsync)
         finally:
