@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from forgeline.schemas.cells import millis_to_seconds, seconds_to_millis, uuid_text
+from forgeline.schemas.cells import millis_to_seconds, rows_from_warehouse, seconds_to_millis, select_list, uuid_text
 from forgeline.schemas.records import RecordKind
 from forgeline.schemas.resends import NARROWING_COLUMNS, RECEIVED_COLUMN, SORT_TIME_COLUMNS
 from forgeline.warehouse.port import Warehouse
@@ -39,10 +39,10 @@ class _Marked:
     at_ms: int  # the line's sorting-key time
 
 
-def _lookup_sql(database: str, table: str, narrowing: str, column: str) -> str:
+def _lookup_sql(database: str, kind: RecordKind) -> str:
+    column, narrowing = SORT_TIME_COLUMNS[kind], NARROWING_COLUMNS[kind]
     return (
-        f"SELECT toString(event_id), toUnixTimestamp64Milli({column}), toUnixTimestamp64Milli({RECEIVED_COLUMN}) "
-        f"FROM {database}.{table} "
+        f"SELECT {select_list(kind.spec, ('event_id', column, RECEIVED_COLUMN))} FROM {database}.{kind.table} "
         f"WHERE project_id = {{project:String}} AND {narrowing} IN {{narrowing:Array(String)}} "
         "AND event_id IN {ids:Array(UUID)} "
         f"AND {column} BETWEEN fromUnixTimestamp64Milli({{low:Int64}}, 'UTC') "
@@ -55,7 +55,8 @@ def _stored_times(
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(project, id) → (sorting-key time, received_at) in ms, of the rows already stored; the
     earliest when a table holds more than one (from before this was done)."""
-    sql = _lookup_sql(warehouse.database, kind.table, NARROWING_COLUMNS[kind], SORT_TIME_COLUMNS[kind])
+    sql = _lookup_sql(warehouse.database, kind)
+    names = ("event_id", SORT_TIME_COLUMNS[kind], RECEIVED_COLUMN)
     by_project: dict[str, list[_Marked]] = {}
     for item in marked:
         by_project.setdefault(item.project_id, []).append(item)
@@ -70,9 +71,9 @@ def _stored_times(
                 "low": min(item.at_ms for item in chunk) - window_ms,
                 "high": max(item.at_ms for item in chunk),
             }
-            for event_id, at_ms, received_ms in warehouse.query_rows(sql, parameters):
-                key = (project, str(event_id))
-                times = (int(at_ms), int(received_ms))
+            for row in rows_from_warehouse(kind.spec, names, warehouse.query_rows(sql, parameters)):
+                key = (project, row["event_id"])
+                times = (row[names[1]], row[RECEIVED_COLUMN])
                 if key not in stored or times < stored[key]:
                     stored[key] = times
     return stored

@@ -18,20 +18,21 @@ from typing import Any
 
 from forgeline.schemas.records import CHECK_IN, ERROR, GAME_EVENT, LOG, METRIC, SPAN, TRANSACTION, RecordKind
 
-# kind → the time column in its table's sorting key (spans: started_at, which defaults to
-# occurred_at, which defaults to the receive time).
-SORT_TIME_COLUMNS: dict[RecordKind, str] = {
-    ERROR: "occurred_at",
-    LOG: "occurred_at",
-    METRIC: "occurred_at",
-    TRANSACTION: "occurred_at",
-    CHECK_IN: "occurred_at",
-    SPAN: "started_at",
-    GAME_EVENT: "occurred_at",
-}
-# kind → the sorting-key column after project_id: the lookup filters on it too, so it reads
-# only the key ranges of the marked rows (environment, or a span's trace).
-NARROWING_COLUMNS: dict[RecordKind, str] = {kind: "environment" for kind in SORT_TIME_COLUMNS} | {SPAN: "trace_id"}
+# The kinds whose sorting-key time may default to the receive time (spans: started_at, which
+# defaults to occurred_at, which defaults to the receive time).
+AT_RECEIPT_KINDS = (ERROR, LOG, METRIC, TRANSACTION, CHECK_IN, SPAN, GAME_EVENT)
+
+
+def _sort_time(kind: RecordKind) -> str:
+    types = dict(kind.columns)
+    return next(name for name in kind.key if types[name] == "millis")
+
+
+# kind → the time column in its table's sorting key.
+SORT_TIME_COLUMNS: dict[RecordKind, str] = {kind: _sort_time(kind) for kind in AT_RECEIPT_KINDS}
+# kind → the sorting-key column after project_id (environment, or a span's trace): the lookup
+# filters on it too, so it reads only the key ranges of the marked rows.
+NARROWING_COLUMNS: dict[RecordKind, str] = {kind: kind.key[1] for kind in AT_RECEIPT_KINDS}
 RECEIVED_COLUMN = "received_at"
 AT_RECEIPT_HEADER = "forgeline-time"
 AT_RECEIPT = b"received"
