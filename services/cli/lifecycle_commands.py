@@ -1,4 +1,9 @@
-"""`forgeline projects retention` and `forgeline erase`: through the running processors' admin port."""
+"""`forgeline projects retention` and `forgeline erase`: through the running processors' admin port.
+
+A retention change goes through ``forgeline.manage.ops`` like the management API's, so it is
+audited on control.console as ``cli:<login name>`` (erasure has its own audit, kept by the
+processors).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import httpx
 from forgeline.bus.factory import create_bus
 from forgeline.config import Settings
 from forgeline.lifecycle.erasure import IDENTIFIER_KINDS
-from forgeline.lifecycle.retention import KINDS, parse_days
+from forgeline.lifecycle.retention import KINDS
+from forgeline.manage.ops import Management, Unavailable, cli_actor
+from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.store import TenancyAdmin
 from services.runfile import admin_headers, admin_url
 
@@ -78,15 +85,16 @@ def _post(settings: Settings, explicit_url: str | None, path: str, doc: dict[str
 
 
 def retention_command(settings: Settings, args: argparse.Namespace) -> int:
+    given = {kind: getattr(args, f"days_{kind}") for kind in PROJECT_KINDS}
+    days = {kind: value for kind, value in given.items() if value is not None}
+    url = admin_url(settings, args.admin_url)
     try:
-        given = {kind: getattr(args, f"days_{kind}") for kind in PROJECT_KINDS}
-        days = {kind: parse_days(value) for kind, value in given.items() if value is not None}
-        project = _project_id(settings, args.project)
-    except (LookupError, ValueError) as err:
-        print(f"forgeline: {err}", file=sys.stderr)
+        result = asyncio.run(_retention(settings, url, args.project, days))
+    except LookupError as err:
+        print(f"forgeline: {err} (is this the right --data-dir?)", file=sys.stderr)
         return 1
-    result = _post(settings, args.admin_url, "/retention", {"project_id": project, "days": days})
-    if result is None:
+    except (ValueError, Unavailable) as err:
+        print(f"forgeline: {err}", file=sys.stderr)
         return 1
     own = result.get("own", {})
     for kind, value in result["days"].items():
@@ -94,6 +102,43 @@ def retention_command(settings: Settings, args: argparse.Namespace) -> int:
     if result.get("rewritten"):
         print(f"existing rows re-dated in: {', '.join(result['rewritten'])}", file=sys.stderr)
     return 0
+
+
+async def _retention(settings: Settings, url: str, project_ref: str, days: dict[str, str]) -> dict[str, Any]:
+    """Show (no ``days``) or set a project's retention through the management operations."""
+    bus = create_bus(settings.resolved_bus_url, settings.partitions)
+    async with (
+        httpx.AsyncClient(base_url=url, headers=admin_headers(settings), timeout=600) as client,
+        TenancyAdmin(bus) as tenancy,
+        ConsoleStore(bus) as console,
+    ):
+
+        async def call(project_id: str, wanted: dict[str, int]) -> dict[str, Any]:
+            return await _post_retention(client, url, project_id, wanted)
+
+        manage = Management(tenancy, console, retention=call)
+        if not days:
+            return await manage.retention(cli_actor(), project_ref)
+        return await manage.set_retention(cli_actor(), project_ref, days)
+
+
+async def _post_retention(client: httpx.AsyncClient, url: str, project_id: str, days: dict[str, int]) -> dict[str, Any]:
+    """``POST /retention`` of the processors' admin port (empty ``days``: read only)."""
+    try:
+        # Changing a project's days re-dates its existing rows: give it time.
+        response = await client.post("/retention", json={"project_id": project_id, "days": days})
+    except httpx.TransportError as err:
+        raise Unavailable(f"cannot reach the processors at {url} ({err}); is `forgeline up` running?") from err
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text}
+    message = str(body.get("error", body)) if isinstance(body, dict) else str(body)
+    if response.status_code == 400:
+        raise ValueError(message)
+    if response.status_code != 200 or not isinstance(body, dict):
+        raise Unavailable(message)
+    return dict(body)
 
 
 def erase_command(settings: Settings, args: argparse.Namespace) -> int:
