@@ -336,3 +336,25 @@ def test_monitors_deployments_sessions_and_game_crashes(up: ForgelineUp, browser
     assert page.locator("tbody tr").count() == 4  # type: ignore[attr-defined]
     # A game crash is an error too: it is in the inbox with the servers' errors.
     wait_for_text(page, f"{base}/errors?status=all", crash, timeout_s=10)
+
+
+def test_create_a_project_in_settings_and_switch_between_projects(up: ForgelineUp, browser: object) -> None:
+    page = sign_in(browser, up, "admin", first_user_password(up))
+    default_id = up.tokens["project_id"]
+    page.goto(f"{up.console_url}/p/{default_id}/settings")  # type: ignore[attr-defined]
+    name = f"studio-{uuid.uuid4().hex[:6]}"
+    page.fill("form[action$='/settings/projects'] input[name=name]", name)  # type: ignore[attr-defined]
+    page.click("text=Create project")  # type: ignore[attr-defined]
+    assert re.search(r"/p/[0-9a-f-]{36}/settings$", page.url), page.url  # type: ignore[attr-defined]
+    new_id = page.url.split("/p/", 1)[1].split("/")[0]  # type: ignore[attr-defined]
+    assert new_id != default_id and name in page.locator("h1").inner_text()  # type: ignore[attr-defined]
+    # The header's switcher (a plain GET form) opens the same page of the project chosen.
+    page.select_option("header select[name=project]", default_id)  # type: ignore[attr-defined]
+    page.click("header button:has-text('Open')")  # type: ignore[attr-defined]
+    assert page.url.endswith(f"/p/{default_id}/settings"), page.url  # type: ignore[attr-defined]
+    page.select_option("header select[name=project]", new_id)  # type: ignore[attr-defined]
+    page.click("header button:has-text('Open')")  # type: ignore[attr-defined]
+    assert page.url.endswith(f"/p/{new_id}/settings"), page.url  # type: ignore[attr-defined]
+    # The console's home opens the project last opened in this browser.
+    page.goto(f"{up.console_url}/")  # type: ignore[attr-defined]
+    assert page.url.endswith(f"/p/{new_id}/errors"), page.url  # type: ignore[attr-defined]
