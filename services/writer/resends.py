@@ -42,10 +42,11 @@ class _Marked:
 def _lookup_sql(database: str, kind: RecordKind) -> str:
     column, narrowing = SORT_TIME_COLUMNS[kind], NARROWING_COLUMNS[kind]
     return (
-        f"SELECT {select_list(kind.spec, ('event_id', column, RECEIVED_COLUMN))} FROM {database}.{kind.table} "
-        f"WHERE project_id = {{project:String}} AND {narrowing} IN {{narrowing:Array(String)}} "
-        "AND event_id IN {ids:Array(UUID)} "
-        f"AND {column} BETWEEN fromUnixTimestamp64Milli({{low:Int64}}, 'UTC') "
+        # The select list names its cells after their columns: WHERE qualifies the table's own.
+        f"SELECT {select_list(kind.spec, ('event_id', column, RECEIVED_COLUMN))} FROM {database}.{kind.table} AS t "
+        f"WHERE t.project_id = {{project:String}} AND t.{narrowing} IN {{narrowing:Array(String)}} "
+        "AND t.event_id IN {ids:Array(UUID)} "
+        f"AND t.{column} BETWEEN fromUnixTimestamp64Milli({{low:Int64}}, 'UTC') "
         f"AND fromUnixTimestamp64Milli({{high:Int64}}, 'UTC')"
     )
 
