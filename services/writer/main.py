@@ -34,7 +34,8 @@ from forgeline.processing.host import HostOptions, ProcessorHost, Runtime, Strat
 from forgeline.processing.loop import next_offsets
 from forgeline.processing.registry import Parts
 from forgeline.processing.retry import retrying
-from forgeline.schemas.records import KINDS_BY_TOPIC, RecordKind
+from forgeline.schemas.cells import warehouse_rows
+from forgeline.schemas.records import DEAD_LETTERS, KINDS_BY_TOPIC, RecordKind
 from forgeline.schemas.typed import AT_RECEIPT_HEADERS, ROW_HEADERS, row_line
 from forgeline.telemetry.metrics import WRITER_INSERT_LATENCY, WRITER_RESENDS, WRITER_ROWS
 from forgeline.warehouse.port import Warehouse, WarehouseError
@@ -213,7 +214,7 @@ class WriteStrategy(Strategy):
 
     def _write(self, table: str, tb: _TableBatch, items: list[Any]) -> None:
         if tb.kind is None:
-            self._warehouse.insert(table, items, tb.columns)
+            self._warehouse.insert(table, warehouse_rows(DEAD_LETTERS, items), tb.columns)
             return
         # One block for ClickHouse's own JSONEachRow parser: no per-cell Python on the way.
         block = b"\n".join(items)

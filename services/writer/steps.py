@@ -9,20 +9,10 @@ import orjson
 from forgeline.bus.port import Record
 from forgeline.bus.topics import dead_letter_topic
 from forgeline.ids import derived_uuid
-from forgeline.schemas.cells import millis_to_datetime
-from forgeline.schemas.records import KINDS_BY_TOPIC
+from forgeline.schemas.records import DEAD_LETTERS, KINDS_BY_TOPIC
 from forgeline.schemas.typed import row_line
 
-DEAD_LETTER_COLUMNS = [
-    "dead_letter_id",
-    "consumer_group",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "reason",
-    "failed_at",
-    "payload",
-]
+DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names
 
 
 def typed_row(record: Record) -> tuple[str, list[str], tuple[Any, ...]]:
@@ -33,7 +23,8 @@ def typed_row(record: Record) -> tuple[str, list[str], tuple[Any, ...]]:
 
 
 def dead_letter_row(record: Record) -> tuple[Any, ...]:
-    """A ``dlq.*`` record → one dead_letters row; never fails (the payload is kept as text)."""
+    """A ``dlq.*`` record → one dead_letters row (row values: ``failed_at`` in epoch ms, converted
+    by ``cells.warehouse_rows`` on insert); never fails (the payload is kept as text)."""
     group = record.topic.removeprefix("dlq.")
     source_topic = (record.header("source_topic") or b"").decode("utf-8", "replace")
     source_partition = int(record.header("source_partition") or 0)
@@ -51,7 +42,7 @@ def dead_letter_row(record: Record) -> tuple[Any, ...]:
         source_partition,
         source_offset,
         f"{reason}: {detail}" if detail else reason,
-        millis_to_datetime(failed_at),
+        failed_at,
         record.value.decode("utf-8", "replace"),
     )
 

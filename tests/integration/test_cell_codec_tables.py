@@ -9,12 +9,13 @@ the exporter's backfill reads it (``JSONEachRow``), whose line values are the ro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forgeline.schemas import cells
@@ -41,7 +42,7 @@ CLICKHOUSE_TYPES: dict[ColumnType, set[str]] = {
     "nullable_millis": {"Nullable(DateTime64(3, 'UTC'))"},
 }
 # Tables the code does not write through a declaration (their own modules build their rows).
-UNDECLARED = {"dead_letters", "retention_days", "retention_policies", "erasure_audit", "schema_migrations"}
+UNDECLARED = {"retention_days", "retention_policies", "erasure_audit", "schema_migrations"}
 PROBE = TableSpec(
     "cell_codec_probe",
     (("id", "uint64"),) + tuple((f"c_{ctype}", ctype) for ctype in sorted(get_args(ColumnType))),
@@ -50,13 +51,18 @@ PROBE = TableSpec(
 )
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> ClickHouseWarehouse:
-    warehouse = ClickHouseWarehouse(f"chdb://{Path(tmp_path_factory.mktemp('codec')) / 'warehouse'}")
-    migrate(warehouse)
-    columns = ", ".join(f"{name} {sorted(CLICKHOUSE_TYPES[ctype])[0]}" for name, ctype in PROBE.columns)
-    warehouse.command(f"CREATE TABLE forgeline.{PROBE.table} ({columns}) ENGINE = MergeTree ORDER BY id")
-    return warehouse
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[ClickHouseWarehouse]:
+    # Per test, and closed: chDB holds one path per process, and other tests of this worker
+    # open their own between these.
+    warehouse = ClickHouseWarehouse(f"chdb://{tmp_path / 'warehouse'}")
+    try:
+        migrate(warehouse)
+        columns = ", ".join(f"{name} {sorted(CLICKHOUSE_TYPES[ctype])[0]}" for name, ctype in PROBE.columns)
+        warehouse.command(f"CREATE TABLE forgeline.{PROBE.table} ({columns}) ENGINE = MergeTree ORDER BY id")
+        yield warehouse
+    finally:
+        warehouse.close()
 
 
 def test_every_column_type_has_a_clickhouse_type() -> None:
@@ -87,7 +93,8 @@ _ROWS = st.lists(st.tuples(*(VALUES[ctype] for _, ctype in PROBE.columns[1:])), 
 _next_id = iter(range(1, 10**9))
 
 
-@settings(max_examples=15, deadline=None)
+# One warehouse for every example is intended: each example's rows have ids of their own.
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_ROWS)
 def test_every_column_type_goes_to_the_warehouse_and_back(
     warehouse: ClickHouseWarehouse, cells_rows: list[tuple[Any, ...]]

@@ -642,6 +642,22 @@ SPAN_TREE = TableSpec(
     time_column="started_at",
     key=("project_id", "trace_id", "span_id"),
 )
+# Written by the writer from the dlq.* topics (services/writer/steps.py).
+DEAD_LETTERS = TableSpec(
+    "dead_letters",
+    (
+        ("dead_letter_id", "uuid"),
+        ("consumer_group", "str"),
+        ("source_topic", "str"),
+        ("source_partition", "uint32"),
+        ("source_offset", "uint64"),
+        ("reason", "str"),
+        ("failed_at", "millis"),
+        ("payload", "str"),
+    ),
+    time_column="failed_at",
+    key=("consumer_group", "source_topic", "source_partition", "source_offset", "dead_letter_id"),
+)
 PROCESSOR_TABLES: dict[str, TableSpec] = {
     spec.table: spec
     for spec in (
@@ -655,4 +671,8 @@ PROCESSOR_TABLES: dict[str, TableSpec] = {
     )
 }
 # Every table the code writes rows to, by name.
-TABLES: dict[str, TableSpec] = {**{kind.table: kind.spec for kind in KINDS.values()}, **PROCESSOR_TABLES}
+TABLES: dict[str, TableSpec] = {
+    **{kind.table: kind.spec for kind in KINDS.values()},
+    **PROCESSOR_TABLES,
+    DEAD_LETTERS.table: DEAD_LETTERS,
+}
