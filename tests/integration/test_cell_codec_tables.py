@@ -22,7 +22,7 @@ from forgeline.schemas import cells
 from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, TABLES, ColumnType, TableSpec
 from forgeline.warehouse.client import ClickHouseWarehouse
 from forgeline.warehouse.migrations import migrate
-from tests.unit.schemas.test_cell_codec_units import VALUES
+from tests.fixtures.cell_values import VALUES
 
 pytestmark = pytest.mark.integration
 

@@ -18,30 +18,15 @@ from hypothesis import strategies as st
 from forgeline.bus.port import Record
 from forgeline.bus.topics import TICK_HEADER
 from forgeline.processing.deadletter import InvalidMessage
-from forgeline.schemas.records import DATETIME64_MAX_MS, DATETIME64_MIN_MS, INT_RANGES, KINDS, RecordKind
+from forgeline.schemas.records import KINDS, RecordKind
 from forgeline.schemas.typed import ROW_FORMAT, ROW_HEADER, decode_typed, is_row_line, row_line, typed_record
+from tests.fixtures.cell_values import VALUES
 
 pytestmark = pytest.mark.unit
 
-_MILLIS = st.integers(DATETIME64_MIN_MS, DATETIME64_MAX_MS)
-_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
-_CELLS: dict[str, st.SearchStrategy[Any]] = {
-    "uuid": st.uuids().map(str),
-    "str": st.text(),
-    "uint32": st.integers(*INT_RANGES["uint32"]),
-    "uint64": st.integers(*INT_RANGES["uint64"]),
-    "float": _FLOAT,
-    "nullable_float": st.none() | _FLOAT,
-    "nullable_int32": st.none() | st.integers(*INT_RANGES["nullable_int32"]),
-    "millis": _MILLIS,
-    "nullable_millis": st.none() | _MILLIS,
-    "str_array": st.lists(st.text(), max_size=3),
-    "float_array": st.lists(_FLOAT, max_size=3),
-}
-
 
 def rows(kind: RecordKind) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({name: _CELLS[ctype] for name, ctype in kind.columns})
+    return st.fixed_dictionaries({name: VALUES[ctype] for name, ctype in kind.columns})
 
 
 def kinds_and_rows() -> st.SearchStrategy[tuple[RecordKind, dict[str, Any]]]:

@@ -17,10 +17,7 @@ from hypothesis import strategies as st
 
 from forgeline.schemas import cells
 from forgeline.schemas.records import (
-    DATETIME64_MAX_MS,
-    DATETIME64_MIN_MS,
     ERROR,
-    INT_RANGES,
     KINDS,
     MILLIS_TYPES,
     PROCESSOR_TABLES,
@@ -35,27 +32,9 @@ from services.monitors.steps import Monitor, StateChange
 from services.normalizer.keys import partition_key
 from services.spans.main import summary_row, tree_row
 from services.spans.steps import Span, SpanNode, TraceSummary
+from tests.fixtures.cell_values import VALUES
 
 pytestmark = pytest.mark.unit
-
-_MILLIS = st.integers(DATETIME64_MIN_MS, DATETIME64_MAX_MS)
-_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
-# Row values of every ColumnType: what the code computes with (timestamps as epoch ms).
-VALUES: dict[ColumnType, st.SearchStrategy[Any]] = {
-    "uuid": st.uuids().map(str),
-    "str": st.text(),
-    "uint32": st.integers(*INT_RANGES["uint32"]),
-    "uint64": st.integers(*INT_RANGES["uint64"]),
-    "int64": st.integers(*INT_RANGES["int64"]),
-    "uint8": st.integers(*INT_RANGES["uint8"]),
-    "float": _FLOAT,
-    "nullable_float": st.none() | _FLOAT,
-    "nullable_int32": st.none() | st.integers(*INT_RANGES["nullable_int32"]),
-    "millis": _MILLIS,
-    "nullable_millis": st.none() | _MILLIS,
-    "str_array": st.lists(st.text(), max_size=3),
-    "float_array": st.lists(_FLOAT, max_size=3),
-}
 
 
 def test_every_column_type_has_values_here() -> None:
@@ -95,7 +74,7 @@ def test_to_the_warehouse_and_back_is_the_same_value(case: tuple[ColumnType, Any
     assert cells.TO_LINE[ctype](cells.FROM_WAREHOUSE[ctype](rendered)) == cells.TO_LINE[ctype](value)
 
 
-@given(_MILLIS)
+@given(VALUES["millis"])
 def test_millis_to_datetime_is_exact_over_datetime64(millis: int) -> None:
     moment = cells.millis_to_datetime(millis)
     assert moment.microsecond % 1000 == 0 and cells.datetime_to_millis(moment) == millis
