@@ -26,7 +26,7 @@ from forgeline.blobstore.port import DownloadGrant, UploadGrant
 from forgeline.bus.factory import create_bus
 from forgeline.bus.port import OutgoingRecord
 from forgeline.config import Secret, Settings
-from forgeline.manage.ops import Actor, Management
+from forgeline.manage.ops import Management
 from forgeline.manage.store import ConsoleStore
 from forgeline.tenancy.store import TenancyAdmin
 from services.console import queries
@@ -34,6 +34,7 @@ from services.console.app import ConsoleDeps, console_app
 from services.console.main import console_key
 from services.console.sessions import Signer
 from services.gateway.routes.downloads import download_routes
+from tests.fixtures.console_world import two_projects
 
 pytestmark = pytest.mark.contract
 
@@ -123,18 +124,7 @@ class Console:
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
     bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
-
-    async def setup() -> dict[str, str]:
-        async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
-            await tenancy.create_organisation("org")
-            manage = Management(tenancy, store)
-            a = await manage.create_project(Actor("t"), "A")
-            b = await manage.create_project(Actor("t"), "B")
-            await manage.create_user(Actor("t"), "alice", ("A",), PASSWORD)
-            await manage.create_user(Actor("t"), "root", password=PASSWORD)
-            return {"A": a.id, "B": b.id}
-
-    projects = asyncio.run(setup())
+    projects = asyncio.run(two_projects(bus, PASSWORD))
     tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
     reader = FakeReader()
     sent: list[OutgoingRecord] = []

@@ -29,6 +29,7 @@ from services.console.api import AUTH_FAILURES_PER_WINDOW
 from services.console.app import ConsoleDeps, console_app
 from services.console.reader import AdminReader
 from services.console.sessions import LAST_PROJECT_COOKIE, Signer
+from tests.fixtures.console_world import two_projects
 
 pytestmark = pytest.mark.contract
 
@@ -81,18 +82,7 @@ class Console:
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
     bus = create_bus(f"embedded://{tmp_path / 'bus'}", 1)
-
-    async def setup() -> dict[str, str]:
-        async with TenancyAdmin(bus) as tenancy, ConsoleStore(bus) as store:
-            await tenancy.create_organisation("org")
-            manage = Management(tenancy, store)
-            a = await manage.create_project(Actor("t"), "A")
-            b = await manage.create_project(Actor("t"), "B")
-            await manage.create_user(Actor("t"), "alice", ("A",), PASSWORD)
-            await manage.create_user(Actor("t"), "root", password=PASSWORD)
-            return {"A": a.id, "B": b.id}
-
-    ids = asyncio.run(setup())
+    ids = asyncio.run(two_projects(bus, PASSWORD))
     tenancy, store = TenancyAdmin(bus), ConsoleStore(bus)
     targets = TargetAdmin(bus, SecretBox(load_key(tmp_path / "data")))
     manage = Management(tenancy, store, targets)
