@@ -106,9 +106,9 @@ def adopt_first_times(
     out = list(lines)
     changed = 0
     for item in marked:
-        key = (item.project_id, item.event_id)
-        times = first.setdefault(key, (item.at_ms, seconds_to_millis(item.row[RECEIVED_COLUMN])))
-        if times != (item.at_ms, seconds_to_millis(item.row[RECEIVED_COLUMN])):
+        own = (item.at_ms, seconds_to_millis(item.row[RECEIVED_COLUMN]))
+        times = first.setdefault((item.project_id, item.event_id), own)
+        if times != own:
             item.row[column] = millis_to_seconds(times[0])
             item.row[RECEIVED_COLUMN] = millis_to_seconds(times[1])
             out[item.index] = orjson.dumps(item.row)
